@@ -1,0 +1,3 @@
+from litvision.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""Callbacks the CLI adds to every run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+from rich.console import Console
+from rich.table import Table
+
+
+class TestReport(Callback):
+    """After a test run, prints per-class test accuracy as a table and saves it, with the confusion
+    matrix and the checkpoint tested, as ``test_results.json`` in the run directory."""
+
+    __test__ = False  # a callback, not a pytest test class
+
+    def __init__(self, filename: str = "test_results.json") -> None:
+        self.filename = filename
+        self.ckpt_path: str | None = None
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.ckpt_path = trainer.ckpt_path
+
+    @rank_zero_only
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        confmat = getattr(pl_module, "confusion", {}).get("test")
+        if confmat is None:
+            return
+        results = self.results(confmat.tolist(), pl_module.class_names)
+        results["checkpoint"] = self.ckpt_path
+        results["epoch"] = pl_module.current_epoch
+        results["global_step"] = pl_module.global_step
+        Console().print(self.table(results))
+        if trainer.log_dir is not None:
+            path = Path(trainer.log_dir) / self.filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            Console().print(f"Test results saved to [bold]{path}[/bold]")
+
+    @staticmethod
+    def results(confmat: list[list[int]], class_names: list[str]) -> dict[str, Any]:
+        """Overall, macro and per-class accuracy from a confusion matrix (rows: true class)."""
+        support = [sum(row) for row in confmat]
+        correct = [confmat[i][i] for i in range(len(confmat))]
+        per_class = {
+            name: {"acc": c / n if n else 0.0, "correct": c, "support": n}
+            for name, c, n in zip(class_names, correct, support)
+        }
+        total = sum(support)
+        return {
+            "acc": sum(correct) / total if total else 0.0,
+            "acc_macro": sum(v["acc"] for v in per_class.values()) / len(per_class),
+            "num_samples": total,
+            "per_class": per_class,
+            "confusion_matrix": confmat,
+        }
+
+    @staticmethod
+    def table(results: dict[str, Any]) -> Table:
+        table = Table(title=f"Test accuracy per class ({results['num_samples']} images)")
+        table.add_column("class")
+        table.add_column("accuracy", justify="right")
+        table.add_column("correct / images", justify="right")
+        for name, v in results["per_class"].items():
+            table.add_row(name, f"{100 * v['acc']:.2f}%", f"{v['correct']} / {v['support']}")
+        table.add_section()
+        table.add_row("[bold]overall[/bold]", f"[bold]{100 * results['acc']:.2f}%[/bold]", "")
+        table.add_row("macro (mean of classes)", f"{100 * results['acc_macro']:.2f}%", "")
+        return table

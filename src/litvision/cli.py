@@ -1,0 +1,137 @@
+"""The command line: ``litvision`` (also installed as ``lightning``) runs Lightning's CLI on
+:class:`ImageClassifier` and any :class:`ImageDataModule`, with the project's defaults."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import Namespace
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichModelSummary,
+    RichProgressBar,
+)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from litvision.callbacks import TestReport
+from litvision.data import ImageDataModule
+from litvision.errors import LitvisionError
+from litvision.module import ImageClassifier
+
+DEFAULT_SEED = 42
+
+
+class LitvisionCLI(LightningCLI):
+    """LightningCLI with the datamodule's shape linked into the model, checkpoints of the best
+    validation accuracy plus ``last``, runs named after their config, and a test of the best
+    checkpoint after ``fit``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("model_class", ImageClassifier)
+        kwargs.setdefault("datamodule_class", ImageDataModule)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
+        # The optimizer and scheduler are arguments of ImageClassifier (``model.optimizer``,
+        # ``model.lr_scheduler``), built when the trainer is known, so OneCycleLR can span the fit.
+        kwargs.setdefault("auto_configure_optimizers", False)
+        # Callbacks given by the caller are added to the project's; other trainer defaults override them.
+        given = dict(kwargs.pop("trainer_defaults", None) or {})
+        callbacks = [*self.default_callbacks(), *given.pop("callbacks", [])]
+        kwargs["trainer_defaults"] = {"logger": self.default_logger(), **given, "callbacks": callbacks}
+        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def default_logger() -> dict[str, Any]:
+        # name None: the run is named after its config file (see _name_run_after_config).
+        return {
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": "lightning_logs", "name": None},
+        }
+
+    @staticmethod
+    def default_callbacks() -> list[Callback]:
+        return [
+            LearningRateMonitor(logging_interval="epoch"),
+            RichProgressBar(),
+            RichModelSummary(max_depth=1),
+            TestReport(),
+        ]
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # The default callbacks step aside where the trainer's own flags turn their feature off.
+        trainer = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        off = []
+        if trainer.get("enable_progress_bar") is False:
+            off.append(RichProgressBar)
+        if trainer.get("enable_model_summary") is False:
+            off.append(RichModelSummary)
+        if trainer.get("logger") in (False, None, []):
+            off.append(LearningRateMonitor)
+        self.trainer_defaults["callbacks"] = [
+            cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, tuple(off))
+        ]
+        return super().instantiate_trainer(**kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for key in ("num_classes", "input_shape", "class_names"):
+            parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, test the best checkpoint (by val/acc; the last weights if there is no "
+            "validation split) and save per-class results in the run directory.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        _name_run_after_config(config)
+
+    def after_fit(self) -> None:
+        config = self.config[self.subcommand]
+        if not config.get("test_after_fit", True) or self.trainer.interrupted:
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+
+
+def _name_run_after_config(config: Namespace) -> None:
+    """Name an unnamed TensorBoard run after its last config file: lightning_logs/<config>/version_N."""
+    logger = config.get("trainer.logger")
+    if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith(
+        "TensorBoardLogger"
+    ):
+        return
+    if logger.get("init_args.name") is not None:
+        return
+    config_files = [c for c in (config.get("config") or []) if c is not None]
+    name = Path(str(config_files[-1])).stem if config_files else "default"
+    logger["init_args.name"] = name
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``litvision``, ``lightning`` and ``python -m litvision``."""
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    try:
+        LitvisionCLI(args=args)
+    except LitvisionError as err:
+        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,88 @@
+"""ResNet with basic blocks for 32x32 images, with the activation and width options of report 004."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from torch import Tensor, nn
+
+from litvision.models.base import ClassifierNet
+
+Activation = Literal["relu", "leaky_relu", "elu"]
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding"""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (He et al. 2016), activation of choice."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, activation: Activation) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_planes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.act = _ACTIVATIONS[activation]()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act(out + self.downsample(x))
+
+
+class CifarResNet(ClassifierNet):
+    """ResNet for small images: a 3x3 stride-1 stem and no max-pool, so 32x32 inputs keep their detail.
+
+    ``layers=(2, 2, 2, 2)`` is ResNet-18 and ``(3, 4, 6, 3)`` ResNet-34; ``width`` is the number of
+    channels of the first stage (doubled at each of the next three), 64 in the original network.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
+        layers: Sequence[int] = (2, 2, 2, 2),
+        width: int = 64,
+        activation: Activation = "relu",
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is not one of {sorted(_ACTIVATIONS)}")
+        self.stem = nn.Sequential(
+            conv3x3(input_shape[0], width), nn.BatchNorm2d(width), _ACTIVATIONS[activation]()
+        )
+        stages: list[nn.Module] = []
+        in_planes = width
+        for i, blocks in enumerate(layers):
+            planes = width * 2**i
+            stride = 1 if i == 0 else 2
+            stage = []
+            for b in range(blocks):
+                stage.append(BasicBlock(in_planes, planes, stride if b == 0 else 1, activation))
+                in_planes = planes
+            stages.append(nn.Sequential(*stage))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = in_planes
+        self.head = nn.Linear(in_planes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        # Zero the last BN of each residual branch so that every block starts as the identity
+        # (Goyal et al. 2017), which helps the large-learning-rate SGD recipe of 004.
+        for m in self.modules():
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.pool(self.stages(self.stem(x)))

@@ -1,0 +1,188 @@
+"""``ImageClassifier``: the one LightningModule, wrapping any architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from litvision.errors import LitvisionError
+
+# An architecture class (or any callable) that builds the network for a dataset:
+# ``backbone(num_classes, input_shape)``. In YAML it is a class_path plus the architecture's own options;
+# the two dataset-given arguments are linked from the datamodule.
+NetFactory = Callable[[int, tuple[int, int, int]], nn.Module]
+
+SPLITS = ("train", "val", "test")
+# Schedulers that change the learning rate every optimizer step rather than every epoch.
+_PER_STEP_SCHEDULERS = (OneCycleLR, CyclicLR)
+
+
+def _split_metrics(num_classes: int, confusion: bool) -> MetricCollection:
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
+        "acc_class": MulticlassAccuracy(num_classes, average=None),
+    }
+    if confusion:
+        metrics["confmat"] = MulticlassConfusionMatrix(num_classes)
+    return MetricCollection(metrics)
+
+
+class ImageClassifier(LightningModule):
+    """Trains any architecture to classify images, with per-class metrics in TensorBoard.
+
+    Metrics are torchmetrics objects, updated every step and computed (and synchronised across
+    devices) once per epoch: ``{split}/loss``, ``{split}/acc``, ``{split}/acc_macro`` and one
+    ``{split}/acc_class/<class name>`` per class, plus a confusion-matrix figure at the end of
+    validation and test. ``hp_metric`` (the HPARAMS tab) is the best validation accuracy so far.
+
+    Args:
+        backbone: builds the network as ``backbone(num_classes, input_shape)``.
+        num_classes: number of classes (linked from the datamodule by the CLI).
+        input_shape: (channels, height, width) of the images (linked from the datamodule).
+        class_names: names used in metric keys and figures (linked from the datamodule).
+        optimizer: builds the optimizer from the parameters (``class_path`` in YAML).
+        lr_scheduler: builds the learning-rate scheduler from the optimizer, or None. OneCycleLR and
+            CyclicLR step every batch, the others every epoch; OneCycleLR without ``total_steps`` runs
+            over the whole fit; ReduceLROnPlateau watches ``val/loss``.
+        log_confusion_matrix: add the confusion-matrix figure to TensorBoard each validation epoch.
+    """
+
+    def __init__(
+        self,
+        backbone: NetFactory,
+        num_classes: int = 10,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
+        class_names: Sequence[str] | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        log_confusion_matrix: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.class_names = (
+            list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        )
+        if len(self.class_names) != num_classes:
+            raise LitvisionError(
+                f"class_names has {len(self.class_names)} names but num_classes={num_classes}"
+            )
+        self.num_classes = num_classes
+        self.net = backbone(num_classes, tuple(input_shape))
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.log_confusion_matrix = log_confusion_matrix
+        for split in SPLITS:
+            setattr(self, f"{split}_metrics", _split_metrics(num_classes, confusion=split != "train"))
+            setattr(self, f"{split}_loss", MeanMetric())
+        self.val_acc_best = MaxMetric()
+        # The last confusion matrix computed per split, for reports read after the loop ends.
+        self.confusion: dict[str, Tensor] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The training objective; objective mixins (label smoothing, IRM) override this."""
+        return F.cross_entropy(logits, target)
+
+    def _step(self, batch: Sequence[Tensor], split: str) -> Tensor:
+        x, target = batch[0], batch[1]
+        logits = self(x)
+        loss = self.compute_loss(logits, target)
+        getattr(self, f"{split}_metrics").update(logits.detach(), target)
+        getattr(self, f"{split}_loss").update(loss.detach(), weight=target.shape[0])
+        return loss
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        self.log("train/loss_step", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        """Class probabilities of each image."""
+        return self(batch[0]).softmax(dim=1)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a check of the loop, not a measurement
+            self._reset("val")
+            return
+        acc = self._log_epoch("val")
+        self.val_acc_best.update(acc)
+        self.log("hp_metric", self.val_acc_best.compute())
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _reset(self, split: str) -> None:
+        getattr(self, f"{split}_metrics").reset()
+        getattr(self, f"{split}_loss").reset()
+
+    def _log_epoch(self, split: str) -> Tensor:
+        values = getattr(self, f"{split}_metrics").compute()
+        loss = getattr(self, f"{split}_loss").compute()
+        self._reset(split)
+        self.log_dict(
+            {f"{split}/loss": loss, f"{split}/acc": values["acc"], f"{split}/acc_macro": values["acc_macro"]},
+            prog_bar=split == "val",
+        )
+        self.log_dict({f"{split}/acc_class/{n}": a for n, a in zip(self.class_names, values["acc_class"])})
+        if "confmat" in values:
+            self.confusion[split] = values["confmat"].cpu()
+            if self.log_confusion_matrix or split == "test":
+                self._add_confusion_figure(split)
+        return values["acc"]
+
+    def _add_confusion_figure(self, split: str) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        loggers = [lg for lg in self.loggers if hasattr(lg.experiment, "add_figure")]
+        if not loggers:
+            return
+        from litvision.plotting import confusion_matrix_figure
+
+        title = f"{split} confusion matrix, epoch {self.current_epoch}"
+        figure = confusion_matrix_figure(self.confusion[split].numpy(), self.class_names, title)
+        for logger in loggers:  # add_figure closes the figure after the last logger
+            logger.experiment.add_figure(
+                f"{split}/confusion_matrix", figure, self.current_epoch, close=logger is loggers[-1]
+            )
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        try:
+            scheduler = self.scheduler_factory(optimizer)
+        except ValueError as err:
+            if "total_steps" not in str(err):
+                raise
+            # OneCycleLR given neither total_steps nor epochs: one cycle over the whole fit.
+            scheduler = self.scheduler_factory(
+                optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+        config: dict[str, Any] = {
+            "scheduler": scheduler,
+            "interval": "step" if isinstance(scheduler, _PER_STEP_SCHEDULERS) else "epoch",
+        }
+        if isinstance(scheduler, ReduceLROnPlateau):
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -1,0 +1,211 @@
+"""The command line as users run it: configs, installed scripts, TensorBoard output, errors, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import CONFIGS, ROOT
+from lightning.pytorch import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from litvision.cli import LitvisionCLI, main
+
+BIN = Path(sys.executable).parent
+SYNTHETIC = "--data=litvision.data.SyntheticDataModule"
+SMALL_DATA = (SYNTHETIC, "--data.input_shape=[1,8,8]", "--data.train_size=80", "--data.val_size=16",
+              "--data.batch_size=16")  # fmt: skip
+
+
+def quiet(*args: str) -> list[str]:
+    return [*args, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_prints_a_full_config(config, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", f"--config={config}", "--print_config"])
+    assert exit_.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["backbone"]["class_path"].startswith("litvision.models.")
+    assert {"trainer", "data", "checkpoint", "seed_everything"} <= printed.keys()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_trains_one_batch_on_synthetic_data_of_its_shape(config, in_tmp):
+    """Each config, with its data swapped for synthetic data of the same shape, fits on the CPU."""
+    declared = LitvisionCLI(args=[f"--config={config}"], run=False).datamodule
+    cli = LitvisionCLI(
+        args=quiet(
+            "fit",
+            f"--config={config}",
+            SYNTHETIC,
+            f"--data.input_shape={list(declared.input_shape)}",
+            f"--data.num_classes={declared.num_classes}",
+            "--data.train_size=40",
+            "--data.val_size=10",
+            "--data.test_size=20",
+            "--data.batch_size=8",
+            "--data.num_workers=0",
+            "--trainer.fast_dev_run=true",
+            "--trainer.accelerator=cpu",
+        )
+    )
+    assert cli.trainer.global_step == 1
+    assert torch.isfinite(cli.trainer.callback_metrics["test/loss"])  # tested after fit
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
+    result = run_script(
+        str(BIN / "lightning"), "fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}",
+        "--trainer.max_epochs=2", cwd=in_tmp,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = in_tmp / "lightning_logs" / "digits_lstm" / "version_0"
+    results = json.loads((run / "test_results.json").read_text())
+    assert len(results["per_class"]) == 10 and results["num_samples"] == 360
+    assert results["checkpoint"].endswith(".ckpt") and "best-epoch" in results["checkpoint"]
+    assert "Test accuracy per class" in result.stdout
+    assert (run / "checkpoints" / "last.ckpt").exists() and (run / "config.yaml").exists()
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"val/acc", "val/loss", "train/loss", "train/acc", "test/acc", "hp_metric"} <= scalars
+    per_class = {t for t in scalars if t.startswith("val/acc_class/")}
+    assert per_class == {f"val/acc_class/{d}" for d in range(10)}
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
+    assert len(events.Scalars("val/acc")) == 2  # one point per epoch
+    assert "hparams" in events.PluginTagToContent("hparams") or events.PluginTagToContent("hparams")
+
+
+def test_litvision_script_and_module_entry_point(in_tmp):
+    result = run_script(
+        str(BIN / "litvision"), "fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}",
+        "--trainer.max_epochs=1", "--data.val_size=0", cwd=in_tmp,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((in_tmp / "lightning_logs/digits_lstm/version_0/test_results.json").read_text())
+    assert results["checkpoint"] is None  # no validation split: the last weights are tested
+    help_ = run_script(sys.executable, "-m", "litvision", "--help", cwd=in_tmp)
+    assert help_.returncode == 0 and "{fit,validate,test,predict}" in help_.stdout
+
+
+def test_missing_data_is_one_line_and_leaves_nothing(in_tmp):
+    result = run_script(
+        str(BIN / "litvision"), "fit", f"--config={ROOT / 'configs/cnn_cifar.yaml'}",
+        "--data.data_dir=nowhere", "--data.download=false", cwd=in_tmp,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("litvision: error: CIFAR-10 not found in 'nowhere'")
+    assert "cifar-10-python.tar.gz" in last
+    assert not (in_tmp / "lightning_logs").exists() and not (in_tmp / "nowhere").exists()
+
+
+class EpochRecorder(Callback):
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epochs.append(trainer.current_epoch)
+
+
+def test_fit_resumes_from_a_checkpoint(in_tmp):
+    common = quiet("fit", *SMALL_DATA, "--model.backbone=litvision.models.SimpleCNN")
+    first = LitvisionCLI(args=[*common, "--trainer.max_epochs=2"])
+    steps_per_epoch = first.trainer.global_step // 2
+    last = Path(first.trainer.checkpoint_callback.last_model_path)
+    recorder = EpochRecorder()
+    resumed = LitvisionCLI(
+        args=[*common, "--trainer.max_epochs=3", f"--ckpt_path={last}"],
+        trainer_defaults={"callbacks": [recorder]},
+    )
+    assert recorder.epochs == [2]
+    assert resumed.trainer.global_step == 3 * steps_per_epoch
+    assert last.exists(), "the first run's checkpoint is kept"
+
+
+def test_dataset_shape_and_classes_reach_the_model(in_tmp):
+    cli = LitvisionCLI(
+        args=[
+            SYNTHETIC,
+            "--data.num_classes=7",
+            "--data.input_shape=[2,12,10]",
+            "--model.backbone=litvision.models.SimpleCNN",
+        ],  # fmt: skip
+        run=False,
+    )
+    assert cli.model.num_classes == 7 and cli.model.net.head.out_features == 7
+    assert cli.model.class_names == [f"class_{i}" for i in range(7)]
+    assert cli.model.net.conv[0].in_channels == 2
+
+
+OPTIMIZERS = {"SGD": {"lr": 0.05, "momentum": 0.9}, "Adam": {"lr": 0.001}, "Adagrad": {"lr": 0.01},
+              "RMSprop": {"lr": 0.001}}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizers_from_yaml(name, in_tmp):
+    config = {"model": {"optimizer": {"class_path": f"torch.optim.{name}", "init_args": OPTIMIZERS[name]}}}
+    cli = fit_small(config, in_tmp)
+    optimizer = cli.trainer.optimizers[0]
+    assert type(optimizer).__name__ == name
+    assert optimizer.param_groups[0]["lr"] == OPTIMIZERS[name]["lr"]
+
+
+def fit_small(config: dict, tmp: Path, epochs: int = 2) -> LitvisionCLI:
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return LitvisionCLI(
+        args=quiet(
+            "fit",
+            f"--config={path}",
+            SYNTHETIC,
+            "--data.input_shape=[1,8,8]",
+            "--data.train_size=80",
+            "--data.val_size=16",
+            "--data.batch_size=16",
+            "--model.backbone=litvision.models.SimpleCNN",
+            f"--trainer.max_epochs={epochs}",
+        )  # fmt: skip
+    )
+
+
+def test_cosine_schedule_steps_per_epoch(in_tmp):
+    cli = fit_small(
+        {"model": {"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}},
+                   "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
+                                    "init_args": {"T_max": 4}}}}, in_tmp)  # fmt: skip
+    config = cli.trainer.lr_scheduler_configs[0]
+    assert config.interval == "epoch"
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05)  # half way after 2 of 4
+
+
+def test_one_cycle_spans_the_whole_fit_per_step(in_tmp):
+    cli = fit_small(
+        {"model": {"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}},
+                   "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.OneCycleLR",
+                                    "init_args": {"max_lr": 0.1}}}}, in_tmp)  # fmt: skip
+    config = cli.trainer.lr_scheduler_configs[0]
+    assert config.interval == "step"
+    assert config.scheduler.total_steps == cli.trainer.global_step
+    assert config.scheduler.last_epoch == cli.trainer.global_step
+
+
+def test_reduce_on_plateau_watches_validation_loss(in_tmp):
+    cli = fit_small(
+        {"model": {"lr_scheduler": {"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                                    "init_args": {"patience": 0, "factor": 0.5}}}}, in_tmp)  # fmt: skip
+    config = cli.trainer.lr_scheduler_configs[0]
+    assert config.monitor == "val/loss" and config.interval == "epoch"
+    assert config.scheduler.num_bad_epochs is not None

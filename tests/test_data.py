@@ -1,0 +1,178 @@
+"""Datamodules: splits, transforms, image folders, EuroSAT layout and missing-data errors."""
+
+from __future__ import annotations
+
+import urllib.error
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from litvision.data import (
+    CIFAR10DataModule,
+    DigitsDataModule,
+    EuroSATDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+    SyntheticDataModule,
+)
+from litvision.data.base import stratified_split
+from litvision.data.eurosat import CLASSES as EUROSAT_CLASSES
+from litvision.errors import DataNotFoundError, LitvisionError
+
+
+def write_images(folder: Path, classes: dict[str, int], size: tuple[int, int], suffix: str = ".png") -> None:
+    rng = np.random.default_rng(0)
+    for name, count in classes.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{name}_{i}{suffix}")
+
+
+def test_stratified_split_is_seeded_disjoint_and_keeps_proportions():
+    targets = [0] * 100 + [1] * 50 + [2] * 10
+    kept, held = stratified_split(targets, 0.2, seed=3)
+    again_kept, again_held = stratified_split(targets, 0.2, seed=3)
+    other_kept, _ = stratified_split(targets, 0.2, seed=4)
+    assert np.array_equal(kept, again_kept) and np.array_equal(held, again_held)
+    assert not np.array_equal(kept, other_kept)
+    assert set(kept).isdisjoint(held) and len(kept) + len(held) == len(targets)
+    assert Counter(targets[i] for i in held) == {0: 20, 1: 10, 2: 2}
+
+
+def test_stratified_split_by_count_and_zero():
+    targets = list(range(10)) * 10
+    _, held = stratified_split(targets, 30, seed=0)
+    assert len(held) == 30
+    kept, held = stratified_split(targets, 0, seed=0)
+    assert len(held) == 0 and len(kept) == 100
+
+
+@pytest.mark.parametrize("size", [-1, 1.0, 1.5, 100])
+def test_stratified_split_rejects_bad_sizes(size):
+    with pytest.raises(LitvisionError, match="split size"):
+        stratified_split(list(range(10)) * 10, size, seed=0)
+
+
+def test_stratified_split_needs_one_sample_per_class():
+    with pytest.raises(LitvisionError, match="cannot hold out 5 of 100 samples by class"):
+        stratified_split(list(range(10)) * 10, 5, seed=0)
+
+
+def test_digits_splits_shapes_and_normalisation():
+    data = DigitsDataModule(val_size=0.1, batch_size=32)
+    data.setup("fit")
+    data.setup("test")
+    assert data.num_classes == 10 and data.input_shape == (1, 8, 8)
+    sizes = len(data.train_set), len(data.val_set), len(data.test_set)
+    assert sum(sizes) == 1797 and sizes[2] == 360
+    x, y = next(iter(data.train_dataloader()))
+    assert x.shape == (32, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # Normalised with the dataset's statistics: mean near 0 and std near 1 over the training set.
+    images = torch.stack([data.train_set[i][0] for i in range(len(data.train_set))])
+    assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
+
+
+def test_validation_split_uses_eval_transform():
+    data = SyntheticDataModule(
+        num_classes=4, input_shape=(3, 16, 16), train_size=80, val_size=20, augment=True
+    )
+    data.setup("fit")
+    assert len(data.val_set) == 20 and len(data.train_set) == 60
+    # Augmentation (random crop + flip) would make two reads of an image differ; evaluation must not.
+    first = torch.stack([data.val_set[i][0] for i in range(20)])
+    second = torch.stack([data.val_set[i][0] for i in range(20)])
+    assert torch.equal(first, second)
+
+
+def test_cifar_augmentation_is_crop_and_flip_on_train_only():
+    data = CIFAR10DataModule(data_dir="unused")
+    train_ops = [type(t).__name__ for t in data.train_transform().transforms]
+    eval_ops = [type(t).__name__ for t in data.eval_transform().transforms]
+    assert "RandomCrop" in train_ops and "RandomHorizontalFlip" in train_ops
+    assert not any(op.startswith("Random") for op in eval_ops)
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(0)
+    outs = {tuple(data.train_transform()(image).flatten()[:64].tolist()) for _ in range(8)}
+    assert len(outs) > 1, "training transform is not random"
+    assert data.train_transform()(image).shape == (3, 32, 32)
+
+
+def test_zero_val_size_skips_validation():
+    data = SyntheticDataModule(train_size=40, val_size=0)
+    data.setup("fit")
+    assert data.val_set is None and data.val_dataloader() == [] and len(data.train_set) == 40
+
+
+def test_image_folder(tmp_path):
+    write_images(tmp_path / "train", {"cat": 12, "dog": 12, "eel": 6}, (20, 20))
+    write_images(tmp_path / "test", {"cat": 3, "eel": 2}, (20, 20), suffix=".jpg")  # no "dog" in test
+    data = ImageFolderDataModule(tmp_path, val_size=0.2, batch_size=4)
+    assert data.class_names == ["cat", "dog", "eel"] and data.input_shape == (3, 20, 20)
+    data.setup("fit")
+    data.setup("test")
+    assert len(data.train_set) + len(data.val_set) == 30
+    test_labels = [data.test_set[i][1] for i in range(len(data.test_set))]
+    assert sorted(test_labels) == [0, 0, 0, 2, 2], "test labels must follow train's class order"
+    x, _ = next(iter(data.train_dataloader()))
+    assert x.shape == (4, 3, 20, 20)
+
+
+def test_image_folder_resize_and_grayscale(tmp_path):
+    write_images(tmp_path / "train", {"a": 4, "b": 4}, (30, 20))
+    write_images(tmp_path / "test", {"a": 1, "b": 1}, (30, 20))
+    data = ImageFolderDataModule(tmp_path, image_size=16, grayscale=True, val_size=0)
+    assert data.input_shape == (1, 16, 16)
+    data.setup("test")
+    assert data.test_set[0][0].shape == (1, 16, 16)
+
+
+def test_image_folder_missing_or_empty(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"image folder '.*train' not found"):
+        ImageFolderDataModule(tmp_path)
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "test" / "cat").mkdir(parents=True)
+    with pytest.raises(DataNotFoundError, match="no images found"):
+        ImageFolderDataModule(tmp_path)
+
+
+def test_eurosat_from_an_extracted_archive(tmp_path):
+    write_images(tmp_path / "2750", {c: 10 for c in EUROSAT_CLASSES}, (64, 64), suffix=".jpg")
+    data = EuroSATDataModule(tmp_path, download=False, test_size=0.2, val_size=10)
+    data.prepare_data()
+    data.setup("fit")
+    data.setup("test")
+    assert len(data.test_set) == 20 and len(data.val_set) == 10 and len(data.train_set) == 70
+    assert Counter(data.test_set[i][1] for i in range(20)) == dict.fromkeys(range(10), 2)
+    assert data.train_set[0][0].shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [(CIFAR10DataModule, "CIFAR-10"), (MNISTDataModule, "MNIST"), (EuroSATDataModule, "EuroSAT")],
+)
+def test_missing_data_without_download_names_dataset_and_folder(tmp_path, module, name):
+    data = module(data_dir=tmp_path / "nothing", download=False)
+    with pytest.raises(DataNotFoundError) as err:
+        data.prepare_data()
+    message = str(err.value)
+    assert message.startswith(f"{name} not found in '{tmp_path / 'nothing'}'")
+    assert "\n" not in message and "--data.data_dir" in message
+
+
+def test_failed_download_explains_and_leaves_no_folder(tmp_path):
+    data = SyntheticDataModule(data_dir=tmp_path / "new")
+
+    def unreachable(download: bool):
+        if not download:
+            raise RuntimeError("Dataset not found")
+        (tmp_path / "new").mkdir()  # as torchvision does before it fetches
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    with pytest.raises(DataNotFoundError, match=r"download failed: <urlopen error .*Name or service"):
+        data._download(unreachable, download=True, how_to_supply="fetch it")
+    assert not (tmp_path / "new").exists()

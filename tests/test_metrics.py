@@ -1,0 +1,79 @@
+"""Per-class accuracy and confusion matrices agree with scikit-learn's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, recall_score
+
+from litvision.callbacks import TestReport
+from litvision.data import SyntheticDataModule
+from litvision.models import SimpleCNN
+from litvision.module import ImageClassifier
+
+
+def constructed_predictions(num_classes: int = 5, n: int = 400, seed: int = 0):
+    """Labels with unequal class sizes (one class absent from the predictions) and logits that are
+    right about 60% of the time."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.multinomial(torch.tensor([0.4, 0.25, 0.15, 0.15, 0.05]), n, replacement=True, generator=g)
+    preds = torch.where(
+        torch.rand(n, generator=g) < 0.6, target, torch.randint(0, num_classes - 1, (n,), generator=g)
+    )
+    logits = torch.randn(n, num_classes, generator=g)
+    logits[torch.arange(n), preds] += 10
+    return logits, target, preds
+
+
+def test_epoch_metrics_match_sklearn():
+    logits, target, preds = constructed_predictions()
+    model = ImageClassifier(SimpleCNN, num_classes=5, class_names=list("abcde"))
+    metrics = model.test_metrics
+    for chunk in range(0, len(target), 64):  # updated per step, computed once
+        metrics.update(logits[chunk : chunk + 64], target[chunk : chunk + 64])
+    values = metrics.compute()
+    y, p = target.numpy(), preds.numpy()
+    assert values["acc"].item() == pytest.approx(accuracy_score(y, p))
+    assert values["acc_macro"].item() == pytest.approx(balanced_accuracy_score(y, p))
+    assert values["acc_class"].numpy() == pytest.approx(recall_score(y, p, average=None))
+    assert (values["confmat"].numpy() == confusion_matrix(y, p, labels=range(5))).all()
+
+
+def test_test_report_matches_sklearn():
+    _, target, preds = constructed_predictions(seed=1)
+    y, p = target.numpy(), preds.numpy()
+    report = TestReport.results(confusion_matrix(y, p, labels=range(5)).tolist(), list("abcde"))
+    assert report["acc"] == pytest.approx(accuracy_score(y, p))
+    assert report["acc_macro"] == pytest.approx(balanced_accuracy_score(y, p))
+    recalls = recall_score(y, p, average=None)
+    assert [report["per_class"][c]["acc"] for c in "abcde"] == pytest.approx(recalls)
+    assert sum(v["support"] for v in report["per_class"].values()) == len(y)
+
+
+def test_logged_per_class_test_accuracy_matches_predictions(tmp_path):
+    """End to end: what trainer.test logs per class equals sklearn on trainer.predict's predictions."""
+    torch.manual_seed(0)
+    data = SyntheticDataModule(
+        num_classes=4, input_shape=(1, 8, 8), train_size=64, test_size=96, batch_size=16
+    )
+    model = ImageClassifier(SimpleCNN, num_classes=4, input_shape=(1, 8, 8), class_names=data.class_names)
+    trainer = Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=data)
+    trainer.test(model, datamodule=data, verbose=False)
+    logged = trainer.callback_metrics
+    probs = torch.cat(trainer.predict(model, datamodule=data))
+    y = torch.tensor([data.test_set[i][1] for i in range(len(data.test_set))]).numpy()
+    p = probs.argmax(1).numpy()
+    recalls = recall_score(y, p, average=None, labels=range(4), zero_division=0)
+    for name, recall in zip(data.class_names, recalls):
+        assert logged[f"test/acc_class/{name}"].item() == pytest.approx(recall)
+    assert logged["test/acc"].item() == pytest.approx(accuracy_score(y, p))
+    assert (model.confusion["test"].numpy() == confusion_matrix(y, p, labels=range(4))).all()
