@@ -46,6 +46,6 @@ tensorboard: $(STAMP) ## serve TensorBoard on lightning_logs/ (http://localhost:
 benchmark: $(STAMP) ## litvision vs a plain PyTorch loop on the CIFAR-10 JPEG copy in ../shared/data
 	$(BIN)/python benchmarks/cnn_cifar_vs_plain.py
 
-clean: ## remove caches and runs (keeps .venv and data)
-	rm -rf lightning_logs/*/ .pytest_cache .ruff_cache
+clean: ## remove caches (keeps .venv, data and the runs in lightning_logs/)
+	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -13,6 +13,7 @@ import yaml
 from conftest import CONFIGS, ROOT
 from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from litvision.cli import LitvisionCLI, main
 
@@ -84,7 +85,16 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert per_class == {f"val/acc_class/{d}" for d in range(10)}
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
     assert len(events.Scalars("val/acc")) == 2  # one point per epoch
-    assert "hparams" in events.PluginTagToContent("hparams") or events.PluginTagToContent("hparams")
+    hparams = events.PluginTagToContent("hparams")
+    session = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
+    assert {
+        "backbone/class_path",
+        "optimizer/init_args/lr",
+        "batch_size",
+        "val_size",
+    } <= session.hparams.keys()
+    experiment = HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == ["hp_metric"]
 
 
 def test_litvision_script_and_module_entry_point(in_tmp):

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
@@ -25,18 +24,18 @@ class TestReport(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.ckpt_path = trainer.ckpt_path
 
-    @rank_zero_only
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        log_dir = trainer.log_dir  # every rank must ask: under DDP it is a collective call
         confmat = getattr(pl_module, "confusion", {}).get("test")
-        if confmat is None:
+        if confmat is None or not trainer.is_global_zero:
             return
         results = self.results(confmat.tolist(), pl_module.class_names)
         results["checkpoint"] = self.ckpt_path
         results["epoch"] = pl_module.current_epoch
         results["global_step"] = pl_module.global_step
         Console().print(self.table(results))
-        if trainer.log_dir is not None:
-            path = Path(trainer.log_dir) / self.filename
+        if log_dir is not None:
+            path = Path(log_dir) / self.filename
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(results, indent=2) + "\n")
             Console().print(f"Test results saved to [bold]{path}[/bold]")

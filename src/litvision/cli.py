@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,8 @@ def _name_run_after_config(config: Namespace) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``litvision``, ``lightning`` and ``python -m litvision``."""
+    # Lightning's own use of a deprecated torch API; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     try:

@@ -85,6 +85,7 @@ class ImageClassifier(LightningModule):
             setattr(self, f"{split}_metrics", _split_metrics(num_classes, confusion=split != "train"))
             setattr(self, f"{split}_loss", MeanMetric())
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
         # The last confusion matrix computed per split, for reports read after the loop ends.
         self.confusion: dict[str, Tensor] = {}
 
