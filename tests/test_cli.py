@@ -37,14 +37,24 @@ def test_config_prints_a_full_config(config, capsys):
     assert {"trainer", "data", "checkpoint", "seed_everything"} <= printed.keys()
 
 
+def offline_overrides(config: Path) -> list[str]:
+    """Random weights instead of pretrained ones, which the tests must not download."""
+    backbone = yaml.safe_load(config.read_text())["model"]["backbone"]
+    if backbone.get("init_args", {}).get("pretrained"):
+        return ["--model.backbone.init_args.pretrained=false"]
+    return []
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_config_trains_one_batch_on_synthetic_data_of_its_shape(config, in_tmp):
     """Each config, with its data swapped for synthetic data of the same shape, fits on the CPU."""
-    declared = LitvisionCLI(args=[f"--config={config}"], run=False).datamodule
+    offline = offline_overrides(config)
+    declared = LitvisionCLI(args=[f"--config={config}", *offline], run=False).datamodule
     cli = LitvisionCLI(
         args=quiet(
             "fit",
             f"--config={config}",
+            *offline,
             SYNTHETIC,
             f"--data.input_shape={list(declared.input_shape)}",
             f"--data.num_classes={declared.num_classes}",

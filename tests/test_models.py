@@ -7,30 +7,66 @@ import torch
 import torchvision
 from torch import nn
 
-from litvision.models import ARCHITECTURES, CifarResNet, RowRNN, SimpleCNN
+from litvision.errors import LitvisionError
+from litvision.models import (
+    ARCHITECTURES,
+    VGG,
+    CifarResNet,
+    DenseNet,
+    MultiKernelCNN,
+    RowRNN,
+    SimpleCNN,
+    TorchvisionNet,
+)
+from litvision.models.layers import GaussianNoise
+from litvision.models.pretrained import WeightsNotFoundError
 
 SHAPES = [(3, 32, 32), (1, 28, 28), (1, 8, 8), (3, 64, 48)]
+# Variants reached from YAML that change the structure, checked like the defaults.
+VARIANTS = [
+    (VGG, {"depth": 11, "batch_norm": True}),
+    (DenseNet, {"factorized": True, "noise_std": 0.005}),
+    (TorchvisionNet, {"name": "mobilenet_v3_small"}),
+    (RowRNN, {"cell": "elman"}),
+    (CifarResNet, {"activation": "elu", "width": 16}),
+]
+CASES = [(arch, {}) for arch in ARCHITECTURES] + VARIANTS
 
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def case_id(case) -> str:
+    arch, options = case
+    return arch.__name__ + "".join(f"-{k}={v}" for k, v in options.items())
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_contract(case):
+    arch, options = case
+    for shape in [s for s in SHAPES if min(s[1:]) >= arch.min_size]:
+        torch.manual_seed(0)
+        model = arch(7, shape, **options)
+        x = torch.randn(4, *shape, requires_grad=True)
+        features = model.forward_features(x)
+        assert features.shape == (4, model.num_features), shape
+        logits = model(x)
+        assert logits.shape == (4, 7)
+        assert torch.isfinite(logits).all()
+        logits.sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0, "gradients do not reach the input"
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+        model.eval()
+        with torch.no_grad():
+            features = model.forward_features(x)
+            assert torch.equal(model.head(model.forward_head(features, pre_logits=True)), model(x))
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: a.__name__)
-def test_contract(arch, shape):
-    torch.manual_seed(0)
-    model = arch(7, shape)
-    x = torch.randn(4, *shape, requires_grad=True)
-    features = model.forward_features(x)
-    assert features.shape == (4, model.num_features)
-    assert torch.equal(model.forward_head(features, pre_logits=True), features)
-    logits = model(x)
-    assert logits.shape == (4, 7)
-    assert torch.isfinite(logits).all()
-    logits.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0, "gradients do not reach the input"
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+def test_smallest_accepted_images(arch):
+    side = arch.min_size
+    assert arch(3, (3, side, side))(torch.zeros(2, 3, side, side)).shape == (2, 3)
 
 
 def test_cifar_resnet18_matches_torchvision_apart_from_the_stem():
@@ -82,3 +118,80 @@ def test_row_rnn_reads_rows_as_time_steps(cell, rnn_type):
 def test_simple_cnn_rejects_images_too_small_for_its_pooling():
     with pytest.raises(ValueError, match=r"too small for 3 pooling stages"):
         SimpleCNN(10, (1, 4, 4))
+
+
+def tv_params(name: str) -> int:
+    with torch.device("meta"):  # count without initialising hundreds of millions of weights
+        return n_params(torchvision.models.get_model(name))
+
+
+@pytest.mark.parametrize("depth, batch_norm", [(11, False), (11, True), (16, False), (16, True)])
+def test_vgg_features_match_torchvision(depth, batch_norm):
+    name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
+    with torch.device("meta"):
+        theirs = torchvision.models.get_model(name).features
+    ours = VGG(10, depth=depth, batch_norm=batch_norm)
+    assert n_params(ours.features) == n_params(theirs)
+    assert [type(m) for m in ours.features] == [type(m) for m in theirs]
+
+
+def test_torchvision_resnet50_and_densenet121_match_torchvision():
+    assert n_params(TorchvisionNet(1000, name="resnet50")) == tv_params("resnet50")
+    assert n_params(DenseNet(1000)) == tv_params("densenet121")
+    assert TorchvisionNet(10, name="resnet50").num_features == 2048
+
+
+def test_torchvision_net_adapts_grey_input():
+    model = TorchvisionNet(10, (1, 32, 32), name="resnet18")
+    assert model.body.conv1.in_channels == 1
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_unknown_torchvision_model_is_named():
+    with pytest.raises(LitvisionError, match="torchvision has no classification model 'resnet51'"):
+        TorchvisionNet(10, name="resnet51")
+
+
+def test_densenet_model_b_factorizes_dense_layers():
+    plain, model_b = DenseNet(10), DenseNet(10, factorized=True)
+    convs = [m for m in model_b.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(c.kernel_size == (1, 3) for c in convs) == sum(c.kernel_size == (3, 1) for c in convs) == 58
+    assert not any(c.kernel_size == (3, 3) for c in convs)
+    assert n_params(model_b) < n_params(plain)
+
+
+def test_densenet_noise_only_in_training_on_the_first_six_layers():
+    model = DenseNet(10, (3, 32, 32), factorized=True, noise_std=0.005)
+    noise = [m for m in model.modules() if isinstance(m, GaussianNoise)]
+    assert len(noise) == 6 and all(m.std == 0.005 for m in noise)
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    assert torch.equal(model(x), model(x)), "evaluation must be deterministic"
+    model.train()
+    for m in model.modules():  # keep BatchNorm's batch statistics out of the comparison
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+    assert not torch.equal(model(x), model(x)), "training adds noise"
+
+
+def test_multikernel_block_structure():
+    model = MultiKernelCNN(10)
+    blocks = model.blocks
+    assert sum(isinstance(m, nn.MaxPool2d) for m in blocks) == 3
+    kinds = [type(m).__name__ for m in blocks]
+    assert [i for i, k in enumerate(kinds) if k == "MaxPool2d"] == [2, 5, 7]  # after blocks 2, 4 and 5
+    first = blocks[0]
+    assert [c.kernel_size for c in first.convs] == [(1, 1), (3, 3), (5, 5)]
+    weights = first.gate(torch.randn(3, 3, 32, 32))
+    assert weights.shape == (3, 3) and torch.allclose(weights.sum(1), torch.ones(3))
+
+
+def test_pretrained_weights_offline_give_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # nothing listens: the download fails at once
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with pytest.raises(WeightsNotFoundError) as err:
+        VGG(10, depth=11, pretrained=True)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "https://download.pytorch.org/models/vgg11" in message and str(tmp_path) in message

@@ -12,6 +12,8 @@ from litvision.models.base import ClassifierNet
 class SimpleCNN(ClassifierNet):
     """Three conv + max-pool stages, two fully connected layers and an output layer (report 000)."""
 
+    min_size = 8  # three 2x2 max-pools
+
     def __init__(
         self,
         num_classes: int,
@@ -36,6 +38,7 @@ class SimpleCNN(ClassifierNet):
                 f"input_shape={tuple(input_shape)} is too small for {len(channels)} pooling stages: "
                 f"height and width must be at least {2 ** len(channels)}"
             )
+        self.min_size = 2 ** len(channels)
         self.conv = nn.Sequential(*layers)
         in_features = in_channels * height * width
         fc: list[nn.Module] = [nn.Flatten()]
