@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -25,27 +23,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, seed_everything
+from offline_data import CIFAR10_MEAN, CIFAR10_STD, ROOT, cifar10_jpeg
 from torch.utils.data import DataLoader
 
 from litvision.cli import LitvisionCLI
-from litvision.data import CIFAR10DataModule, ImageFolderDataModule
+from litvision.data import ImageFolderDataModule
 from litvision.models import SimpleCNN
 
-ROOT = Path(__file__).resolve().parents[1]
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
-EXTRACTED = ROOT / ".offline" / "cifar10-jpeg"
 CONFIG = ROOT / "configs" / "cnn_cifar.yaml"
 SEED = 42
-
-
-def cifar_jpeg_root() -> Path:
-    if not (EXTRACTED / "train").is_dir():
-        if not ARCHIVE.exists():
-            sys.exit(f"skipped: {ARCHIVE} not found (the offline CIFAR-10 JPEG copy lives in ../shared/data)")
-        EXTRACTED.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(ARCHIVE) as tar:
-            tar.extractall(EXTRACTED.parent, filter="data")
-    return EXTRACTED
 
 
 class TrainTimer(Callback):
@@ -66,8 +52,8 @@ def run_litvision(data_root: Path, epochs: int, batch_size: int, num_workers: in
             f"--config={CONFIG}",
             "--data=litvision.data.ImageFolderDataModule",
             f"--data.data_dir={data_root}",
-            f"--data.mean={list(CIFAR10DataModule.mean)}",
-            f"--data.std={list(CIFAR10DataModule.std)}",
+            f"--data.mean={list(CIFAR10_MEAN)}",
+            f"--data.std={list(CIFAR10_STD)}",
             "--data.augment=false",
             "--data.val_size=0",
             f"--data.batch_size={batch_size}",
@@ -92,8 +78,8 @@ def run_plain(data_root: Path, epochs: int, batch_size: int, num_workers: int) -
     seed_everything(SEED)
     data = ImageFolderDataModule(
         data_root,
-        mean=CIFAR10DataModule.mean,
-        std=CIFAR10DataModule.std,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
         augment=False,
         val_size=0,
     )
@@ -132,7 +118,7 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    data_root = cifar_jpeg_root()
+    data_root = cifar10_jpeg()
     with tempfile.TemporaryDirectory() as log_dir:
         lit = run_litvision(data_root, args.epochs, args.batch_size, args.num_workers, Path(log_dir))
     plain = run_plain(data_root, args.epochs, args.batch_size, args.num_workers)

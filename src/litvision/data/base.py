@@ -1,0 +1,242 @@
+"""What every litvision dataset shares: splits, transforms, loaders and errors."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchvision.transforms import v2
+
+from litvision.errors import DataNotFoundError, LitvisionError
+
+
+class TensorImageDataset(Dataset):
+    """Images held as one uint8 tensor (N, C, H, W) with integer labels."""
+
+    def __init__(self, images: torch.Tensor, targets: Sequence[int]) -> None:
+        self.images = images
+        self.targets = list(targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], self.targets[index]
+
+
+class TransformedSubset(Dataset):
+    """The samples ``indices`` of ``dataset``, passed through ``transform``."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], transform: Callable) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, target = self.dataset[self.indices[index]]
+        return self.transform(image), int(target)
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Each rank takes every ``num_replicas``-th sample, in order, without padding: evaluated under DDP,
+    every sample is counted exactly once (the default sampler repeats a few to even out the ranks)."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self):
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+def stratified_split(targets: Sequence[int], size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) of a seeded split that keeps the class proportions.
+
+    ``size`` is a fraction in [0, 1) or a count of samples to hold out; 0 holds out nothing.
+    """
+    indices = np.arange(len(targets))
+    if isinstance(size, bool) or size < 0 or (isinstance(size, float) and size >= 1):
+        raise LitvisionError(f"split size {size!r} is invalid: use a fraction in [0, 1) or a count >= 0")
+    if size == 0:
+        return indices, indices[:0]
+    if isinstance(size, int) and size >= len(targets):
+        raise LitvisionError(f"split size {size} is not smaller than the {len(targets)} samples it splits")
+    try:
+        kept, held = train_test_split(
+            indices, test_size=size, stratify=np.asarray(targets), random_state=seed
+        )
+    except ValueError as err:  # e.g. fewer held-out samples than classes
+        raise LitvisionError(f"cannot hold out {size!r} of {len(targets)} samples by class: {err}") from None
+    return np.sort(kept), np.sort(held)
+
+
+class ImageDataModule(LightningDataModule):
+    """Base of every dataset: a seeded stratified validation split carved from the training set,
+    class names, train and eval transforms, and the loaders.
+
+    A subclass sets ``class_names``, ``input_shape``, ``mean`` and ``std`` and implements
+    :meth:`load_split`; it may override :meth:`augmentations` and :meth:`prepare_data` (downloads).
+
+    Args:
+        data_dir: where the dataset lives or is downloaded to.
+        batch_size: samples per batch, for every split.
+        val_size: fraction (in [0, 1)) or number of training samples held out for validation, chosen
+            per class in proportion (stratified) and fixed by ``split_seed``; 0 trains on everything
+            and skips validation.
+        num_workers: loader processes (kept alive between epochs).
+        augment: apply the dataset's training augmentation.
+        split_seed: seed of the validation split, independent of the training seed so that changing
+            one does not change the other.
+    """
+
+    name: str = "dataset"
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 128,
+        val_size: int | float = 0.1,
+        num_workers: int = 2,
+        augment: bool = True,
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        # Logged with the model's hyperparameters (HPARAMS tab); the shape is the model's to log.
+        self.save_hyperparameters(ignore=["num_classes", "input_shape"])
+        if batch_size < 1:
+            raise LitvisionError(f"batch_size={batch_size} is invalid: it must be at least 1")
+        if num_workers < 0:
+            raise LitvisionError(f"num_workers={num_workers} is invalid: it must be 0 or more")
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.split_seed = split_seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def load_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
+        """The untransformed training or test split (items ``(image, label)``) and its labels."""
+        raise NotImplementedError
+
+    def augmentations(self) -> list[Callable]:
+        """Random transforms applied to training images (uint8 tensors) when ``augment`` is on."""
+        return []
+
+    def preprocessing(self) -> list[Callable]:
+        """Deterministic transforms applied to every split before augmentation (e.g. a resize)."""
+        return []
+
+    def train_transform(self) -> Callable:
+        return self._transform(self.augmentations() if self.augment else [])
+
+    def eval_transform(self) -> Callable:
+        return self._transform([])
+
+    def _transform(self, augmentations: list[Callable]) -> Callable:
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                *self.preprocessing(),
+                *augmentations,
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean, self.std),
+                v2.ToPureTensor(),
+            ]
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate", None) and self.train_set is None:
+            dataset, targets = self.load_split(train=True)
+            self._check_labels(targets, "training")
+            train_idx, val_idx = stratified_split(targets, self.val_size, self.split_seed)
+            self.train_set = TransformedSubset(dataset, train_idx, self.train_transform())
+            self.val_set = (
+                TransformedSubset(dataset, val_idx, self.eval_transform()) if len(val_idx) else None
+            )
+        if stage in ("test", "predict", None) and self.test_set is None:
+            dataset, targets = self.load_split(train=False)
+            self._check_labels(targets, "test")
+            self.test_set = TransformedSubset(dataset, range(len(targets)), self.eval_transform())
+
+    def _check_labels(self, targets: Sequence[int], split: str) -> None:
+        if len(targets) == 0:
+            raise LitvisionError(f"the {self.name} {split} split in '{self.data_dir}' holds no images")
+        top = int(max(targets))
+        if top >= self.num_classes:
+            raise LitvisionError(
+                f"the {self.name} {split} split has label {top}, but the dataset declares "
+                f"{self.num_classes} classes ({', '.join(self.class_names)})"
+            )
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool = False) -> DataLoader | list:
+        if dataset is None:  # no validation split: Lightning skips the loop
+            return []
+        sampler = None
+        trainer = self.trainer
+        if not shuffle and trainer is not None and trainer.world_size > 1:
+            sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+    def _download(self, make: Callable[..., Any], download: bool, how_to_supply: str) -> None:
+        """Check that ``make(download=False)`` finds the data; else download it or explain how to get it."""
+        try:
+            make(download=False)
+            return
+        except (RuntimeError, FileNotFoundError):
+            pass
+        reason = "download=False"
+        if download:
+            created = not self.data_dir.exists()
+            try:
+                make(download=True)
+                return
+            except Exception as err:  # network errors come in many types (URLError, HTTPError, timeouts)
+                reason = f"download failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                if created:  # leave no empty or half-downloaded folder behind
+                    shutil.rmtree(self.data_dir, ignore_errors=True)
+        raise DataNotFoundError(
+            f"{self.name} not found in '{self.data_dir}' ({reason}); {how_to_supply}, "
+            f"or point --data.data_dir at a copy"
+        )
