@@ -158,14 +158,13 @@ class ImageClassifier(LightningModule):
         loggers = [lg for lg in self.loggers if hasattr(lg.experiment, "add_figure")]
         if not loggers:
             return
-        from litvision.plotting import confusion_matrix_figure
+        from litvision.plotting import confusion_matrix_figure, plt
 
         title = f"{split} confusion matrix, epoch {self.current_epoch}"
         figure = confusion_matrix_figure(self.confusion[split].numpy(), self.class_names, title)
-        for logger in loggers:  # add_figure closes the figure after the last logger
-            logger.experiment.add_figure(
-                f"{split}/confusion_matrix", figure, self.current_epoch, close=logger is loggers[-1]
-            )
+        for logger in loggers:
+            logger.experiment.add_figure(f"{split}/confusion_matrix", figure, self.current_epoch, close=False)
+        plt.close(figure)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
