@@ -229,3 +229,17 @@ def test_reduce_on_plateau_watches_validation_loss(in_tmp):
     config = cli.trainer.lr_scheduler_configs[0]
     assert config.monitor == "val/loss" and config.interval == "epoch"
     assert config.scheduler.num_bad_epochs is not None
+
+
+def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):
+    cli = LitvisionCLI(
+        args=[
+            "fit", *SMALL_DATA, "--model.backbone=litvision.models.SimpleCNN", "--trainer.max_epochs=1",
+            "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--trainer.logger=false",
+        ]
+    )  # fmt: skip
+    assert cli.trainer.checkpoint_callback is None and cli.trainer.progress_bar_callback is None
+    assert "test/acc" in cli.trainer.callback_metrics  # the last weights were tested
+    # No logger, no run directory: only Lightning's copy of the config lands in default_root_dir.
+    assert [p.name for p in in_tmp.iterdir()] == ["config.yaml"]

@@ -25,7 +25,9 @@ class TestReport(Callback):
         self.ckpt_path = trainer.ckpt_path
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        log_dir = trainer.log_dir  # every rank must ask: under DDP it is a collective call
+        # Every rank must ask for log_dir (under DDP it is a collective call); without a logger there is
+        # no run directory, and nothing is written.
+        log_dir = trainer.log_dir if trainer.loggers else None
         confmat = getattr(pl_module, "confusion", {}).get("test")
         if confmat is None or not trainer.is_global_zero:
             return

@@ -65,19 +65,22 @@ class LitvisionCLI(LightningCLI):
         ]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        # The default callbacks step aside where the trainer's own flags turn their feature off.
-        trainer = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        off = []
-        if trainer.get("enable_progress_bar") is False:
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        # The project's callbacks step aside where the trainer's own flags turn their feature off
+        # (Lightning refuses a progress bar with enable_progress_bar=False, and so on).
+        off: list[type[Callback]] = []
+        if config.get("enable_progress_bar") is False:
             off.append(RichProgressBar)
-        if trainer.get("enable_model_summary") is False:
+        if config.get("enable_model_summary") is False:
             off.append(RichModelSummary)
-        if trainer.get("logger") in (False, None, []):
+        if config.get("enable_checkpointing") is False:
+            off.append(ModelCheckpoint)
+        if config.get("logger") in (False, None, []):
             off.append(LearningRateMonitor)
-        self.trainer_defaults["callbacks"] = [
-            cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, tuple(off))
-        ]
-        return super().instantiate_trainer(**kwargs)
+        wanted = [cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, tuple(off))]
+        self.trainer_defaults["callbacks"] = wanted
+        forced = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        return self._instantiate_trainer(config, [cb for cb in forced if not isinstance(cb, tuple(off))])
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key in ("num_classes", "input_shape", "class_names"):
