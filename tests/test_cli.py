@@ -58,7 +58,7 @@ def test_config_trains_one_batch_on_synthetic_data_of_its_shape(config, in_tmp):
             SYNTHETIC,
             f"--data.input_shape={list(declared.input_shape)}",
             f"--data.num_classes={declared.num_classes}",
-            "--data.train_size=40",
+            "--data.train_size=2000",
             "--data.val_size=10",
             "--data.test_size=20",
             "--data.batch_size=8",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from conftest import ROOT
 
 
@@ -26,3 +27,51 @@ def test_ddp_two_processes_fit_and_report_once(in_tmp):
     results = json.loads((runs[0] / "test_results.json").read_text())
     assert results["num_samples"] == 360, "every test image counted once across the two ranks"
     assert result.stdout.count("Test accuracy per class") == 1
+
+
+def test_ddp_oversampled_run_reports_what_one_process_measures(in_tmp):
+    """Per-class test accuracy logged by a 2-process run with oversampling equals a single-process
+    evaluation of the same checkpoint."""
+    litvision = str(Path(sys.executable).parent / "litvision")
+    config = f"--config={ROOT / 'configs/digits_lstm.yaml'}"
+    fit = subprocess.run(
+        [
+            litvision, "fit", config, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
+            "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false",
+            "--data.imbalance=StepImbalance", "--data.imbalance.fraction=0.2", "--data.oversample=true",
+        ],
+        cwd=in_tmp, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    distributed = json.loads((in_tmp / "lightning_logs/digits_lstm/version_0/test_results.json").read_text())
+    single = subprocess.run(
+        [litvision, "test", config, f"--ckpt_path={distributed['checkpoint']}",
+         "--trainer.enable_progress_bar=false"],
+        cwd=in_tmp, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    alone = json.loads((in_tmp / "lightning_logs/digits_lstm/version_1/test_results.json").read_text())
+    assert distributed["confusion_matrix"] == alone["confusion_matrix"]
+    assert distributed["per_class"].keys() == alone["per_class"].keys()
+    for name, result in alone["per_class"].items():
+        assert distributed["per_class"][name]["acc"] == result["acc"]
+
+
+def test_oversampling_gives_each_rank_its_own_share():
+    """Lightning wraps the datamodule's sampler for DDP; the two ranks' draws must not overlap in
+    position (each takes every other draw of one shared sequence)."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from litvision.data import LongTailImbalance, SyntheticDataModule
+
+    data = SyntheticDataModule(train_size=400, imbalance=LongTailImbalance(ratio=5), oversample=True)
+    data.setup("fit")
+    sampler = data.train_dataloader().sampler
+    shares = []
+    for rank in (0, 1):
+        torch.manual_seed(0)  # every rank starts from the same seed, as under seed_everything
+        shares.append(list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)))
+    torch.manual_seed(0)
+    draws = list(sampler)
+    assert shares[0] == draws[0::2] and shares[1] == draws[1::2]
+    assert len(shares[0]) + len(shares[1]) == len(data.train_set)

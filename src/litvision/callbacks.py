@@ -17,8 +17,10 @@ class TestReport(Callback):
 
     __test__ = False  # a callback, not a pytest test class
 
-    def __init__(self, filename: str = "test_results.json") -> None:
+    def __init__(self, filename: str = "test_results.json", many_shot: int = 100, few_shot: int = 20) -> None:
         self.filename = filename
+        self.many_shot = many_shot
+        self.few_shot = few_shot
         self.ckpt_path: str | None = None
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -32,6 +34,10 @@ class TestReport(Callback):
         if confmat is None or not trainer.is_global_zero:
             return
         results = self.results(confmat.tolist(), pl_module.class_names)
+        datamodule = trainer.datamodule
+        counts = getattr(datamodule, "kept_class_counts", None)
+        if counts is not None and getattr(datamodule, "imbalance", None) is not None:
+            results.update(self.shot_groups(results, counts))
         results["checkpoint"] = self.ckpt_path
         results["epoch"] = pl_module.current_epoch
         results["global_step"] = pl_module.global_step
@@ -60,6 +66,19 @@ class TestReport(Callback):
             "confusion_matrix": confmat,
         }
 
+    def shot_groups(self, results: dict[str, Any], train_counts: list[int]) -> dict[str, Any]:
+        """Mean per-class accuracy of the many-shot (> ``many_shot`` training images), medium and
+        few-shot (< ``few_shot``) classes (Liu et al. 2019), for runs on imbalanced training sets. The
+        counts are the real images kept, noisy copies left out."""
+        groups: dict[str, list[float]] = {"many_shot": [], "medium_shot": [], "few_shot": []}
+        for v, n in zip(results["per_class"].values(), train_counts):
+            v["train_images"] = n
+            group = "many_shot" if n > self.many_shot else "few_shot" if n < self.few_shot else "medium_shot"
+            groups[group].append(v["acc"])
+        return {
+            "shot_groups": {g: {"acc": sum(a) / len(a), "classes": len(a)} for g, a in groups.items() if a}
+        }
+
     @staticmethod
     def table(results: dict[str, Any]) -> Table:
         table = Table(title=f"Test accuracy per class ({results['num_samples']} images)")
@@ -71,4 +90,6 @@ class TestReport(Callback):
         table.add_section()
         table.add_row("[bold]overall[/bold]", f"[bold]{100 * results['acc']:.2f}%[/bold]", "")
         table.add_row("macro (mean of classes)", f"{100 * results['acc_macro']:.2f}%", "")
+        for group, v in results.get("shot_groups", {}).items():
+            table.add_row(f"{group.replace('_', '-')} classes ({v['classes']})", f"{100 * v['acc']:.2f}%", "")
         return table

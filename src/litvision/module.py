@@ -15,6 +15,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from litvision.errors import LitvisionError
+from litvision.objectives import IRMMixin, LabelSmoothingMixin
 
 # An architecture class (or any callable) that builds the network for a dataset:
 # ``backbone(num_classes, input_shape)``. In YAML it is a class_path plus the architecture's own options;
@@ -37,7 +38,7 @@ def _split_metrics(num_classes: int, confusion: bool) -> MetricCollection:
     return MetricCollection(metrics)
 
 
-class ImageClassifier(LightningModule):
+class ImageClassifierBase(LightningModule):
     """Trains any architecture to classify images, with per-class metrics in TensorBoard.
 
     Metrics are torchmetrics objects, updated every step and computed (and synchronised across
@@ -55,6 +56,9 @@ class ImageClassifier(LightningModule):
             CyclicLR step every batch, the others every epoch; OneCycleLR without ``total_steps`` runs
             over the whole fit; ReduceLROnPlateau watches ``val/loss``.
         log_confusion_matrix: add the confusion-matrix figure to TensorBoard each validation epoch.
+        label_smoothing: epsilon of label smoothing (:class:`LabelSmoothingMixin`); 0 turns it off.
+        irm_weight: weight of the IRM penalty (:class:`IRMMixin`); 0 turns IRM off.
+        irm_anneal_steps: optimizer steps with the IRM penalty weighted 1.0 before ``irm_weight``.
     """
 
     def __init__(
@@ -66,9 +70,21 @@ class ImageClassifier(LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         log_confusion_matrix: bool = True,
+        label_smoothing: float = 0.0,
+        irm_weight: float = 0.0,
+        irm_anneal_steps: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if not 0 <= label_smoothing < 1:
+            raise LitvisionError(f"label_smoothing={label_smoothing} is invalid: it must be in [0, 1)")
+        if irm_weight < 0 or irm_anneal_steps < 0:
+            raise LitvisionError(
+                f"irm_weight={irm_weight} and irm_anneal_steps={irm_anneal_steps} must both be >= 0"
+            )
+        self.label_smoothing = label_smoothing
+        self.irm_weight = irm_weight
+        self.irm_anneal_steps = irm_anneal_steps
         self.class_names = (
             list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         )
@@ -92,14 +108,19 @@ class ImageClassifier(LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
-    def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """The training objective; objective mixins (label smoothing, IRM) override this."""
+    def risk(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The per-batch risk (mean loss); :class:`LabelSmoothingMixin` overrides it."""
         return F.cross_entropy(logits, target)
+
+    def compute_loss(self, logits: Tensor, target: Tensor, env: Tensor | None = None) -> Tensor:
+        """The objective: the risk, plus what the mixins add (:class:`IRMMixin`). ``env`` holds the
+        samples' environment ids when the batch carries them (its third element)."""
+        return self.risk(logits, target)
 
     def _step(self, batch: Sequence[Tensor], split: str) -> Tensor:
         x, target = batch[0], batch[1]
         logits = self(x)
-        loss = self.compute_loss(logits, target)
+        loss = self.compute_loss(logits, target, batch[2] if len(batch) > 2 else None)
         getattr(self, f"{split}_metrics").update(logits.detach(), target)
         getattr(self, f"{split}_loss").update(loss.detach(), weight=target.shape[0])
         return loss
@@ -186,3 +207,8 @@ class ImageClassifier(LightningModule):
         if isinstance(scheduler, ReduceLROnPlateau):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+class ImageClassifier(IRMMixin, LabelSmoothingMixin, ImageClassifierBase):
+    """The LightningModule of every litvision run: :class:`ImageClassifierBase` with the objective
+    mixins, label smoothing and IRM, both off by default (see ``label_smoothing``, ``irm_weight``)."""

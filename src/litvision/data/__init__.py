@@ -5,6 +5,7 @@ from litvision.data.cifar import CIFAR10DataModule
 from litvision.data.digits import DigitsDataModule
 from litvision.data.eurosat import EuroSATDataModule
 from litvision.data.folder import ImageFolderDataModule
+from litvision.data.imbalance import LongTailImbalance, StepImbalance
 from litvision.data.mnist import MNISTDataModule
 from litvision.data.synthetic import SyntheticDataModule
 
@@ -14,6 +15,8 @@ __all__ = [
     "EuroSATDataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "LongTailImbalance",
     "MNISTDataModule",
+    "StepImbalance",
     "SyntheticDataModule",
 ]

@@ -10,10 +10,19 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from rich.console import Console
+from rich.table import Table
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 from torchvision.transforms import v2
 
+from litvision.data.imbalance import (
+    ImbalanceProfile,
+    NoisyCopies,
+    StepImbalance,
+    class_counts,
+    imbalanced_subset,
+)
 from litvision.errors import DataNotFoundError, LitvisionError
 
 
@@ -96,8 +105,18 @@ class ImageDataModule(LightningDataModule):
             and skips validation.
         num_workers: loader processes (kept alive between epochs).
         augment: apply the dataset's training augmentation.
-        split_seed: seed of the validation split, independent of the training seed so that changing
-            one does not change the other.
+        split_seed: seed of the validation split (and of the imbalance subset), independent of the
+            training seed so that changing one does not change the other.
+        imbalance: make the training split imbalanced: ``StepImbalance`` (chosen classes keep a
+            fraction) or ``LongTailImbalance`` (exponential profile). The validation split is carved
+            first, so it stays balanced like the test split.
+        oversample: draw training batches class-balanced (``WeightedRandomSampler``, with replacement,
+            one epoch = as many draws as training samples); under DDP each rank takes its own share.
+        noise_variances: Gaussian-noise minority rebalancing (reports 000 and 002): each training image
+            of ``noise_classes`` is added once per variance with noise N(0, variance) on the normalised
+            image, drawn afresh at every read; batches then carry an environment id (0 original,
+            1 noisy copy) as a third element. ``[0.1, 0.2, ..., 0.9]`` restores classes kept at 10%.
+        noise_classes: the classes to copy; by default those of a ``StepImbalance``.
     """
 
     name: str = "dataset"
@@ -114,6 +133,10 @@ class ImageDataModule(LightningDataModule):
         num_workers: int = 2,
         augment: bool = True,
         split_seed: int = 0,
+        imbalance: ImbalanceProfile | None = None,
+        oversample: bool = False,
+        noise_variances: Sequence[float] | None = None,
+        noise_classes: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         # Logged with the model's hyperparameters (HPARAMS tab); the shape is the model's to log.
@@ -128,6 +151,21 @@ class ImageDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.augment = augment
         self.split_seed = split_seed
+        self.imbalance = imbalance
+        self.oversample = oversample
+        self.noise_variances = list(noise_variances) if noise_variances else None
+        if noise_classes is None and isinstance(imbalance, StepImbalance):
+            noise_classes = imbalance.classes
+        if self.noise_variances and not noise_classes:
+            raise LitvisionError(
+                "noise_variances needs the classes to copy: set noise_classes, or use a StepImbalance"
+            )
+        self.noise_classes = list(noise_classes) if noise_classes else []
+        # Images per class in the training split: real ones kept (after any imbalance), and as trained
+        # on (noisy copies included).
+        self.kept_class_counts: list[int] | None = None
+        self.train_class_counts: list[int] | None = None
+        self.train_targets: list[int] | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -167,11 +205,26 @@ class ImageDataModule(LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
+        self._check_options()
         if stage in ("fit", "validate", None) and self.train_set is None:
             dataset, targets = self.load_split(train=True)
             self._check_labels(targets, "training")
             train_idx, val_idx = stratified_split(targets, self.val_size, self.split_seed)
+            if self.imbalance is not None:
+                train_idx = imbalanced_subset(
+                    train_idx, targets, self.imbalance, self.num_classes, self.split_seed
+                )
             self.train_set = TransformedSubset(dataset, train_idx, self.train_transform())
+            train_targets = [int(targets[i]) for i in train_idx]
+            self.kept_class_counts = class_counts(train_targets, self.num_classes)
+            if self.noise_variances:
+                copies = [j for j, y in enumerate(train_targets) if y in self.noise_classes]
+                self.train_set = NoisyCopies(self.train_set, copies, self.noise_variances)
+                train_targets += [train_targets[j] for j in copies for _ in self.noise_variances]
+            self.train_targets = train_targets
+            self.train_class_counts = class_counts(train_targets, self.num_classes)
+            if self.imbalance is not None or self.noise_variances or self.oversample:
+                self._report_class_counts()
             self.val_set = (
                 TransformedSubset(dataset, val_idx, self.eval_transform()) if len(val_idx) else None
             )
@@ -179,6 +232,33 @@ class ImageDataModule(LightningDataModule):
             dataset, targets = self.load_split(train=False)
             self._check_labels(targets, "test")
             self.test_set = TransformedSubset(dataset, range(len(targets)), self.eval_transform())
+
+    def _check_options(self) -> None:
+        if self.imbalance is not None:
+            self.imbalance.validate(self.num_classes)
+        unknown = [c for c in self.noise_classes if not 0 <= c < self.num_classes]
+        if unknown:
+            raise LitvisionError(
+                f"noise_classes {unknown} do not exist: class ids run from 0 to {self.num_classes - 1}"
+            )
+
+    def _report_class_counts(self) -> None:
+        """Print the training class counts as a table and log them (``data/train_count/<class>``)."""
+        kept, counts = self.kept_class_counts, self.train_class_counts
+        if self.trainer is not None and self.trainer.is_global_zero:
+            table = Table(title=f"{self.name} training images per class")
+            table.add_column("class")
+            table.add_column("kept", justify="right")
+            table.add_column("trained on", justify="right")
+            for name, k, n in zip(self.class_names, kept, counts):
+                table.add_row(name, str(k), str(n))
+            table.add_row("total", str(sum(kept)), str(sum(counts)))
+            Console().print(table)
+        if self.trainer is not None:
+            for logger in self.trainer.loggers:
+                logger.log_metrics(
+                    {f"data/train_count/{n}": c for n, c in zip(self.class_names, counts)}, step=0
+                )
 
     def _check_labels(self, targets: Sequence[int], split: str) -> None:
         if len(targets) == 0:
@@ -190,12 +270,13 @@ class ImageDataModule(LightningDataModule):
                 f"{self.num_classes} classes ({', '.join(self.class_names)})"
             )
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool = False) -> DataLoader | list:
+    def _loader(
+        self, dataset: Dataset | None, shuffle: bool = False, sampler: Sampler | None = None
+    ) -> DataLoader | list:
         if dataset is None:  # no validation split: Lightning skips the loop
             return []
-        sampler = None
         trainer = self.trainer
-        if not shuffle and trainer is not None and trainer.world_size > 1:
+        if sampler is None and not shuffle and trainer is not None and trainer.world_size > 1:
             sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
             dataset,
@@ -208,7 +289,12 @@ class ImageDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        if not self.oversample:
+            return self._loader(self.train_set, shuffle=True)
+        # Class-balanced draws; Lightning wraps the sampler so that each DDP rank takes its own share.
+        weights = 1.0 / torch.tensor(self.train_class_counts, dtype=torch.double)[self.train_targets]
+        sampler = WeightedRandomSampler(weights, num_samples=len(self.train_targets), replacement=True)
+        return self._loader(self.train_set, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set)

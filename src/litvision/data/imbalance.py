@@ -1,0 +1,116 @@
+"""Imbalanced training sets and the ways back: class-count profiles, and Gaussian-noise minority copies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from litvision.errors import LitvisionError
+
+
+class ImbalanceProfile:
+    """How many of its training images each class keeps."""
+
+    def counts(self, available: Sequence[int]) -> list[int]:
+        """The number of images kept per class, given the number available per class."""
+        raise NotImplementedError
+
+    def validate(self, num_classes: int) -> None:
+        """Reject settings that cannot apply to ``num_classes`` classes, before any data is read."""
+
+
+class StepImbalance(ImbalanceProfile):
+    """The chosen ``classes`` keep ``fraction`` of their images (rounded down); the others keep all.
+
+    Reports 000 and 002: classes 0-4 keep 10% (CIFAR-10's training set goes from 50,000 to 27,500).
+    """
+
+    def __init__(self, classes: Sequence[int] = (0, 1, 2, 3, 4), fraction: float = 0.1) -> None:
+        if not 0 < fraction <= 1:
+            raise LitvisionError(f"imbalance fraction={fraction} is invalid: it must be in (0, 1]")
+        if len(set(classes)) != len(classes) or not classes:
+            raise LitvisionError(
+                f"imbalance classes={list(classes)} must be distinct class ids, at least one"
+            )
+        self.classes = list(classes)
+        self.fraction = fraction
+
+    def validate(self, num_classes: int) -> None:
+        unknown = [c for c in self.classes if not 0 <= c < num_classes]
+        if unknown:
+            raise LitvisionError(
+                f"imbalance classes {unknown} do not exist: class ids run from 0 to {num_classes - 1}"
+            )
+
+    def counts(self, available: Sequence[int]) -> list[int]:
+        self.validate(len(available))
+        return [math.floor(n * self.fraction) if c in self.classes else n for c, n in enumerate(available)]
+
+
+class LongTailImbalance(ImbalanceProfile):
+    """Exponential long tail (Cui et al. 2019): class ``i`` of ``C`` keeps ``ratio ** (-i / (C - 1))``
+    of its images, so the first class keeps all and the last ``1 / ratio`` (ratio: largest / smallest)."""
+
+    def __init__(self, ratio: float = 100.0) -> None:
+        if not ratio >= 1:
+            raise LitvisionError(
+                f"imbalance ratio={ratio} is invalid: it must be at least 1 (largest / smallest)"
+            )
+        self.ratio = ratio
+
+    def counts(self, available: Sequence[int]) -> list[int]:
+        last = max(len(available) - 1, 1)
+        return [math.floor(n * self.ratio ** (-i / last)) for i, n in enumerate(available)]
+
+
+def class_counts(targets: Sequence[int], num_classes: int) -> list[int]:
+    return np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).tolist()
+
+
+def imbalanced_subset(
+    indices: np.ndarray, targets: Sequence[int], profile: ImbalanceProfile, num_classes: int, seed: int
+) -> np.ndarray:
+    """The ``indices`` (into ``targets``) that ``profile`` keeps: a seeded random choice within each class."""
+    labels = np.asarray(targets)[indices]
+    keep = profile.counts(class_counts(labels, num_classes))
+    empty = [c for c, (n, k) in enumerate(zip(class_counts(labels, num_classes), keep)) if n and not k]
+    if empty:
+        raise LitvisionError(
+            f"the imbalance profile leaves classes {empty} with no training image: use a milder profile"
+        )
+    rng = np.random.default_rng(seed)
+    kept = [rng.permutation(indices[labels == c])[:k] for c, k in enumerate(keep)]
+    return np.sort(np.concatenate(kept))
+
+
+class NoisyCopies(Dataset):
+    """A dataset followed by noisy copies of some of its samples, made afresh at each read.
+
+    Item ``i < len(dataset)`` is the original ``(x, y, 0)``; then every sample listed in ``copies``
+    appears once per variance ``s2`` in ``variances`` as ``(x + N(0, s2), y, 1)``. The noise is added to
+    the transformed, normalised image, so a variance is in units of the normalised input. The last
+    element is the environment (0: original, 1: noisy copy) that IRM can average over.
+    """
+
+    def __init__(self, dataset: Dataset, copies: Sequence[int], variances: Sequence[float]) -> None:
+        bad = [v for v in variances if v < 0]
+        if bad:
+            raise LitvisionError(f"noise variances {bad} are negative: a variance must be >= 0")
+        self.dataset = dataset
+        self.copies = list(copies)
+        self.stds = [math.sqrt(v) for v in variances]
+
+    def __len__(self) -> int:
+        return len(self.dataset) + len(self.copies) * len(self.stds)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        if index < len(self.dataset):
+            x, y = self.dataset[index]
+            return x, y, 0
+        copy, noise = divmod(index - len(self.dataset), len(self.stds))
+        x, y = self.dataset[self.copies[copy]]
+        return x + torch.randn_like(x) * self.stds[noise], y, 1
