@@ -46,16 +46,11 @@ class IRMMixin:
                 [irm_penalty(logits[env == e], target[env == e], self.risk) for e in env.unique()]
             )
             penalty = penalty.mean()
-        self.log("train/irm_penalty", penalty.detach(), on_step=True, on_epoch=True)
+        self.log("train/irm_penalty", penalty.detach(), on_step=False, on_epoch=True)
         step = self.global_step
         weight = self.irm_weight if step >= self.irm_anneal_steps else 1.0
-        if (
-            step == self.irm_anneal_steps
-            and self.irm_anneal_steps > 0
-            and not getattr(self, "_irm_reset", False)
-        ):
+        if step == self.irm_anneal_steps > 0:  # the full weight starts with this step: fresh moments
             for optimizer in self.trainer.optimizers:
                 optimizer.state.clear()
-            self._irm_reset = True
         loss = loss + weight * penalty
         return loss / weight if weight > 1 else loss
