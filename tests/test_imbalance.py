@@ -70,10 +70,16 @@ def test_imbalance_applies_to_training_only_on_real_data():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: StepImbalance(fraction=0), r"fraction=0 is invalid: it must be in \(0, 1\]"),
-        (lambda: StepImbalance(fraction=1.5), r"fraction=1.5 is invalid"),
-        (lambda: StepImbalance(classes=[1, 1]), "must be distinct class ids"),
-        (lambda: LongTailImbalance(ratio=0.5), "ratio=0.5 is invalid: it must be at least 1"),
+        (
+            lambda: synthetic(imbalance=StepImbalance(fraction=0)),
+            r"fraction=0 is invalid: it must be in \(0, 1\]",
+        ),
+        (lambda: synthetic(imbalance=StepImbalance(fraction=1.5)), r"fraction=1.5 is invalid"),
+        (lambda: synthetic(imbalance=StepImbalance(classes=[1, 1])), "must be distinct class ids"),
+        (
+            lambda: synthetic(imbalance=LongTailImbalance(ratio=0.5)),
+            "ratio=0.5 is invalid: it must be at least 1",
+        ),
         (
             lambda: synthetic(imbalance=StepImbalance(classes=[3, 12])),
             r"imbalance classes \[12\] do not exist",

@@ -107,6 +107,11 @@ class LitvisionCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         _name_run_after_config(config)
 
+    def after_instantiate_classes(self) -> None:
+        check_options = getattr(self.datamodule, "check_options", None)
+        if check_options is not None:
+            check_options()
+
     def after_fit(self) -> None:
         config = self.config[self.subcommand]
         if not config.get("test_after_fit", True) or self.trainer.interrupted:
@@ -138,6 +143,20 @@ def main(args: list[str] | None = None) -> None:
         torch.set_float32_matmul_precision("high")
     try:
         LitvisionCLI(args=args)
-    except LitvisionError as err:
-        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        # An error in a datamodule's constructor reaches us wrapped by the argument parser.
+        cause = _litvision_cause(err)
+        if cause is None:
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {cause}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _litvision_cause(err: BaseException | None) -> LitvisionError | None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, LitvisionError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -156,10 +156,6 @@ class ImageDataModule(LightningDataModule):
         self.noise_variances = list(noise_variances) if noise_variances else None
         if noise_classes is None and isinstance(imbalance, StepImbalance):
             noise_classes = imbalance.classes
-        if self.noise_variances and not noise_classes:
-            raise LitvisionError(
-                "noise_variances needs the classes to copy: set noise_classes, or use a StepImbalance"
-            )
         self.noise_classes = list(noise_classes) if noise_classes else []
         # Images per class in the training split: real ones kept (after any imbalance), and as trained
         # on (noisy copies included).
@@ -205,7 +201,7 @@ class ImageDataModule(LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        self._check_options()
+        self.check_options()
         if stage in ("fit", "validate", None) and self.train_set is None:
             dataset, targets = self.load_split(train=True)
             self._check_labels(targets, "training")
@@ -233,9 +229,21 @@ class ImageDataModule(LightningDataModule):
             self._check_labels(targets, "test")
             self.test_set = TransformedSubset(dataset, range(len(targets)), self.eval_transform())
 
-    def _check_options(self) -> None:
+    def check_options(self) -> None:
+        """Reject impossible settings with one line, before any data is read (the CLI calls this right
+        after building the datamodule, so that nothing is written first)."""
+        size = self.val_size
+        if isinstance(size, bool) or size < 0 or (isinstance(size, float) and size >= 1):
+            raise LitvisionError(f"val_size={size!r} is invalid: use a fraction in [0, 1) or a count >= 0")
         if self.imbalance is not None:
             self.imbalance.validate(self.num_classes)
+        if self.noise_variances and not self.noise_classes:
+            raise LitvisionError(
+                "noise_variances needs the classes to copy: set noise_classes, or use a StepImbalance"
+            )
+        negative = [v for v in self.noise_variances or [] if v < 0]
+        if negative:
+            raise LitvisionError(f"noise variances {negative} are negative: a variance must be >= 0")
         unknown = [c for c in self.noise_classes if not 0 <= c < self.num_classes]
         if unknown:
             raise LitvisionError(

@@ -20,7 +20,8 @@ class ImbalanceProfile:
         raise NotImplementedError
 
     def validate(self, num_classes: int) -> None:
-        """Reject settings that cannot apply to ``num_classes`` classes, before any data is read."""
+        """Reject settings that cannot apply to ``num_classes`` classes, before any data is read. (Not
+        in ``__init__``: an error there would reach the user wrapped in the CLI parser's traceback.)"""
 
 
 class StepImbalance(ImbalanceProfile):
@@ -30,16 +31,14 @@ class StepImbalance(ImbalanceProfile):
     """
 
     def __init__(self, classes: Sequence[int] = (0, 1, 2, 3, 4), fraction: float = 0.1) -> None:
-        if not 0 < fraction <= 1:
-            raise LitvisionError(f"imbalance fraction={fraction} is invalid: it must be in (0, 1]")
-        if len(set(classes)) != len(classes) or not classes:
-            raise LitvisionError(
-                f"imbalance classes={list(classes)} must be distinct class ids, at least one"
-            )
         self.classes = list(classes)
         self.fraction = fraction
 
     def validate(self, num_classes: int) -> None:
+        if not 0 < self.fraction <= 1:
+            raise LitvisionError(f"imbalance fraction={self.fraction} is invalid: it must be in (0, 1]")
+        if len(set(self.classes)) != len(self.classes) or not self.classes:
+            raise LitvisionError(f"imbalance classes={self.classes} must be distinct class ids, at least one")
         unknown = [c for c in self.classes if not 0 <= c < num_classes]
         if unknown:
             raise LitvisionError(
@@ -56,13 +55,14 @@ class LongTailImbalance(ImbalanceProfile):
     of its images, so the first class keeps all and the last ``1 / ratio`` (ratio: largest / smallest)."""
 
     def __init__(self, ratio: float = 100.0) -> None:
-        if not ratio >= 1:
-            raise LitvisionError(
-                f"imbalance ratio={ratio} is invalid: it must be at least 1 (largest / smallest)"
-            )
         self.ratio = ratio
 
+    def validate(self, num_classes: int) -> None:
+        if not self.ratio >= 1:
+            raise LitvisionError(f"imbalance ratio={self.ratio} is invalid: it must be at least 1")
+
     def counts(self, available: Sequence[int]) -> list[int]:
+        self.validate(len(available))
         last = max(len(available) - 1, 1)
         return [math.floor(n * self.ratio ** (-i / last)) for i, n in enumerate(available)]
 
@@ -97,9 +97,6 @@ class NoisyCopies(Dataset):
     """
 
     def __init__(self, dataset: Dataset, copies: Sequence[int], variances: Sequence[float]) -> None:
-        bad = [v for v in variances if v < 0]
-        if bad:
-            raise LitvisionError(f"noise variances {bad} are negative: a variance must be >= 0")
         self.dataset = dataset
         self.copies = list(copies)
         self.stds = [math.sqrt(v) for v in variances]
