@@ -247,7 +247,7 @@ def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):
 
 BAD_INPUTS = [
     (["--data=ImageFolderDataModule", "--data.data_dir=nowhere"], "image folder 'nowhere/train' not found"),
-    (["--data.val_size=2.5"], "val_size=2.5 is invalid: use a fraction in [0, 1) or a count >= 0"),
+    (["--data.val_size=2.5"], "val_size 2.5 is invalid: use a fraction in [0, 1) or a count >= 0"),
     (["--data.imbalance=StepImbalance", "--data.imbalance.fraction=0"], "imbalance fraction=0.0 is invalid"),
     (["--data.imbalance=StepImbalance", "--data.imbalance.classes=[3,12]"], "imbalance classes [12] do not"),
     (["--data.imbalance=LongTailImbalance", "--data.imbalance.ratio=0.5"], "imbalance ratio=0.5 is invalid"),

@@ -69,14 +69,18 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return iter(range(self.rank, self.total_size, self.num_replicas))
 
 
+def check_split_size(size: int | float, name: str = "split size") -> None:
+    if isinstance(size, bool) or size < 0 or (isinstance(size, float) and size >= 1):
+        raise LitvisionError(f"{name} {size!r} is invalid: use a fraction in [0, 1) or a count >= 0")
+
+
 def stratified_split(targets: Sequence[int], size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held out) of a seeded split that keeps the class proportions.
 
     ``size`` is a fraction in [0, 1) or a count of samples to hold out; 0 holds out nothing.
     """
     indices = np.arange(len(targets))
-    if isinstance(size, bool) or size < 0 or (isinstance(size, float) and size >= 1):
-        raise LitvisionError(f"split size {size!r} is invalid: use a fraction in [0, 1) or a count >= 0")
+    check_split_size(size)
     if size == 0:
         return indices, indices[:0]
     if isinstance(size, int) and size >= len(targets):
@@ -232,9 +236,7 @@ class ImageDataModule(LightningDataModule):
     def check_options(self) -> None:
         """Reject impossible settings with one line, before any data is read (the CLI calls this right
         after building the datamodule, so that nothing is written first)."""
-        size = self.val_size
-        if isinstance(size, bool) or size < 0 or (isinstance(size, float) and size >= 1):
-            raise LitvisionError(f"val_size={size!r} is invalid: use a fraction in [0, 1) or a count >= 0")
+        check_split_size(self.val_size, "val_size")
         if self.imbalance is not None:
             self.imbalance.validate(self.num_classes)
         if self.noise_variances and not self.noise_classes:
