@@ -36,7 +36,7 @@ from litvision.cli import LitvisionCLI
 FOLDER = "--data=litvision.data.ImageFolderDataModule"
 
 
-def offline_data_args(config: Path) -> tuple[str, list[str]]:
+def offline_data_args(config: Path, eurosat_per_class: int) -> tuple[str, list[str]]:
     spec = yaml.safe_load(config.read_text())
     data = spec["data"]["class_path"].rsplit(".", 1)[-1]
     args = []
@@ -67,11 +67,14 @@ def main() -> None:
     parser.add_argument("configs", nargs="*", type=Path, help="default: every config in configs/")
     parser.add_argument("--limit-train-batches", type=float, default=1.0, help="1.0: the whole epoch")
     parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument(
+        "--eurosat-per-class", type=int, default=60, help="synthetic EuroSAT images per class"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     rows = []
     for config in args.configs or sorted((ROOT / "configs").glob("*.yaml")):
-        data, data_args = offline_data_args(config)
+        data, data_args = offline_data_args(config, args.eurosat_per_class)
         start = time.perf_counter()
         try:
             cli = LitvisionCLI(
