@@ -336,3 +336,33 @@ class ImageDataModule(LightningDataModule):
             f"{self.name} not found in '{self.data_dir}' ({reason}); {how_to_supply}, "
             f"or point --data.data_dir at a copy"
         )
+
+
+class TorchvisionDataModule(ImageDataModule):
+    """A torchvision dataset with a ``train`` flag and a ``download`` option (CIFAR-10, MNIST, ...).
+
+    A subclass names ``dataset_class`` and says in :meth:`how_to_supply` how to get the files by hand.
+    """
+
+    dataset_class: type[Dataset]
+
+    def __init__(self, data_dir: str | Path = "data", download: bool = True, **kwargs: Any) -> None:
+        super().__init__(data_dir=data_dir, **kwargs)
+        self.download = download
+
+    def how_to_supply(self) -> str:
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        for train in (True, False):
+            self._download(
+                lambda download, train=train: self.dataset_class(
+                    self.data_dir, train=train, download=download
+                ),
+                self.download,
+                self.how_to_supply(),
+            )
+
+    def load_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
+        dataset = self.dataset_class(self.data_dir, train=train)
+        return dataset, torch.as_tensor(dataset.targets).tolist()
