@@ -54,9 +54,10 @@ def offline_data_args(config: Path, eurosat_per_class: int) -> tuple[str, list[s
             f"--data.mean={list(MNIST_MEAN)}", f"--data.std={list(MNIST_STD)}",
         ]  # fmt: skip
     if data == "EuroSATDataModule":
-        return "synthetic EuroSAT 600", [
+        root = synthetic_eurosat(eurosat_per_class)
+        return f"synthetic EuroSAT {10 * eurosat_per_class}", [
             *args,
-            f"--data.data_dir={synthetic_eurosat()}",
+            f"--data.data_dir={root}",
             "--data.download=false",
         ]
     return data, args
