@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -228,7 +229,7 @@ def test_reduce_on_plateau_watches_validation_loss(in_tmp):
                                     "init_args": {"patience": 0, "factor": 0.5}}}}, in_tmp)  # fmt: skip
     config = cli.trainer.lr_scheduler_configs[0]
     assert config.monitor == "val/loss" and config.interval == "epoch"
-    assert config.scheduler.num_bad_epochs is not None
+    assert math.isfinite(config.scheduler.best), "stepped with the monitored validation loss"
 
 
 def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):

@@ -77,16 +77,17 @@ def test_digits_splits_shapes_and_normalisation():
     assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
 
 
-def test_validation_split_uses_eval_transform():
-    data = SyntheticDataModule(
-        num_classes=4, input_shape=(3, 16, 16), train_size=80, val_size=20, augment=True
-    )
+def test_validation_split_uses_eval_transform(tmp_path):
+    write_images(tmp_path / "train", {"a": 10, "b": 10}, (16, 16))
+    write_images(tmp_path / "test", {"a": 2, "b": 2}, (16, 16))
+    data = ImageFolderDataModule(tmp_path, val_size=4, augment=True)
     data.setup("fit")
-    assert len(data.val_set) == 20 and len(data.train_set) == 60
-    # Augmentation (random crop + flip) would make two reads of an image differ; evaluation must not.
-    first = torch.stack([data.val_set[i][0] for i in range(20)])
-    second = torch.stack([data.val_set[i][0] for i in range(20)])
-    assert torch.equal(first, second)
+    torch.manual_seed(0)
+    # Augmentation (random crop + flip) makes two reads of a training image differ; evaluation must not.
+    train_reads = [torch.stack([data.train_set[i][0] for i in range(16)]) for _ in range(2)]
+    val_reads = [torch.stack([data.val_set[i][0] for i in range(4)]) for _ in range(2)]
+    assert not torch.equal(*train_reads)
+    assert torch.equal(*val_reads)
 
 
 def test_cifar_augmentation_is_crop_and_flip_on_train_only():
