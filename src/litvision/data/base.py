@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from rich.console import Console
 from rich.table import Table
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from litvision.data.imbalance import (
@@ -54,19 +55,6 @@ class TransformedSubset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, target = self.dataset[self.indices[index]]
         return self.transform(image), int(target)
-
-
-class UnpaddedDistributedSampler(DistributedSampler):
-    """Each rank takes every ``num_replicas``-th sample, in order, without padding: evaluated under DDP,
-    every sample is counted exactly once (the default sampler repeats a few to even out the ranks)."""
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-        self.num_samples = len(range(rank, len(dataset), num_replicas))
-        self.total_size = len(dataset)
-
-    def __iter__(self):
-        return iter(range(self.rank, self.total_size, self.num_replicas))
 
 
 def check_split_size(size: int | float, name: str = "split size") -> None:
@@ -287,7 +275,10 @@ class ImageDataModule(LightningDataModule):
             return []
         trainer = self.trainer
         if sampler is None and not shuffle and trainer is not None and trainer.world_size > 1:
-            sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
+            # Evaluated under DDP, every sample counts exactly once: no padding to even out the ranks.
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
