@@ -154,6 +154,9 @@ class ImageDataModule(LightningDataModule):
         self.kept_class_counts: list[int] | None = None
         self.train_class_counts: list[int] | None = None
         self.train_targets: list[int] | None = None
+        # Indices into the dataset's training split of the samples trained on (after any imbalance) and
+        # held out for validation: what a run's split checksum is computed from.
+        self.split_indices: dict[str, np.ndarray] = {}
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -202,6 +205,7 @@ class ImageDataModule(LightningDataModule):
                 train_idx = imbalanced_subset(
                     train_idx, targets, self.imbalance, self.num_classes, self.split_seed
                 )
+            self.split_indices = {"train": np.asarray(train_idx), "val": np.asarray(val_idx)}
             self.train_set = TransformedSubset(dataset, train_idx, self.train_transform())
             train_targets = [int(targets[i]) for i in train_idx]
             self.kept_class_counts = class_counts(train_targets, self.num_classes)
