@@ -145,7 +145,7 @@ def test_fit_resumes_from_a_checkpoint(in_tmp):
     common = quiet("fit", *SMALL_DATA, "--model.backbone=litvision.models.SimpleCNN")
     first = LitvisionCLI(args=[*common, "--trainer.max_epochs=2"])
     steps_per_epoch = first.trainer.global_step // 2
-    last = Path(first.trainer.checkpoint_callback.last_model_path)
+    last = Path(first.trainer.log_dir) / "checkpoints/last.ckpt"
     recorder = EpochRecorder()
     resumed = LitvisionCLI(
         args=[*common, "--trainer.max_epochs=3", f"--ckpt_path={last}"],

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import random
+import subprocess
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from rich.console import Console
 from rich.table import Table
+
+from litvision.errors import LitvisionError
 
 
 class TestReport(Callback):
@@ -93,3 +103,216 @@ class TestReport(Callback):
         for group, v in results.get("shot_groups", {}).items():
             table.add_row(f"{group.replace('_', '-')} classes ({v['classes']})", f"{100 * v['acc']:.2f}%", "")
         return table
+
+
+class RandomState(Callback):
+    """Saves the global random generators' states in checkpoints and restores them when a run resumes,
+    just before its first training batch, so that dropout and other model noise continue as if the run
+    had never stopped. (The data's randomness is seeded per sample, see data/resumable.py.)"""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        states["numpy"] = {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "gauss": [has_gauss, gauss],
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return states
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._pending is None:
+            return
+        states, self._pending = self._pending, None
+        torch.set_rng_state(states["torch"])
+        random.setstate((3, tuple(states["python"]), None))
+        numpy = states["numpy"]
+        keys = numpy["keys"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, numpy["pos"], numpy["gauss"][0], numpy["gauss"][1]))
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class FiniteLossGuard(Callback):
+    """Stops training at the first non-finite loss, naming the step, before any checkpoint of the
+    diverged weights is written (the last good one is kept).
+
+    The check reads the GPU only every ``trainer.log_every_n_steps`` steps, at epoch end and before a
+    checkpoint is saved; in between, the first bad step is recorded on the device, with no host sync.
+    """
+
+    def __init__(self) -> None:
+        self._first_bad: torch.Tensor | None = None
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return
+        step = torch.tensor(trainer.global_step, device=loss.device)
+        if self._first_bad is None or self._first_bad.device != loss.device:
+            self._first_bad = torch.tensor(-1, device=loss.device)
+        bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)
+        self._first_bad = torch.where(bad, step, self._first_bad)
+        if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer: Trainer) -> None:
+        if self._first_bad is None:
+            return
+        first_bad = int(trainer.strategy.reduce(self._first_bad.float(), reduce_op="max"))
+        if first_bad < 0:
+            return
+        saved = [cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path]
+        last = max(saved, key=lambda p: Path(p).stat().st_mtime, default="")
+        kept = f"the last good checkpoint is '{last}'" if last else "no checkpoint was saved before it"
+        lrs = sorted({group["lr"] for opt in trainer.optimizers for group in opt.param_groups})
+        raise LitvisionError(
+            f"the training loss became non-finite (nan or inf) at step {first_bad}, epoch "
+            f"{trainer.current_epoch}, with learning rate {', '.join(f'{lr:g}' for lr in lrs)}; {kept}; "
+            "lower the learning rate or clip gradients (trainer.gradient_clip_val)"
+        )
+
+
+class RunInfo(Callback):
+    """Writes ``run_info.json`` in the run directory: what made the run (package version, git commit,
+    library versions, device, seed, the data split's checksum) and, per session (a resume is a new
+    session), when it started, ended and how.
+
+    With it and ``config.yaml`` any reported number can be traced to the code, config and data that
+    produced it."""
+
+    def __init__(self, filename: str = "run_info.json") -> None:
+        self.filename = filename
+        self._path: Path | None = None
+        self._info: dict[str, Any] = {}
+        self._started = 0.0
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        log_dir = trainer.log_dir if trainer.loggers else None  # a collective call under DDP
+        if log_dir is None or not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        counts = getattr(datamodule, "train_class_counts", None)
+        if counts is not None and trainer.ckpt_path is None:  # a resumed run has them already
+            names = datamodule.class_names
+            for logger in trainer.loggers:
+                logger.log_metrics({f"data/train_count/{n}": c for n, c in zip(names, counts)}, step=0)
+        self._path = Path(log_dir) / self.filename
+        previous = json.loads(self._path.read_text()) if self._path.is_file() else {}
+        self._started = time.time()
+        info = {**previous, **self.describe(trainer, pl_module)}
+        session = {
+            "started_at": _now(),
+            "resumed_from": trainer.ckpt_path,
+            "finished_at": None,
+            "status": "running",
+        }
+        info["sessions"] = [*previous.get("sessions", []), session]
+        info.setdefault("started_at", session["started_at"])
+        self._info = info
+        self._write()
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, "interrupted" if trainer.interrupted else "finished")
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._end(
+            trainer,
+            f"failed: {str(exception).splitlines()[0] if str(exception) else type(exception).__name__}",
+        )
+
+    def _end(self, trainer: Trainer, status: str) -> None:
+        if self._path is None or not self._info.get("sessions"):
+            return
+        session = self._info["sessions"][-1]
+        if session["finished_at"] is not None:
+            return
+        session.update(finished_at=_now(), status=status, wall_time_s=round(time.time() - self._started, 3))
+        self._info.update(
+            finished_at=session["finished_at"],
+            wall_time_s=round(sum(s.get("wall_time_s", 0.0) for s in self._info["sessions"]), 3),
+            epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
+        )
+        self._write()
+
+    def _write(self) -> None:
+        assert self._path is not None
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self._info, indent=2) + "\n")
+        tmp.replace(self._path)  # never a half-written file
+
+    @staticmethod
+    def describe(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        import platform
+        import sys
+
+        import lightning
+
+        import litvision
+
+        datamodule = trainer.datamodule
+        splits = getattr(datamodule, "split_indices", {}) or {}
+        digest = hashlib.sha256()
+        for name in sorted(splits):
+            digest.update(name.encode())
+            digest.update(np.asarray(splits[name], dtype=np.int64).tobytes())
+        device = trainer.strategy.root_device
+        return {
+            "litvision_version": litvision.__version__,
+            **_git_state(),
+            "python": sys.version.split()[0],
+            "torch_version": torch.__version__,
+            "lightning_version": lightning.__version__,
+            "platform": platform.platform(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            "num_devices": trainer.world_size,
+            "precision": str(trainer.precision),
+            "seed": int(os.environ["PL_GLOBAL_SEED"]) if "PL_GLOBAL_SEED" in os.environ else None,
+            "num_parameters": sum(p.numel() for p in pl_module.parameters()),
+            "split_checksum": digest.hexdigest() if splits else None,
+            "split_sizes": {name: len(idx) for name, idx in splits.items()},
+        }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_state() -> dict[str, Any]:
+    """The commit of the litvision source tree and whether it had uncommitted changes (None outside git)."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}

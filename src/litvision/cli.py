@@ -17,12 +17,13 @@ from lightning.pytorch.callbacks import (
     RichModelSummary,
     RichProgressBar,
 )
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from litvision.callbacks import TestReport
+from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport
 from litvision.data import ImageDataModule
 from litvision.errors import LitvisionError
 from litvision.module import ImageClassifier
+from litvision.runs import load_checkpoint
 
 DEFAULT_SEED = 42
 
@@ -42,16 +43,21 @@ class LitvisionCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", False)
         # Callbacks given by the caller are added to the project's; other trainer defaults override them.
         given = dict(kwargs.pop("trainer_defaults", None) or {})
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            # bf16 autocast: about twice the float32 speed on tensor cores, with float32's range (no loss
+            # scaling); --trainer.precision 32-true turns it off.
+            given.setdefault("precision", "bf16-mixed")
         callbacks = [*self.default_callbacks(), *given.pop("callbacks", [])]
         kwargs["trainer_defaults"] = {"logger": self.default_logger(), **given, "callbacks": callbacks}
         kwargs.setdefault("parser_kwargs", {"default_env": False})
+        kwargs.setdefault("save_config_callback", KeepingSaveConfigCallback)
         super().__init__(*args, **kwargs)
 
     @staticmethod
     def default_logger() -> dict[str, Any]:
         # name None: the run is named after its config file (see _name_run_after_config).
         return {
-            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "class_path": "litvision.loggers.TensorBoardLogger",
             "init_args": {"save_dir": "lightning_logs", "name": None},
         }
 
@@ -62,6 +68,9 @@ class LitvisionCLI(LightningCLI):
             RichProgressBar(),
             RichModelSummary(max_depth=1),
             TestReport(),
+            RunInfo(),
+            RandomState(),
+            FiniteLossGuard(),
         ]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -80,6 +89,9 @@ class LitvisionCLI(LightningCLI):
         wanted = [cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, tuple(off))]
         self.trainer_defaults["callbacks"] = wanted
         forced = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        if config.get("enable_checkpointing") is not False:
+            every = self._get(self.config_init, "checkpoint_every_n_steps", default=0) or 0
+            forced += last_checkpoint_callbacks(every)
         return self._instantiate_trainer(config, [cb for cb in forced if not isinstance(cb, tuple(off))])
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -90,10 +102,17 @@ class LitvisionCLI(LightningCLI):
             {
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # last.ckpt is written by last_checkpoint_callbacks()
                 "checkpoint.filename": "best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
+        )
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=0,
+            help="Also save checkpoints/last.ckpt every N training steps, mid-epoch, so that a crashed run "
+            "resumes (--ckpt_path last) losing at most N steps; 0: checkpoints at epoch ends only.",
         )
         parser.add_argument(
             "--test_after_fit",
@@ -105,7 +124,12 @@ class LitvisionCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        every = config.get("checkpoint_every_n_steps", 0) or 0
+        if every < 0:
+            raise LitvisionError(f"checkpoint_every_n_steps={every} is invalid: use 0 (off) or a step count")
         _name_run_after_config(config)
+        if config.get("ckpt_path"):
+            _resume_in_place(config, fit=self.subcommand == "fit")
 
     def after_instantiate_classes(self) -> None:
         check_options = getattr(self.datamodule, "check_options", None)
@@ -118,7 +142,12 @@ class LitvisionCLI(LightningCLI):
             return
         checkpoint = self.trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None else ""
+        # Testing a checkpoint restores the checkpoint callbacks' state as it was when it was saved; the
+        # run's own (last.ckpt, the best k) is what a user reads afterwards.
+        states = [(cb, cb.state_dict()) for cb in self.trainer.checkpoint_callbacks]
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+        for callback, state in states:
+            callback.load_state_dict(state)
 
 
 def _name_run_after_config(config: Namespace) -> None:
@@ -133,6 +162,79 @@ def _name_run_after_config(config: Namespace) -> None:
     config_files = [c for c in (config.get("config") or []) if c is not None]
     name = Path(str(config_files[-1])).stem if config_files else "default"
     logger["init_args.name"] = name
+
+
+def last_checkpoint_callbacks(every_n_steps: int = 0) -> list[ModelCheckpoint]:
+    """Checkpoints that keep ``checkpoints/last.ckpt`` current: at every epoch end and, if
+    ``every_n_steps`` > 0, every that many training steps. (Lightning's own ``save_last`` refreshes it only
+    when a best checkpoint is saved too; a resumed run needs the latest state whatever the metric did.)"""
+    callbacks = [ModelCheckpoint(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)]
+    if every_n_steps > 0:
+        callbacks.append(
+            ModelCheckpoint(
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                every_n_train_steps=every_n_steps,
+                enable_version_counter=False,
+            )
+        )
+    return callbacks
+
+
+class KeepingSaveConfigCallback(SaveConfigCallback):
+    """Saves the resolved config as ``config.yaml`` in the run directory; a resumed run, which writes
+    into the same directory, keeps it and saves its own as ``config.resume-N.yaml``."""
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        log_dir = trainer.log_dir if trainer.loggers and not self.already_saved else None
+        resuming = bool(self.config.get("ckpt_path"))
+        if log_dir is not None and resuming and (Path(log_dir) / self.config_filename).exists():
+            n = 1
+            while (Path(log_dir) / f"config.resume-{n}.yaml").exists():
+                n += 1
+            self.config_filename = f"config.resume-{n}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
+def _resume_in_place(config: Namespace, fit: bool) -> None:
+    """Check the checkpoint (safely: tensors and plain data only) and, when fitting from one of a run
+    directory's checkpoints, continue that run: same directory, same TensorBoard run.
+
+    ``--ckpt_path last`` picks the newest version of this config's runs that holds ``last.ckpt``. The
+    TensorBoard writer purges the steps logged after the checkpoint, so the curves have no duplicates.
+    """
+    ckpt_path = str(config["ckpt_path"])
+    logger = config.get("trainer.logger")
+    tensorboard = isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith(
+        "TensorBoardLogger"
+    )
+    if ckpt_path in ("last", "best", "hpc", "registry") or ckpt_path.startswith("registry:"):
+        if ckpt_path != "last" or not fit or not tensorboard:
+            return  # Lightning's own resolution
+        runs = Path(str(logger["init_args.save_dir"])) / str(logger["init_args.name"])
+        candidates = sorted(
+            runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True
+        )
+        if not candidates:
+            raise LitvisionError(
+                f"--ckpt_path last: no run to resume, '{runs}' holds no */checkpoints/last.ckpt; "
+                "give a checkpoint file, or start without --ckpt_path"
+            )
+        ckpt_path = str(candidates[0])
+        config["ckpt_path"] = ckpt_path
+    checkpoint = load_checkpoint(ckpt_path)
+    # Not resolved: the checkpoint callbacks restore their state only if their directory is spelled the same.
+    run_dir = Path(ckpt_path).parent.parent
+    if not (fit and tensorboard and (run_dir / "config.yaml").is_file()):
+        return  # a checkpoint from elsewhere: a new run that starts from its weights and state
+    logger["init_args.save_dir"] = str(run_dir.parent.parent)
+    logger["init_args.name"] = run_dir.parent.name
+    logger["init_args.version"] = run_dir.name
+    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    logged = int(loop.get("_batches_that_stepped", checkpoint.get("global_step", 0)))
+    # Events at steps after the checkpoint came from the lost part of the run: TensorBoard drops them.
+    logger["init_args.purge_step"] = logged + 1
 
 
 def main(args: list[str] | None = None) -> None:

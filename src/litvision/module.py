@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +28,16 @@ _PER_STEP_SCHEDULERS = (OneCycleLR, CyclicLR)
 
 
 def _split_metrics(num_classes: int, confusion: bool) -> MetricCollection:
+    # No argument checks: they read values back from the device (a GPU synchronisation every step), and
+    # the datamodule has already checked the labels once.
+    options = {"validate_args": False}
     metrics: dict[str, Any] = {
-        "acc": MulticlassAccuracy(num_classes, average="micro"),
-        "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
-        "acc_class": MulticlassAccuracy(num_classes, average=None),
+        "acc": MulticlassAccuracy(num_classes, average="micro", **options),
+        "acc_macro": MulticlassAccuracy(num_classes, average="macro", **options),
+        "acc_class": MulticlassAccuracy(num_classes, average=None, **options),
     }
     if confusion:
-        metrics["confmat"] = MulticlassConfusionMatrix(num_classes)
+        metrics["confmat"] = MulticlassConfusionMatrix(num_classes, **options)
     return MetricCollection(metrics)
 
 
@@ -59,6 +62,9 @@ class ImageClassifierBase(LightningModule):
         label_smoothing: epsilon of label smoothing (:class:`LabelSmoothingMixin`); 0 turns it off.
         irm_weight: weight of the IRM penalty (:class:`IRMMixin`); 0 turns IRM off.
         irm_anneal_steps: optimizer steps with the IRM penalty weighted 1.0 before ``irm_weight``.
+        channels_last: keep the network's weights and inputs in channels-last memory format, which
+            tensor cores run faster; ``"auto"``: for convolutional networks trained on a CUDA GPU.
+        compile: compile the network with ``torch.compile`` (slower first steps, faster after).
     """
 
     def __init__(
@@ -73,9 +79,17 @@ class ImageClassifierBase(LightningModule):
         label_smoothing: float = 0.0,
         irm_weight: float = 0.0,
         irm_anneal_steps: int = 0,
+        channels_last: bool | Literal["auto"] = "auto",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if channels_last not in (True, False, "auto"):
+            raise LitvisionError(f"channels_last={channels_last!r} is invalid: use true, false or auto")
+        self.channels_last = channels_last
+        self.compile_net = compile
+        self.uses_channels_last = False  # decided in setup(), once the device is known
+        self._throughput_options_applied = False
         if not 0 <= label_smoothing < 1:
             raise LitvisionError(f"label_smoothing={label_smoothing} is invalid: it must be in [0, 1)")
         if irm_weight < 0 or irm_anneal_steps < 0:
@@ -99,13 +113,33 @@ class ImageClassifierBase(LightningModule):
         self.log_confusion_matrix = log_confusion_matrix
         for split in SPLITS:
             setattr(self, f"{split}_metrics", _split_metrics(num_classes, confusion=split != "train"))
-            setattr(self, f"{split}_loss", MeanMetric())
+            # No NaN check: it reads the loss back from the device every step; a NaN loss shows as NaN.
+            setattr(self, f"{split}_loss", MeanMetric(nan_strategy="disable"))
+        # The training epoch's running metrics go into checkpoints, so that an epoch resumed mid-way
+        # reports over all of its batches.
+        self.train_metrics.persistent(True)
+        self.train_loss.persistent(True)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
         # The last confusion matrix computed per split, for reports read after the loop ends.
         self.confusion: dict[str, Tensor] = {}
 
+    def setup(self, stage: str) -> None:
+        """Apply the throughput options (channels-last, compilation) for the device that runs."""
+        if self._throughput_options_applied:  # fit, then test with the same trainer
+            return
+        self._throughput_options_applied = True
+        convolutional = any(isinstance(m, nn.Conv2d) for m in self.net.modules())
+        on_gpu = self.trainer.strategy.root_device.type == "cuda"
+        if self.channels_last is True or (self.channels_last == "auto" and convolutional and on_gpu):
+            self.net.to(memory_format=torch.channels_last)
+            self.uses_channels_last = True
+        if self.compile_net:
+            self.net.compile()  # in place: the state dict keeps its keys
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.uses_channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def risk(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -127,7 +161,9 @@ class ImageClassifierBase(LightningModule):
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
-        self.log("train/loss_step", loss, prog_bar=True)
+        # Lightning hands the tensor to the logger every log_every_n_steps only; on the progress bar it
+        # would be read back to the host every step, making the CPU wait for the GPU.
+        self.log("train/loss_step", loss)
         return loss
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
@@ -164,7 +200,7 @@ class ImageClassifierBase(LightningModule):
         self._reset(split)
         self.log_dict(
             {f"{split}/loss": loss, f"{split}/acc": values["acc"], f"{split}/acc_macro": values["acc_macro"]},
-            prog_bar=split == "val",
+            prog_bar=split != "test",  # once per epoch, so no step waits for it
         )
         self.log_dict({f"{split}/acc_class/{n}": a for n, a in zip(self.class_names, values["acc_class"])})
         if "confmat" in values:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from litvision.data.memory import batch_generator, split_items, to_device
+from litvision.data.resumable import Item, seeded, split_item
 from litvision.errors import LitvisionError
 
 
@@ -104,10 +107,30 @@ class NoisyCopies(Dataset):
     def __len__(self) -> int:
         return len(self.dataset) + len(self.copies) * len(self.stds)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, item: Item) -> tuple[torch.Tensor, int, int]:
+        index, seed = split_item(item)
         if index < len(self.dataset):
-            x, y = self.dataset[index]
+            x, y = self.dataset[item]
             return x, y, 0
         copy, noise = divmod(index - len(self.dataset), len(self.stds))
-        x, y = self.dataset[self.copies[copy]]
-        return x + torch.randn_like(x) * self.stds[noise], y, 1
+        x, y = self.dataset[self.copies[copy] if seed is None else (self.copies[copy], seed)]
+        with seeded(None if seed is None else seed + 1):  # noise independent of the augmentation's draws
+            return x + torch.randn_like(x) * self.stds[noise], y, 1
+
+    def __getitems__(self, items: Sequence[Item]) -> Any:
+        """A whole batch ``(x, y, env)`` at once when the dataset makes batches (in memory, on its
+        device): one gather of the source images, one draw of noise; otherwise the list of samples."""
+        if not callable(getattr(self.dataset, "__getitems__", None)):
+            return [self[item] for item in items]
+        index, seeds = split_items(items)
+        is_copy = index >= len(self.dataset)
+        copy, noise = np.divmod(np.where(is_copy, index - len(self.dataset), 0), len(self.stds))
+        source = np.where(is_copy, np.asarray(self.copies, dtype=np.int64)[copy], index)
+        x, y = self.dataset.__getitems__(source if seeds is None else np.stack([source, seeds], 1))
+        if is_copy.any():  # known on the host, from the indices: no wait for the device
+            stds = np.where(is_copy, np.asarray(self.stds, dtype=np.float32)[noise], 0.0)
+            stds = to_device(stds, x.device, x.dtype).view(-1, *[1] * (x.ndim - 1))
+            # Drawn for originals too (times 0): one draw for the batch beats gathering the copies.
+            generator = batch_generator(seeds, x.device, stream=1)  # independent of the augmentation's
+            x = x + torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator) * stds
+        return x, y, to_device(is_copy, x.device, torch.long)
