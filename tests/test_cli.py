@@ -244,25 +244,3 @@ def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):
     assert "test/acc" in cli.trainer.callback_metrics  # the last weights were tested
     # No logger, no run directory: only Lightning's copy of the config lands in default_root_dir.
     assert [p.name for p in in_tmp.iterdir()] == ["config.yaml"]
-
-
-BAD_INPUTS = [
-    (["--data=ImageFolderDataModule", "--data.data_dir=nowhere"], "image folder 'nowhere/train' not found"),
-    (["--data.val_size=2.5"], "val_size 2.5 is invalid: use a fraction in [0, 1) or a count >= 0"),
-    (["--data.imbalance=StepImbalance", "--data.imbalance.fraction=0"], "imbalance fraction=0.0 is invalid"),
-    (["--data.imbalance=StepImbalance", "--data.imbalance.classes=[3,12]"], "imbalance classes [12] do not"),
-    (["--data.imbalance=LongTailImbalance", "--data.imbalance.ratio=0.5"], "imbalance ratio=0.5 is invalid"),
-    (["--data.noise_variances=[0.1]"], "noise_variances needs the classes to copy"),
-    (["--data.noise_variances=[-1]", "--data.noise_classes=[1]"], "noise variances [-1.0] are negative"),
-    (["--model.label_smoothing=1.5"], "label_smoothing=1.5 is invalid: it must be in [0, 1)"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[a[0].split("=")[0] for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_line_before_anything_is_written(args, message, in_tmp, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}", *args])
-    assert exit_.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert ": error: " + message in err[-1] and "Traceback" not in "\n".join(err)
-    assert list(in_tmp.iterdir()) == [], "nothing is written"

@@ -153,6 +153,7 @@ class FiniteLossGuard(Callback):
 
     def __init__(self) -> None:
         self._first_bad: torch.Tensor | None = None
+        self._lrs: dict[int, list[float]] = {}  # learning rates of the steps since the last check
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -165,6 +166,7 @@ class FiniteLossGuard(Callback):
             self._first_bad = torch.tensor(-1, device=loss.device)
         bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)
         self._first_bad = torch.where(bad, step, self._first_bad)
+        self._lrs[trainer.global_step] = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
         if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
             self._check(trainer)
 
@@ -180,15 +182,16 @@ class FiniteLossGuard(Callback):
         if self._first_bad is None:
             return
         first_bad = int(trainer.strategy.reduce(self._first_bad.float(), reduce_op="max"))
+        lrs, self._lrs = self._lrs, {}
         if first_bad < 0:
             return
         saved = [cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path]
         last = max(saved, key=lambda p: Path(p).stat().st_mtime, default="")
         kept = f"the last good checkpoint is '{last}'" if last else "no checkpoint was saved before it"
-        lrs = sorted({group["lr"] for opt in trainer.optimizers for group in opt.param_groups})
+        lr = ", ".join(f"{v:g}" for v in sorted(set(lrs.get(first_bad, []))))
         raise LitvisionError(
             f"the training loss became non-finite (nan or inf) at step {first_bad}, epoch "
-            f"{trainer.current_epoch}, with learning rate {', '.join(f'{lr:g}' for lr in lrs)}; {kept}; "
+            f"{trainer.current_epoch}, with learning rate {lr or '?'}; {kept}; "
             "lower the learning rate or clip gradients (trainer.gradient_clip_val)"
         )
 

@@ -122,6 +122,14 @@ class LitvisionCLI(LightningCLI):
             "validation split) and save per-class results in the run directory.",
         )
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyperparameters here; check it first, for a one-line error.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(str(ckpt_path)).is_file():
+            load_checkpoint(str(ckpt_path))
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         every = config.get("checkpoint_every_n_steps", 0) or 0
@@ -256,8 +264,17 @@ def main(args: list[str] | None = None) -> None:
         cause = _litvision_cause(err)
         if cause is None:
             raise
-        print(f"{Path(sys.argv[0]).name}: error: {cause}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: error: {_one_line(cause)}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _one_line(err: LitvisionError) -> str:
+    """The message; for an error raised in a DataLoader worker, which PyTorch re-raises with the
+    worker's traceback as its text, the original message (its last line)."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return str(err)
+    return lines[-1].split(f"{type(err).__name__}: ", 1)[-1]
 
 
 def _litvision_cause(err: BaseException | None) -> LitvisionError | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
@@ -31,6 +32,8 @@ class ImageFolderDataModule(ImageDataModule):
     Class names are the sub-folder names of ``train/``, in sorted order (torchvision's
     ``ImageFolder``). Images are converted to RGB (or to grey with ``grayscale``) and, if
     ``image_size`` is given, resized to it; otherwise every image must have the size of the first.
+    An unreadable image stops the run with its path; ``skip_corrupt`` checks every image at setup
+    instead and leaves the unreadable ones out, with a warning that lists them.
     Augmentation is a random crop with 1/8 padding and a horizontal flip, as for CIFAR-10.
     """
 
@@ -43,9 +46,11 @@ class ImageFolderDataModule(ImageDataModule):
         grayscale: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        skip_corrupt: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
+        self.skip_corrupt = skip_corrupt
         self.image_size = image_size
         self.grayscale = grayscale
         channels = 1 if grayscale else 3
@@ -85,6 +90,13 @@ class ImageFolderDataModule(ImageDataModule):
         unknown = sorted(set(dataset.classes) - set(self.class_names))
         if unknown:
             raise LitvisionError(f"'{folder}' has classes {unknown} that 'train/' does not have")
+        if self.skip_corrupt:  # decode every image once now, rather than fail mid-epoch
+            bad = [path for path, _ in dataset.samples if not self._readable(path)]
+            if bad:
+                rank_zero_warn(f"left out {len(bad)} unreadable image(s) of '{folder}': {', '.join(bad[:5])}")
+                dataset.samples = [s for s in dataset.samples if s[0] not in set(bad)]
+                dataset.targets = [t for _, t in dataset.samples]
+                dataset.imgs = dataset.samples
         # Map the split's own class indices onto the training classes, so a test folder that lacks a
         # class still gets the right labels.
         remap = [self.class_names.index(c) for c in dataset.classes]
@@ -92,8 +104,22 @@ class ImageFolderDataModule(ImageDataModule):
         return dataset, [remap[t] for t in dataset.targets]
 
     def _load_image(self, path: str) -> Image.Image:
-        with open(path, "rb") as f:
-            return Image.open(f).convert("L" if self.grayscale else "RGB")
+        try:
+            with open(path, "rb") as f:
+                return Image.open(f).convert("L" if self.grayscale else "RGB")
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's ways of saying "not a readable image"
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise LitvisionError(
+                f"image '{path}' cannot be read ({reason}); "
+                "repair or remove it, or set data.skip_corrupt: true to leave unreadable images out"
+            ) from None
+
+    def _readable(self, path: str) -> bool:
+        try:
+            self._load_image(path)
+        except LitvisionError:
+            return False
+        return True
 
     def preprocessing(self) -> list[Callable]:
         if self.image_size is None:

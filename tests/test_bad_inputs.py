@@ -1,0 +1,265 @@
+"""Bad input: each case ends with a clear error naming the bad value and what is allowed, a non-zero
+exit, and leaves the runs already there intact. ``python tests/test_bad_inputs.py`` writes the table of
+messages in docs/bad-inputs.md by running every case."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from PIL import Image
+
+DIGITS = f"--config={ROOT / 'configs/digits_lstm.yaml'}"
+SYNTHETIC = [
+    "--data=litvision.data.SyntheticDataModule",
+    "--data.input_shape=[1,8,8]",
+    "--data.train_size=80",
+    "--data.val_size=16",
+    "--data.batch_size=16",
+    "--model.backbone=litvision.models.SimpleCNN",
+]
+IMBALANCE = "--data.imbalance=litvision.data.StepImbalance"
+FOLDER = "--data=litvision.data.ImageFolderDataModule"
+
+# (what is wrong, arguments of `litvision`, a part of the message). {tmp} is a folder prepared by
+# prepare(): image folders, checkpoints. Messages of the CLI's own parser span a few lines.
+CASES = [
+    (
+        "unknown config key",
+        ["fit", DIGITS, "--model.nonsense=1"],
+        "unrecognized arguments: --model.nonsense=1",
+    ),
+    ("wrong type", ["fit", DIGITS, "--trainer.max_epochs=ten"], 'Parser key "trainer.max_epochs"'),
+    (
+        "unknown model class",
+        ["fit", DIGITS, "--model.backbone=litvision.models.Nope"],
+        "module 'litvision.models' has no attribute 'Nope'",
+    ),
+    (
+        "unknown dataset class",
+        ["fit", DIGITS, "--data=litvision.data.Nope"],
+        "module 'litvision.data' has no attribute 'Nope'",
+    ),
+    (
+        "num_classes set against the data",
+        ["fit", DIGITS, "--model.num_classes=5"],
+        'Linked "model.num_classes" must be given via "data.num_classes"',
+    ),
+    (
+        "batch size 0",
+        ["fit", DIGITS, "--data.batch_size=0"],
+        "batch_size=0 is invalid: it must be at least 1",
+    ),
+    (
+        "validation split out of range",
+        ["fit", DIGITS, "--data.val_size=2.5"],
+        "val_size 2.5 is invalid: use a fraction in [0, 1) or a count >= 0",
+    ),
+    (
+        "step imbalance fraction 0",
+        ["fit", DIGITS, IMBALANCE, "--data.imbalance.fraction=0"],
+        "imbalance fraction=0.0 is invalid",
+    ),
+    (
+        "imbalance class id out of range",
+        ["fit", DIGITS, IMBALANCE, "--data.imbalance.classes=[3,12]"],
+        "imbalance classes [12] do not exist",
+    ),
+    (
+        "long-tail ratio below 1",
+        ["fit", DIGITS, "--data.imbalance=litvision.data.LongTailImbalance", "--data.imbalance.ratio=0.5"],
+        "imbalance ratio=0.5 is invalid: it must be at least 1",
+    ),
+    (
+        "noise without classes to copy",
+        ["fit", DIGITS, "--data.noise_variances=[0.1]"],
+        "noise_variances needs the classes to copy",
+    ),
+    (
+        "negative noise variance",
+        ["fit", DIGITS, "--data.noise_variances=[-1]", "--data.noise_classes=[1]"],
+        "noise variances [-1.0] are negative: a variance must be >= 0",
+    ),
+    (
+        "noise class id out of range",
+        ["fit", DIGITS, "--data.noise_variances=[0.1]", "--data.noise_classes=[12]"],
+        "noise_classes [12] do not exist: class ids run from 0 to 9",
+    ),
+    (
+        "label smoothing 1.5",
+        ["fit", DIGITS, "--model.label_smoothing=1.5"],
+        "label_smoothing=1.5 is invalid: it must be in [0, 1)",
+    ),
+    (
+        "negative checkpoint interval",
+        ["fit", DIGITS, "--checkpoint_every_n_steps=-1"],
+        "checkpoint_every_n_steps=-1 is invalid",
+    ),
+    (
+        "image folder missing",
+        ["fit", DIGITS, FOLDER, "--data.data_dir={tmp}/nowhere"],
+        "image folder '{tmp}/nowhere/train' not found",
+    ),
+    (
+        "image folder without images",
+        ["fit", DIGITS, FOLDER, "--data.data_dir={tmp}/empty"],
+        "no images found under '{tmp}/empty/train'",
+    ),
+    (
+        "corrupt image",
+        [
+            "fit",
+            DIGITS,
+            FOLDER,
+            "--data.data_dir={tmp}/corrupt",
+            "--data.num_workers=0",
+            "--trainer.max_epochs=1",
+        ],
+        "image '{tmp}/corrupt/train/b/broken.png' cannot be read",
+    ),
+    (
+        "resume with no run to resume",
+        ["fit", DIGITS, "--ckpt_path=last"],
+        "--ckpt_path last: no run to resume",
+    ),
+    (
+        "truncated checkpoint",
+        ["fit", DIGITS, "--ckpt_path={tmp}/truncated.ckpt"],
+        "checkpoint '{tmp}/truncated.ckpt' is truncated or not a checkpoint",
+    ),
+    (
+        "checkpoint carrying code",
+        ["test", DIGITS, "--ckpt_path={tmp}/foreign.ckpt"],
+        "checkpoint '{tmp}/foreign.ckpt' holds objects other than tensors and plain data, refused",
+    ),
+    (
+        "loss becomes NaN",
+        [
+            "fit",
+            *SYNTHETIC,
+            "--trainer.max_epochs=3",
+            "--model.optimizer=torch.optim.SGD",
+            "--model.optimizer.init_args.lr=0.01",
+            "--model.lr_scheduler=torch.optim.lr_scheduler.StepLR",
+            "--model.lr_scheduler.init_args.step_size=1",
+            "--model.lr_scheduler.init_args.gamma=1e12",
+        ],
+        "the training loss became non-finite (nan or inf) at step 6, epoch 1, with learning rate 1e+10; "
+        "the last good checkpoint is 'lightning_logs/default/version_0/checkpoints/last.ckpt'",
+    ),
+]
+
+
+def prepare(tmp: Path) -> None:
+    """Inputs the cases point at: image folders, a truncated checkpoint, one that carries an object."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp / "empty" / split / "a").mkdir(parents=True)
+        for label in ("a", "b"):
+            folder = tmp / "corrupt" / split / label
+            folder.mkdir(parents=True)
+            for i in range(10):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    good = (tmp / "corrupt/train/b/0.png").read_bytes()
+    (tmp / "corrupt/train/b/broken.png").write_bytes(good[: len(good) // 2])  # a truncated download
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "loops": {}}, tmp / "whole.ckpt")
+    (tmp / "truncated.ckpt").write_bytes((tmp / "whole.ckpt").read_bytes()[:100])
+    # A pickled object, as a malicious checkpoint would carry (its class could run code when loaded).
+    torch.save({"state_dict": {}, "payload": argparse.Namespace(x=1)}, tmp / "foreign.ckpt")
+
+
+def existing_run(root: Path) -> Path:
+    """A finished run already in lightning_logs/, which no failed command may touch."""
+    run = root / "lightning_logs/digits_lstm/version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("# an earlier run\n")
+    (run / "checkpoints/last.ckpt").write_bytes(b"weights")
+    return run
+
+
+def litvision(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "litvision", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("what, args, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_with_a_clear_message_and_keeps_runs(what, args, message, tmp_path):
+    inputs, work = tmp_path / "inputs", tmp_path / "work"
+    inputs.mkdir()
+    work.mkdir()
+    prepare(inputs)
+    run = existing_run(work) if "ckpt_path=last" not in " ".join(args) else None
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    done = litvision([a.replace("{tmp}", str(inputs)) for a in args], work)
+    assert done.returncode != 0
+    assert message.replace("{tmp}", str(inputs)) in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    if run is not None:
+        assert (run / "config.yaml").read_text() == "# an earlier run\n"
+        assert (run / "checkpoints/last.ckpt").read_bytes() == b"weights"
+    after = sorted(p.relative_to(work) for p in work.rglob("*"))
+    if what not in ("corrupt image", "loss becomes NaN"):  # those fail while training, in a run of their own
+        assert after == before, "nothing is written"
+    if what == "loss becomes NaN":  # the last good checkpoint is kept, and it is finite
+        state = torch.load(work / "lightning_logs/default/version_0/checkpoints/last.ckpt", weights_only=True)
+        assert state["epoch"] == 0 and all(torch.isfinite(t).all() for t in state["state_dict"].values())
+
+
+def test_corrupt_images_can_be_skipped(tmp_path):
+    prepare(tmp_path)
+    args = [
+        "fit",
+        DIGITS,
+        FOLDER,
+        f"--data.data_dir={tmp_path}/corrupt",
+        "--data.num_workers=0",
+        "--data.skip_corrupt=true",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+    ]
+    done = litvision(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"left out 1 unreadable image(s) of '{tmp_path}/corrupt/train': " in done.stderr
+
+
+def markdown() -> str:
+    """Run every case and tabulate its message (the last line of stderr, or the parser's error lines)."""
+    import tempfile
+
+    rows = ["| bad input | command | exit | message |", "| --- | --- | --- | --- |"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for what, args, _ in CASES:
+            case = Path(tmp) / what.replace(" ", "_")
+            (case / "inputs").mkdir(parents=True)
+            (case / "work").mkdir()
+            prepare(case / "inputs")
+            done = litvision([a.replace("{tmp}", str(case / "inputs")) for a in args], case / "work")
+            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            start = next((i for i, line in enumerate(lines) if line.startswith("error:")), len(lines) - 1)
+            text = (
+                " ".join(lines[start : start + 6]).replace(str(case / "inputs"), "$TMP").replace("|", "\\|")
+            )
+            shown = " ".join(
+                a if not a.startswith("--config=") else "--config configs/digits_lstm.yaml" for a in args
+            )
+            rows.append(
+                f"| {what} | `litvision {shown.replace('{tmp}', '$TMP')}` | {done.returncode} | {text} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    header = (
+        "# Bad input and what litvision says\n\n"
+        "Generated by `python tests/test_bad_inputs.py` (each case is also a test in that file). Every case\n"
+        "exits non-zero and leaves the runs already in `lightning_logs/` untouched; the parser's own\n"
+        "messages (first five rows) span a few lines, shown joined.\n\n"
+    )
+    out = ROOT / "docs/bad-inputs.md"
+    out.write_text(header + markdown())
+    print(f"wrote {out}")
