@@ -35,9 +35,15 @@ def seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    # The CPU generator alone (what transforms draw from): torch.manual_seed would also seed every
+    # accelerator backend, 40 times slower per sample.
+    generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
         yield
+    finally:
+        generator.set_state(state)
 
 
 class SeededSampler(Sampler[tuple[int, int]]):
