@@ -264,7 +264,9 @@ def main(args: list[str] | None = None) -> None:
         cause = _litvision_cause(err)
         if cause is None:
             raise
-        print(f"{Path(sys.argv[0]).name}: error: {_one_line(cause)}", file=sys.stderr)
+        prog = Path(sys.argv[0]).name
+        prog = "litvision" if prog in ("__main__.py", "-c", "") else prog  # python -m litvision
+        print(f"{prog}: error: {_one_line(cause)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

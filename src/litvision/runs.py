@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,13 +69,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).splitlines()[0]
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f"a pickled {found.group(1)} object" if found else "pickled objects"
         raise LitvisionError(
-            f"checkpoint '{path}' holds objects other than tensors and plain data, refused without "
-            f"running them ({reason}); only load checkpoints you trust, and only with weights"
+            f"checkpoint '{path}' holds {what}, not only tensors and plain data: refused, since loading it "
+            "could run code; load only checkpoints you trust, re-saved with their tensors alone"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = str(err).split(". ")[0].splitlines()[0] if str(err) else type(err).__name__
         raise LitvisionError(f"checkpoint '{path}' is truncated or not a checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise LitvisionError(f"checkpoint '{path}' is not a Lightning checkpoint: it has no state_dict")
