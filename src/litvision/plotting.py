@@ -13,9 +13,12 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def confusion_matrix_figure(confmat: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
+def confusion_matrix_figure(
+    confmat: np.ndarray, class_names: Sequence[str], title: str = "", annotate: str = "counts"
+) -> Figure:
     """Heat map of a confusion matrix (rows: true class, columns: predicted), coloured by the share of
-    each true class and annotated with counts when there are few enough classes to read them."""
+    each true class and annotated with counts (or, ``annotate="shares"``, those shares) when there are
+    few enough classes to read them."""
     confmat = np.asarray(confmat)
     n = len(class_names)
     rates = confmat / np.maximum(confmat.sum(axis=1, keepdims=True), 1)
@@ -30,6 +33,17 @@ def confusion_matrix_figure(confmat: np.ndarray, class_names: Sequence[str], tit
         for i in range(n):
             for j in range(n):
                 colour = "white" if rates[i, j] > 0.5 else "black"
-                ax.text(j, i, int(confmat[i, j]), ha="center", va="center", color=colour, fontsize=7)
+                share = "0" if confmat[i, j] == 0 else f"{rates[i, j]:.2f}"  # zeros recede
+                text = share if annotate == "shares" else str(int(confmat[i, j]))
+                ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def categorical_colours(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` distinguishable colours: matplotlib's tab10 or tab20 where they suffice."""
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    return [plt.get_cmap("turbo")(i / max(n - 1, 1)) for i in range(n)]

@@ -1,0 +1,47 @@
+"""``litvision analyze <tool>``: the analysis tools on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from litvision.analysis import compare, confusion, curves, feature_maps, heads, landscape, tsne
+from litvision.errors import LitvisionError
+
+TOOLS = (tsne, feature_maps, confusion, heads, curves, compare, landscape)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="litvision analyze",
+        description="Figures and tables of finished runs, written into RUN_DIR/analysis/ and the run's "
+        "TensorBoard (see docs/analysis.md). 'litvision analyze TOOL --help' lists a tool's options.",
+    )
+    subparsers = parser.add_subparsers(title="tools", metavar="TOOL", required=True)
+    for tool in TOOLS:
+        tool.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one tool; bad input ends the program with one line on stderr and exit status 1."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args.run(args)
+    except Exception as err:
+        cause = _litvision_cause(err)
+        if cause is None:
+            raise
+        print(f"litvision analyze: error: {cause}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _litvision_cause(err: BaseException | None) -> LitvisionError | None:
+    """The LitvisionError behind an error, e.g. a datamodule's, wrapped by the config parser."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, LitvisionError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

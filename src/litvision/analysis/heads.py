@@ -1,0 +1,305 @@
+"""New heads on a frozen backbone, after decoupled training (Kang et al., ICLR 2020; report 001, task C):
+a class-weighted linear SVM and cRT (a linear layer re-trained with class-balanced sampling), compared
+with the backbone's own head on the test split."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from torch import nn
+from torch.utils.data import BatchSampler, WeightedRandomSampler
+
+from litvision.analysis.common import (
+    add_features_argument,
+    add_run_arguments,
+    extract,
+    open_run,
+    run_label,
+    run_outputs,
+    split_dataset,
+    write_run_outputs,
+)
+from litvision.errors import LitvisionError
+from litvision.plotting import confusion_matrix_figure, plt
+
+HEADS = {"backbone": "backbone's own head", "svm": "SVM head", "crt": "cRT head"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "svm-head",
+        help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)",
+        description="Freeze the trained backbone, map the run's training split (as trained on, imbalance "
+        "included) and the test split to features, and fit two new heads: a class-weighted linear SVM "
+        "(scikit-learn) and cRT (a linear layer re-trained with class-balanced sampling, Kang et al. 2020). "
+        "Scores them against the backbone's own head. Writes svm_head.json, svm_head.csv, svm_head.png, "
+        "svm_head_confusion.png, svm_head.npz and crt_head.npz.",
+    )
+    add_run_arguments(parser)
+    add_features_argument(parser, "pre-logits")
+    parser.add_argument(
+        "--class-weight",
+        default="balanced",
+        help="SVM class weights: 'balanced', 'none', or per class as CLASS=WEIGHT,... with class ids or "
+        "names, e.g. 0=0.0001,1=0.001,7=0.01 (classes not named weigh 1; default: balanced)",
+    )
+    parser.add_argument("--C", type=float, default=1.0, help="SVM regularisation C (default: 1.0)")
+    parser.add_argument("--max-iter", type=int, default=1000, help="SVM solver iterations (default: 1000)")
+    parser.add_argument("--crt-epochs", type=int, default=10, help="cRT training epochs (default: 10)")
+    parser.add_argument(
+        "--crt-lr", type=float, default=0.1, help="cRT SGD learning rate, cosine (default: 0.1)"
+    )
+    parser.add_argument("--crt-batch-size", type=int, default=256, help="cRT batch size (default: 256)")
+    parser.add_argument("--no-crt", dest="crt", action="store_false", help="skip cRT, fit the SVM only")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the SVM solver and of cRT (default: 0)")
+    parser.set_defaults(run=main)
+
+
+def parse_class_weight(text: str, names: list[str]) -> dict[int, float] | str | None:
+    """``balanced``, ``none`` or ``CLASS=WEIGHT,...`` (class ids or names) as scikit-learn's class_weight."""
+    if text.strip().lower() in ("balanced", "none"):
+        return None if text.strip().lower() == "none" else "balanced"
+    weights: dict[int, float] = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if key in names:
+            index = names.index(key)
+        elif key.isdigit() and int(key) < len(names):
+            index = int(key)
+        else:
+            raise LitvisionError(
+                f"--class-weight {text!r}: {key!r} is not a class; use ids 0-{len(names) - 1} or names "
+                f"({', '.join(names)}), as CLASS=WEIGHT,..."
+            )
+        try:
+            weight = float(value) if sep else float("nan")
+        except ValueError:
+            weight = float("nan")
+        if not weight > 0:
+            raise LitvisionError(f"--class-weight {text!r}: the weight of {key!r} must be a number above 0")
+        weights[index] = weight
+    return weights
+
+
+def main(args: argparse.Namespace) -> list[Path]:
+    for name, value in (("--C", args.C), ("--crt-lr", args.crt_lr)):
+        if not value > 0:
+            raise LitvisionError(f"{name} {value} is invalid: it must be above 0")
+    for name, value in (
+        ("--crt-epochs", args.crt_epochs),
+        ("--crt-batch-size", args.crt_batch_size),
+        ("--max-iter", args.max_iter),
+    ):
+        if value < 1:
+            raise LitvisionError(f"{name} {value} is invalid: it must be at least 1")
+    run = open_run(args)
+    names = run.model.class_names
+    class_weight = parse_class_weight(args.class_weight, names)
+    net, datamodule = run.model.net, run.datamodule
+    batch_size, workers = datamodule.batch_size, datamodule.num_workers
+    train = extract(net, split_dataset(datamodule, "train"), args.features, batch_size, workers)
+    test = extract(net, split_dataset(datamodule, "test"), args.features, batch_size, workers)
+    counts = np.bincount(train.labels, minlength=len(names))
+    if (counts == 0).any():
+        empty = [names[c] for c in np.flatnonzero(counts == 0)]
+        raise LitvisionError(
+            f"the training split has no images of {', '.join(empty)}: a head cannot learn them"
+        )
+
+    # Both heads see standardised features (SVMs need them; it also makes one cRT learning rate fit every
+    # backbone); the scaling is folded into the saved weights.
+    scaler = StandardScaler().fit(train.features)
+    train_z = scaler.transform(train.features)
+    svm = LinearSVC(C=args.C, class_weight=class_weight, max_iter=args.max_iter, random_state=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        svm.fit(train_z, train.labels)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    if not converged:
+        print(f"note: the SVM did not converge in {args.max_iter} iterations; try a larger --max-iter")
+    coef = svm.coef_ if len(names) > 2 else np.concatenate([-svm.coef_, svm.coef_])
+    intercept = svm.intercept_ if len(names) > 2 else np.concatenate([-svm.intercept_, svm.intercept_])
+    heads = {"svm": fold_scaler(coef, intercept, scaler)}
+    if args.crt:
+        weight, bias = train_crt(
+            train_z, train.labels, len(names), args.crt_epochs, args.crt_lr, args.crt_batch_size, args.seed
+        )
+        heads["crt"] = fold_scaler(weight, bias, scaler)
+
+    predictions = {"backbone": test.logits.argmax(axis=1)}
+    for key, (weight, bias) in heads.items():
+        predictions[key] = predict(linear_head(weight, bias), test.features)
+    scores = {key: score(test.labels, p, names) for key, p in predictions.items()}
+    for key, s in scores.items():
+        print(f"{HEADS[key]:22s} test accuracy {100 * s['acc']:.2f}%  macro {100 * s['acc_macro']:.2f}%")
+
+    outputs = run_outputs(args)
+    for key, (weight, bias) in heads.items():
+        outputs.npz(
+            f"{key}_head.npz",
+            {
+                "weight": weight,
+                "bias": bias,
+                "classes": np.array(names),
+                "features": np.array(args.features),
+            },
+        )
+    svm_counts = confusion_matrix(test.labels, predictions["svm"], labels=np.arange(len(names)))
+    label = f"{run_label(run.directory)}, {run.checkpoint.name}"
+    outputs.figure(
+        "svm_head.png", "analysis/svm_head", heads_figure(scores, names, counts, args.features, label)
+    )
+    accuracy = 100 * scores["svm"]["acc"]
+    title = f"SVM head on frozen {args.features} features: test accuracy {accuracy:.2f}%\n{label}"
+    outputs.figure(
+        "svm_head_confusion.png",
+        "analysis/svm_head_confusion",
+        confusion_matrix_figure(svm_counts, names, title, annotate="shares"),
+    )
+    outputs.csv(
+        "svm_head.csv",
+        [
+            ["class", "train_images", *scores],
+            *(
+                [n, int(counts[c]), *(f"{s['per_class'][n]:.6f}" for s in scores.values())]
+                for c, n in enumerate(names)
+            ),
+        ],
+    )
+    weights_used = (
+        {names[c]: w for c, w in class_weight.items()} if isinstance(class_weight, dict) else class_weight
+    )
+    outputs.json(
+        "svm_head.json",
+        {
+            "checkpoint": str(run.checkpoint),
+            "features": args.features,
+            "num_features": int(train.features.shape[1]),
+            "train_images": int(len(train.labels)),
+            "test_images": int(len(test.labels)),
+            "train_class_counts": {n: int(c) for n, c in zip(names, counts)},
+            "svm": {
+                "C": args.C,
+                "class_weight": weights_used,
+                "max_iter": args.max_iter,
+                "converged": converged,
+            },
+            "crt": {"epochs": args.crt_epochs, "lr": args.crt_lr, "batch_size": args.crt_batch_size}
+            if args.crt
+            else None,
+            "seed": args.seed,
+            "heads": scores,
+            "svm_confusion_matrix": svm_counts,
+        },
+    )
+    return write_run_outputs(outputs, args, run)
+
+
+def fold_scaler(
+    weight: np.ndarray, bias: np.ndarray, scaler: StandardScaler
+) -> tuple[np.ndarray, np.ndarray]:
+    """A head on standardised features as one on raw features: W (x - m) / s + b = (W / s) x + b'."""
+    folded = weight / scaler.scale_
+    return folded.astype(np.float32), (bias - folded @ scaler.mean_).astype(np.float32)
+
+
+def linear_head(weight: np.ndarray, bias: np.ndarray) -> nn.Linear:
+    """An ``nn.Linear`` holding the given weight (classes x features) and bias."""
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(np.asarray(weight, dtype=np.float32)))
+        head.bias.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)))
+    return head
+
+
+def load_head(path: str | Path) -> nn.Linear:
+    """A head saved by ``svm-head`` (``svm_head.npz``, ``crt_head.npz``), read without pickle, as an
+    ``nn.Linear`` from the features it was fitted on (see its ``features`` entry) to class scores."""
+    with np.load(path, allow_pickle=False) as data:
+        return linear_head(data["weight"], data["bias"])
+
+
+@torch.inference_mode()
+def predict(head: nn.Linear, features: np.ndarray) -> np.ndarray:
+    return head(torch.from_numpy(features.astype(np.float32))).argmax(dim=1).numpy()
+
+
+def score(labels: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro accuracy (mean of the per-class accuracies) and per-class accuracy."""
+    counts = confusion_matrix(labels, predicted, labels=np.arange(len(names)))
+    per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+    return {
+        "acc": float(accuracy_score(labels, predicted)),
+        "acc_macro": float(balanced_accuracy_score(labels, predicted)),
+        "per_class": {n: float(a) for n, a in zip(names, per_class)},
+    }
+
+
+def train_crt(
+    features: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """cRT: a new linear layer trained on fixed features with class-balanced sampling (every class drawn
+    equally often), SGD with momentum and a cosine schedule. Returns its weight and bias."""
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's random state
+        torch.manual_seed(seed)
+        head = nn.Linear(features.shape[1], num_classes)
+    counts = np.bincount(labels, minlength=num_classes)
+    weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+    sampler = WeightedRandomSampler(
+        weights, num_samples=len(labels), replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
+    # Whole batches of indices into the feature tensors: no per-sample dataset reads and collation.
+    batches = BatchSampler(sampler, batch_size, drop_last=False)
+    x, y = torch.from_numpy(features.astype(np.float32)), torch.from_numpy(labels).long()
+    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(batches))
+    for _ in range(epochs):
+        for batch in batches:
+            loss = F.cross_entropy(head(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    return head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
+
+
+def heads_figure(
+    scores: dict[str, dict[str, Any]], names: list[str], counts: np.ndarray, features: str, label: str
+) -> Figure:
+    """Per-class test accuracy of each head as grouped bars, training images per class under the names."""
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(names) + 2), 4.8), dpi=100)
+    width = 0.8 / len(scores)
+    x = np.arange(len(names))
+    for k, (key, s) in enumerate(scores.items()):
+        values = [100 * s["per_class"][n] for n in names]
+        legend = f"{HEADS[key]}: {100 * s['acc']:.2f}% (macro {100 * s['acc_macro']:.2f}%)"
+        ax.bar(x + (k - (len(scores) - 1) / 2) * width, values, width, label=legend, color=f"C{k}")
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{n}\n({c})" for n, c in zip(names, counts)], fontsize=8)
+    ax.set(
+        ylim=(0, 105),
+        ylabel="test accuracy (%)",
+        xlabel="class (training images)",
+        title=f"Heads on frozen {features} features, per class\n{label}",
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

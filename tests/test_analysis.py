@@ -1,0 +1,328 @@
+"""litvision analyze: every tool on a tiny CNN trained for a few steps, through the real entry point."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+from PIL import Image
+from sklearn.metrics import accuracy_score
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from litvision.analysis.feature_maps import default_layers, kind_of, output_shapes
+from litvision.analysis.heads import load_head
+from litvision.cli import main
+from litvision.models import ARCHITECTURES, VGG, CifarResNet
+from litvision.runs import load_run
+
+CLASSES = ["class_0", "class_1", "class_2", "class_3"]
+# A SimpleCNN on 4 classes of 16x16 synthetic images; class 0 keeps half its training images, so that
+# the training split the heads are fitted on is the imbalanced one the run trained on.
+TINY_RUN = (
+    "fit", f"--config={ROOT / 'configs/cnn_cifar.yaml'}",
+    "--model.backbone.init_args.channels=[4,8]", "--model.backbone.init_args.hidden=[16]",
+    "--model.optimizer.init_args.lr=0.01",
+    "--data=litvision.data.SyntheticDataModule", "--data.num_classes=4", "--data.input_shape=[3,16,16]",
+    "--data.train_size=192", "--data.val_size=32", "--data.test_size=48", "--data.batch_size=16",
+    "--data.num_workers=0",
+    "--data.imbalance=litvision.data.StepImbalance", "--data.imbalance.init_args.classes=[0]",
+    "--data.imbalance.init_args.fraction=0.5",
+    "--trainer.max_epochs=3", "--trainer.accelerator=cpu", "--trainer.log_every_n_steps=1",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("analysis")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        main(list(TINY_RUN))
+    return root / "lightning_logs" / "cnn_cifar" / "version_0"
+
+
+def analyze(*args: object) -> None:
+    main(["analyze", *map(str, args)])
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def image_tags(run_dir: Path) -> set[str]:
+    return set(EventAccumulator(str(run_dir), size_guidance={"images": 0}).Reload().Tags()["images"])
+
+
+def assert_png(path: Path) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_analyze_lists_its_tools(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["analyze", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for tool in ("tsne", "feature-maps", "confusion", "svm-head", "curves", "compare", "loss-landscape"):
+        assert tool in out
+
+
+def test_tsne_embeds_n_random_test_images(run_dir):
+    analyze("tsne", run_dir, "--samples", 30, "--perplexity", 5, "--seed", 1)
+    rows = read_csv(run_dir / "analysis" / "tsne.csv")
+    assert len(rows) == 30
+    indices = [int(r["index"]) for r in rows]
+    assert len(set(indices)) == 30 and all(0 <= i < 48 for i in indices)
+    # The synthetic test split labels image i as i % 4: each row's label is that of its image.
+    assert all(
+        int(r["label"]) == int(r["index"]) % 4 and r["class"] == CLASSES[int(r["label"])] for r in rows
+    )
+    assert np.isfinite([[float(r["x"]), float(r["y"])] for r in rows]).all()
+    assert_png(run_dir / "analysis" / "tsne.png")
+    assert "analysis/tsne" in image_tags(run_dir)
+
+    analyze(
+        "tsne", run_dir, "--samples", 1000, "--perplexity", 5, "--output", run_dir / "all", "--no-tensorboard"
+    )
+    assert len(read_csv(run_dir / "all" / "tsne.csv")) == 48  # a small split is used whole
+
+
+def test_feature_maps_record_the_default_stages(run_dir):
+    analyze("feature-maps", run_dir, "--channels", 4)
+    folder = run_dir / "analysis"
+    info = json.loads((folder / "feature_maps.json").read_text())
+    assert [image["index"] for image in info["images"]] == [0, 1, 2, 3]  # first image of each class
+    layers = [layer["name"] for layer in info["layers"]]
+    # SimpleCNN: conv + ReLU + max-pool twice: the last layer at each resolution, then the pooled features.
+    assert layers == ["conv.1", "conv.4", "conv.5", "fc"]
+    assert [layer["kind"] for layer in info["layers"]] == ["maps", "maps", "maps", "profile"]
+    for index in range(4):
+        assert_png(folder / f"feature_maps_{index}.png")
+    run = load_run(run_dir)
+    run.datamodule.setup("test")
+    image = run.datamodule.test_set[2][0]
+    with np.load(folder / "feature_maps.npz", allow_pickle=False) as arrays:
+        assert arrays["2/conv.1"].shape == (4, 16, 16) and arrays["2/conv.5"].shape == (8, 4, 4)
+        with torch.no_grad():
+            features = run.model.net.forward_features(image[None])[0].numpy()
+        np.testing.assert_allclose(arrays["2/fc"], features, rtol=1e-5, atol=1e-6)
+    assert "analysis/feature_maps/2" in image_tags(run_dir)
+
+
+def test_feature_maps_reject_an_unknown_layer_in_one_line(run_dir, capsys):
+    output = run_dir / "never"
+    with pytest.raises(SystemExit) as exit_:
+        analyze("feature-maps", run_dir, "--layers", "conv.1", "conv9", "--output", output)
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("litvision analyze: error: unknown layer 'conv9'")
+    assert "conv.0" in err and "fc.1" in err and "head" in err  # the valid names
+    assert not output.exists()  # nothing partial written
+
+
+def test_confusion_rows_sum_to_one_and_agree_with_the_test_results(run_dir):
+    analyze("confusion", run_dir)
+    folder = run_dir / "analysis"
+    counts = [[int(v) for v in list(row.values())[1:]] for row in read_csv(folder / "confusion.csv")]
+    shares = [
+        [float(v) for v in list(row.values())[1:]] for row in read_csv(folder / "confusion_normalized.csv")
+    ]
+    assert [row["true \\ predicted"] for row in read_csv(folder / "confusion.csv")] == CLASSES
+    np.testing.assert_allclose(np.sum(shares, axis=1), 1.0, atol=1e-5)
+    # The same best checkpoint on the same test split as the test that ended fit.
+    assert counts == json.loads((run_dir / "test_results.json").read_text())["confusion_matrix"]
+    pairs = json.loads((folder / "confusion.json").read_text())["most_confused"]
+    assert [p["share"] for p in pairs] == sorted((p["share"] for p in pairs), reverse=True)
+    for p in pairs:
+        a, b = (CLASSES.index(c) for c in p["classes"])
+        assert (p["a_as_b"], p["b_as_a"]) == (counts[a][b], counts[b][a])
+    assert_png(folder / "confusion.png")
+
+
+def test_svm_head_accuracy_is_that_of_its_saved_head(run_dir):
+    analyze("svm-head", run_dir, "--class-weight", "0=2,class_1=0.5", "--crt-epochs", 3)
+    folder = run_dir / "analysis"
+    results = json.loads((folder / "svm_head.json").read_text())
+    assert results["svm"]["class_weight"] == {"class_0": 2.0, "class_1": 0.5}
+    run = load_run(run_dir)
+    # Fitted on the training split as trained on: class 0 kept half of its images.
+    run.datamodule.setup("fit")
+    assert list(results["train_class_counts"].values()) == run.datamodule.kept_class_counts
+    assert results["train_class_counts"]["class_0"] < results["train_class_counts"]["class_1"]
+
+    run.datamodule.setup("test")
+    images = torch.stack([run.datamodule.test_set[i][0] for i in range(48)])
+    labels = np.arange(48) % 4
+    with torch.no_grad():
+        features = run.model.net.forward_head(run.model.net.forward_features(images), pre_logits=True)
+        for key in ("svm", "crt"):
+            head = load_head(folder / f"{key}_head.npz")
+            predicted = head(features).argmax(dim=1).numpy()
+            assert results["heads"][key]["acc"] == accuracy_score(labels, predicted)
+    test_results = json.loads((run_dir / "test_results.json").read_text())
+    assert results["heads"]["backbone"]["acc"] == pytest.approx(test_results["acc"])
+    rows = read_csv(folder / "svm_head.csv")
+    assert [r["class"] for r in rows] == CLASSES and set(rows[0]) == {
+        "class",
+        "train_images",
+        "backbone",
+        "svm",
+        "crt",
+    }
+    assert_png(folder / "svm_head.png")
+    assert_png(folder / "svm_head_confusion.png")
+
+
+def test_svm_head_rejects_an_unknown_class_weight(run_dir, capsys):
+    with pytest.raises(SystemExit):
+        analyze("svm-head", run_dir, "--class-weight", "cat=2", "--output", run_dir / "never")
+    err = capsys.readouterr().err
+    assert "'cat' is not a class" in err and "class_0" in err and not (run_dir / "never").exists()
+
+
+def test_curves_plot_every_epoch_of_one_or_many_runs(run_dir, tmp_path, capsys):
+    analyze("curves", run_dir)
+    rows = read_csv(run_dir / "analysis" / "curves.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(r[k] for r in rows for k in ("train_loss", "val_loss", "train_acc", "val_acc"))
+    best = max(float(r["val_acc"]) for r in rows)
+    best_checkpoint = next((run_dir / "checkpoints").glob("best-*.ckpt")).stem
+    assert best_checkpoint.endswith(f"val_acc{best:.4f}")  # the checkpoint callback saw the same value
+    assert "analysis/curves" in image_tags(run_dir)
+
+    with pytest.raises(SystemExit):
+        analyze("curves", run_dir, run_dir)
+    assert "give --output" in capsys.readouterr().err
+    analyze("curves", run_dir, run_dir, "--names", "a", "b", "--output", tmp_path)
+    assert [r["run"] for r in read_csv(tmp_path / "curves.csv")] == ["a"] * 3 + ["b"] * 3
+    assert_png(tmp_path / "curves.png")
+
+
+def test_compare_tabulates_runs_with_or_without_run_info(run_dir, tmp_path):
+    bare = tmp_path / "old" / "version_0"  # a run from before run_info.json
+    shutil.copytree(run_dir, bare, ignore=shutil.ignore_patterns("analysis", "run_info.json"))
+    analyze("compare", run_dir, bare, "--names", "new", "old", "--output", tmp_path / "table")
+    new, old = read_csv(tmp_path / "table_runs.csv")
+    info = json.loads((run_dir / "run_info.json").read_text())
+    net = load_run(run_dir).model.net
+    assert int(new["parameters"]) == info["num_parameters"] == sum(p.numel() for p in net.parameters())
+    assert old["parameters"] == new["parameters"] and old["epochs"] == new["epochs"] == "3"
+    test_acc = json.loads((run_dir / "test_results.json").read_text())["acc"]
+    assert new["test_acc"] == old["test_acc"] == f"{100 * test_acc:.2f}"
+    assert float(new["val_acc_best"]) >= float(new["val_acc_final"])
+    assert float(old["wall_time_s"]) > 0
+    per_class = list(csv.reader((tmp_path / "table.csv").open()))
+    assert per_class[0] == ["class", "new", "old"] and [r[0] for r in per_class[1:5]] == CLASSES
+
+
+def test_loss_landscape_records_every_step_of_every_run(tmp_path):
+    config = yaml.safe_load((ROOT / "configs/analysis/loss_landscape.yaml").read_text())
+    config["data"] = {
+        "class_path": "litvision.data.SyntheticDataModule",
+        "init_args": {
+            "num_classes": 4,
+            "input_shape": [3, 32, 32],
+            "train_size": 32,
+            "val_size": 0,
+            "batch_size": 4,
+        },
+    }
+    for variant in config["variants"]:  # VGG-A itself, its hidden layer cut from 512 to 32 units
+        variant["backbone"]["init_args"]["hidden"] = 32
+    path = tmp_path / "landscape.yaml"
+    path.write_text(yaml.safe_dump(config))
+    output = tmp_path / "out"
+    analyze(
+        "loss-landscape",
+        "--config",
+        path,
+        "--steps",
+        3,
+        "--learning-rates",
+        0.05,
+        0.01,
+        "--device",
+        "cpu",
+        "--output",
+        output,
+    )
+    rows = read_csv(output / "loss_landscape.csv")
+    assert len(rows) == 3 * 2 * 2
+    assert {(r["variant"], r["learning_rate"]) for r in rows} == {
+        (v, lr) for v in ("VGG-A", "VGG-A with BatchNorm") for lr in ("0.05", "0.01")
+    }
+    for variant in ("VGG-A", "VGG-A with BatchNorm"):
+        first = [float(r["loss"]) for r in rows if r["variant"] == variant and r["step"] == "1"]
+        # Same initial weights, same first batch: the learning rate acts only from the second step on.
+        assert first[0] == pytest.approx(first[1])
+    results = json.loads((output / "loss_landscape.json").read_text())
+    assert len(results["runs"]) == 4 and set(results["mean_band_width"]) == {"VGG-A", "VGG-A with BatchNorm"}
+    assert yaml.safe_load((output / "config.yaml").read_text())["steps"] == 3
+    assert_png(output / "loss_landscape.png")
+    assert "analysis/loss_landscape" in image_tags(output)
+
+
+def test_loss_landscape_rejects_images_too_small_for_the_network(tmp_path, capsys):
+    config = yaml.safe_load((ROOT / "configs/analysis/loss_landscape.yaml").read_text())
+    config["data"] = {"class_path": "litvision.data.DigitsDataModule", "init_args": {}}
+    path = tmp_path / "landscape.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit):
+        analyze("loss-landscape", "--config", path, "--output", tmp_path / "out")
+    assert "needs images of at least 32 pixels a side; the data's are 8x8" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tsne", "{missing}"], "is not a run directory: it has no config.yaml"),
+        (
+            ["confusion", "{run}", "--data", "root=/x"],
+            "--data 'root' is not an argument of SyntheticDataModule",
+        ),
+        (["confusion", "{run}", "--checkpoint", "nope.ckpt"], "checkpoint 'nope.ckpt' not found"),
+    ],
+)
+def test_bad_input_is_one_line(run_dir, tmp_path, capsys, args, message):
+    argv = [a.format(run=run_dir, missing=tmp_path / "missing") for a in args]
+    with pytest.raises(SystemExit) as exit_:
+        analyze(*argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 1 and len(err.splitlines()) == 1 and message in err
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=lambda a: a.__name__)
+def test_default_layers_are_drawable_stages(architecture):
+    """Every architecture gets default layers; feature maps among them shrink from one to the next."""
+    shape = (1, 8, 8) if architecture.__name__ == "RowRNN" else (3, 32, 32)
+    net = architecture(10, shape).eval()
+    shapes = output_shapes(net, torch.randn(1, *shape))
+    layers = default_layers(net, shapes)
+    assert layers and all(kind_of(shapes[n]) != "unsupported" for n in layers)
+    sides = [shapes[n][1] for n in layers if kind_of(shapes[n]) == "maps"]
+    assert sides[1:] == sorted(set(sides[1:]), reverse=True)  # after the stem, one layer per resolution
+
+
+def test_default_layers_of_the_cifar_resnet_and_vgg():
+    resnet = CifarResNet(10, layers=(1, 1, 1, 1), width=8).eval()
+    assert default_layers(resnet, output_shapes(resnet, torch.randn(1, 3, 32, 32))) == [
+        "stem",
+        "stages.0",
+        "stages.1",
+        "stages.2",
+        "stages.3",
+        "pool",
+    ]
+    vgg = VGG(10, depth=11, batch_norm=True).eval()
+    layers = default_layers(vgg, output_shapes(vgg, torch.randn(1, 3, 32, 32)))
+    assert layers == ["features.2", "features.6", "features.13", "features.20", "features.27", "pool"]
