@@ -10,9 +10,10 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-all lint format tensorboard benchmark clean
+.PHONY: reproduce-all reproduce-quick reproduce-000 reproduce-001 reproduce-002 reproduce-003 reproduce-004
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +44,39 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 tensorboard: $(STAMP) ## serve TensorBoard on lightning_logs/ (http://localhost:6006)
 	$(BIN)/tensorboard --logdir lightning_logs
 
-benchmark: $(STAMP) ## litvision vs a plain PyTorch loop on the CIFAR-10 JPEG copy in ../shared/data
+benchmark: $(STAMP) ## throughput (DataLoader, in memory, plain loop) and litvision vs a plain loop; needs ../shared/data
+	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/cnn_cifar_vs_plain.py
+
+# Reproduction of the five reports (docs/reproduce.md): every run is an ordinary `litvision fit`, a
+# finished run is never redone, so an interrupted target resumes. More options through REPRODUCE_ARGS,
+# e.g. make reproduce-all REPRODUCE_ARGS="--jobs 2" (runs at once; default one per visible GPU).
+REPRODUCE = $(BIN)/python -m litvision.reproduce
+# reproduce-quick reads the offline copies in ../shared/data where they exist, else downloads; it runs
+# two at a time, each on half the cores (a 2-core CPU spends much of each run starting Python).
+QUICK_DATA ?= $(if $(wildcard ../shared/data),offline,download)
+QUICK_JOBS ?= 2
+
+reproduce-all: $(STAMP) ## rerun every experiment of the five reports (a GPU box) -> reports/REPORT.md
+	$(REPRODUCE) run all $(REPRODUCE_ARGS)
+
+reproduce-quick: $(STAMP) ## all of it scaled down for a 2-core CPU, < 30 min -> reports/quick/REPORT.md
+	$(REPRODUCE) run all --scale quick --data-source $(QUICK_DATA) --jobs $(QUICK_JOBS) $(REPRODUCE_ARGS)
+
+reproduce-000: $(STAMP) ## rerun report 000 (CIFAR-10: CNN, VGG-16, imbalance, IRM) -> reports/REPORT.md
+	$(REPRODUCE) run 000 $(REPRODUCE_ARGS)
+
+reproduce-001: $(STAMP) ## rerun report 001 (EuroSAT: ResNet-50, DenseNet-121, SVM head) -> reports/REPORT.md
+	$(REPRODUCE) run 001 $(REPRODUCE_ARGS)
+
+reproduce-002: $(STAMP) ## rerun report 002 (MNIST: Elman RNN, LSTM, imbalance, IRM) -> reports/REPORT.md
+	$(REPRODUCE) run 002 $(REPRODUCE_ARGS)
+
+reproduce-003: $(STAMP) ## rerun report 003 (CIFAR-10: multi-kernel CNN, 3 learning rates) -> reports/REPORT.md
+	$(REPRODUCE) run 003 $(REPRODUCE_ARGS)
+
+reproduce-004: $(STAMP) ## rerun report 004 (CIFAR-10: ResNet-18 ablations, VGG-A, BN) -> reports/REPORT.md
+	$(REPRODUCE) run 004 $(REPRODUCE_ARGS)
 
 clean: ## remove caches (keeps .venv, data and the runs in lightning_logs/)
 	rm -rf .pytest_cache .ruff_cache

@@ -1,0 +1,187 @@
+"""python -m litvision.reproduce: rerun the experiments of the five reports and write the report.
+
+    python -m litvision.reproduce run all                 # every report, full recipes (a GPU box)
+    python -m litvision.reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
+    python -m litvision.reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
+    python -m litvision.reproduce run all --dry-run       # the command of every run, nothing started
+    python -m litvision.reproduce report --scale quick    # rewrite the report from the runs on disk
+    python -m litvision.reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
+
+Paths are relative to the current directory (the repository root). See docs/reproduce.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from litvision.errors import LitvisionError
+from litvision.reproduce.data_sources import SOURCES, DataSource
+from litvision.reproduce.plan import ReportPlan, load_plan, load_scale, load_sweep, select_plans
+from litvision.reproduce.report import METRICS, Report
+from litvision.reproduce.runner import Reproduction
+
+PROG = "python -m litvision.reproduce"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale", default="full", help="full (the reports' recipes) or a file of --scales-dir: quick, smoke"
+    )
+    parser.add_argument(
+        "--data-source", choices=SOURCES, default="download",
+        help="download: the real datasets (into --data-root); offline: the copies in --shared-data; "
+        "synthetic: random images of each dataset's shape (tests only)",
+    )  # fmt: skip
+    parser.add_argument("--plans", type=Path, default=Path("configs/experiments"), help="report plans")
+    parser.add_argument("--scales-dir", type=Path, help="scale files (default: PLANS/scales)")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path("reports/runs"), help="runs go to RUNS/<scale>/"
+    )
+    parser.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"),
+        help="REPORT.md goes here at full scale, into REPORTS/<scale>/ otherwise",
+    )  # fmt: skip
+    parser.add_argument("--data-root", type=Path, default=Path("data"), help="downloads and prepared subsets")
+    parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"), help="offline copies")
+
+
+def _parallel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs", type=int,
+        help="runs at once (default: one per visible GPU, or per group of --gpus-per-run; 1 on a CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gpus-per-run", type=int, default=1, help="GPUs per run; more than 1 trains each run with DDP"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train what is not finished, analyse, write the report")
+    run.add_argument("reports", nargs="*", default=["all"], help="report ids (000 ... 004) or all")
+    _common(run)
+    _parallel(run)
+    run.add_argument("--no-analyses", action="store_true", help="skip the litvision analyze figures")
+    run.add_argument("--dry-run", action="store_true", help="print each run's command, start nothing")
+    report = commands.add_parser("report", help="write the report from the runs on disk")
+    _common(report)
+    sweep = commands.add_parser(
+        "sweep", help="run a sweep file's points as ordinary runs", usage="%(prog)s FILE [options] [-- ARGS]",
+        description="Runs each point of FILE; arguments after -- are added to every point's litvision fit.",
+    )  # fmt: skip
+    sweep.add_argument("file", type=Path, help="a sweep file (configs/sweeps/*.yaml)")
+    sweep.add_argument("--save-dir", type=Path, default=Path("lightning_logs"), help="runs go to DIR/<name>/")
+    _common(sweep)
+    _parallel(sweep)
+    sweep.add_argument("--dry-run", action="store_true", help="print each point's command, start nothing")
+    return parser
+
+
+def _scale_and_source(args: argparse.Namespace, make: bool = True) -> tuple:
+    scale = load_scale(args.scale, args.scales_dir or args.plans / "scales")
+    source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=make)
+    return scale, source
+
+
+def _plans(names: list[str], plans_dir: Path) -> list[ReportPlan]:
+    return [load_plan(p, Path("."), set(METRICS)) for p in select_plans(names, plans_dir)]
+
+
+def write_report(args: argparse.Namespace, scale, source, console: Console, command: str) -> Path:
+    out_dir = args.reports_dir if not scale.scaled_down else args.reports_dir / scale.name
+    report = Report(_plans(["all"], args.plans), scale, source, args.runs_dir / scale.name, out_dir, command)
+    path = report.write()
+    console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # After "--": litvision fit arguments for every point of a sweep.
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args.extra = extra
+    console = Console(soft_wrap=True)  # long paths stay on one line, as in a log file
+    command = f"{PROG} {shlex.join(argv)}"
+    try:
+        if args.command == "report":
+            scale, source = _scale_and_source(args, make=False)
+            write_report(args, scale, source, console, command)
+            return
+        if args.command == "sweep":
+            run_sweep(args, console)
+            return
+        plans = _plans(args.reports, args.plans)
+        scale, source = _scale_and_source(args, make=not args.dry_run)
+        reproduction = Reproduction(
+            plans, scale, source, args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console=console
+        )
+        if args.dry_run:
+            print("\n".join(reproduction.dry_run()))
+            return
+        try:
+            reproduction.run(analyses=not args.no_analyses)
+        finally:
+            write_report(args, scale, source, console, command)
+    except LitvisionError as err:
+        parser.exit(1, f"{PROG}: error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{PROG}: interrupted; run the same command again to resume\n")
+    if reproduction.failures:
+        parser.exit(
+            1, f"{PROG}: {len(reproduction.failures)} failed:\n" + "\n".join(reproduction.failures) + "\n"
+        )
+
+
+def run_sweep(args: argparse.Namespace, console: Console) -> None:
+    sweep = load_sweep(args.file, Path("."))
+    specs = sweep.specs(sweep.name, Path("."))
+    plan = ReportPlan(sweep.name, args.file, sweep.name, "", [], specs, [], [])
+    scale, source = _scale_and_source(args, make=not args.dry_run)
+    reproduction = Reproduction(
+        [plan],
+        scale,
+        source,
+        args.save_dir,
+        args.jobs,
+        args.gpus_per_run,
+        console=console,
+        extra_args=args.extra,
+    )
+    if args.dry_run:
+        print("\n".join(reproduction.dry_run()))
+        return
+    reproduction.run(analyses=False)
+    table = Table(title=f"sweep {sweep.name}: {sweep.config}")
+    for column in ("point", "run directory", "test accuracy", "wall time"):
+        table.add_column(column)
+    from litvision.reproduce.report import RunResult
+
+    for label, spec in specs.items():
+        result = RunResult(spec, reproduction.run_dir(spec))
+        acc = METRICS["test_acc"].value(result)
+        wall = result.wall_time_s if result.finished else None
+        table.add_row(
+            label, str(result.directory), f"{acc:.2f}%" if acc is not None else result.status,
+            f"{wall:.0f} s" if wall else "",
+        )  # fmt: skip
+    console.print(table)
+    if reproduction.failures:
+        raise LitvisionError(
+            f"{len(reproduction.failures)} point(s) failed: " + "; ".join(reproduction.failures)
+        )
+
+
+if __name__ == "__main__":
+    main()

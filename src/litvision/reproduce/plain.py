@@ -1,0 +1,220 @@
+"""A hand-written PyTorch training loop: the reference a litvision run should land on.
+
+It reads a finished run's ``config.yaml`` and trains the same network the way a user would by hand,
+without Lightning: same seed (so the same initial weights), the same datamodule's loaders (so the same
+batches in the same order), same optimizer, epochs and batch limits; it keeps the weights with the best
+validation accuracy, as the run's checkpoint does, and tests them. What differs is the training loop
+only: Lightning's loops, ``ImageClassifier``, its metrics and checkpointing against twenty lines of
+PyTorch. On a CPU the two should end on the same test accuracy.
+
+    python -m litvision.reproduce.plain lightning_logs/cnn_cifar/version_0 --output plain/
+
+Writes ``results.json`` (test ``acc``, ``acc_macro``, ``per_class``, the best validation accuracy and
+its epoch, the wall time) in the output folder, last. Recipes it does not implement (a learning-rate
+schedule, IRM, label smoothing, oversampling, gradient clipping or accumulation) are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from litvision.errors import LitvisionError
+
+# Trainer settings the plain loop follows only at their defaults.
+TRAINER_DEFAULTS = {
+    "accumulate_grad_batches": lambda v: v in (None, 1),
+    "gradient_clip_val": lambda v: not v,
+    "precision": lambda v: v is None or str(v).startswith("32"),
+    "check_val_every_n_epoch": lambda v: v in (None, 1),
+    "val_check_interval": lambda v: v is None or v == 1.0,
+    "limit_val_batches": lambda v: v is None or (isinstance(v, float) and v == 1.0),
+    "max_steps": lambda v: v in (None, -1),
+}
+
+
+def import_object(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise LitvisionError(f"cannot import '{path}'") from None
+
+
+def instantiate(value: Any) -> Any:
+    """A ``{class_path, init_args}`` mapping (nested ones included) built into its object."""
+    if isinstance(value, dict) and "class_path" in value:
+        init_args = {k: instantiate(v) for k, v in (value.get("init_args") or {}).items()}
+        return import_object(value["class_path"])(**init_args)
+    if isinstance(value, list):
+        return [instantiate(v) for v in value]
+    return value
+
+
+def check_supported(config: dict[str, Any]) -> None:
+    model, trainer, data = config["model"], config.get("trainer") or {}, config["data"].get("init_args") or {}
+    refused = []
+    if model.get("lr_scheduler"):
+        refused.append("a learning-rate schedule")
+    if model.get("irm_weight"):
+        refused.append("IRM")
+    if model.get("label_smoothing"):
+        refused.append("label smoothing")
+    if data.get("oversample"):
+        refused.append("oversampling")
+    for key, is_default in TRAINER_DEFAULTS.items():
+        if not is_default(trainer.get(key)):
+            refused.append(f"trainer.{key}={trainer[key]}")
+    if refused:
+        raise LitvisionError(
+            f"the plain loop does not implement {', '.join(refused)}: no reference for this run"
+        )
+
+
+def seed_all(seed: int) -> None:
+    """What ``seed_everything`` does: Python's, NumPy's and torch's generators, and the variable the
+    datamodule reads its sampler's seed from."""
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def num_batches(limit: int | float | None, total: int) -> int:
+    if limit is None:
+        return total
+    if isinstance(limit, int):  # a count of batches; a float is a fraction of the epoch
+        return min(limit, total)
+    return int(total * float(limit))
+
+
+def evaluate(net: nn.Module, loader: DataLoader, num_classes: int, device: torch.device) -> np.ndarray:
+    """The confusion matrix of ``net`` on ``loader`` (rows: true class)."""
+    confmat = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    net.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            x, y = batch[0].to(device), batch[1]
+            predicted = net(x).argmax(1).cpu()
+            confmat += torch.bincount(y * num_classes + predicted, minlength=num_classes**2).view(
+                num_classes, num_classes
+            )
+    return confmat.numpy()
+
+
+def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, Any]:
+    """Train and test the run described by ``config`` (a run's ``config.yaml``) with a plain loop."""
+    check_supported(config)
+    device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    seed = int(config.get("seed_everything") or 0)
+    trainer = config.get("trainer") or {}
+    seed_all(seed)
+    # Built in the CLI's order (data, then the network), so that the network draws the same weights.
+    data = instantiate(config["data"])
+    backbone = config["model"]["backbone"]
+    net = import_object(backbone["class_path"])(
+        data.num_classes, tuple(data.input_shape), **(backbone.get("init_args") or {})
+    ).to(device_)
+    optimizer_spec = config["model"]["optimizer"]
+    optimizer = import_object(optimizer_spec["class_path"])(
+        net.parameters(), **(optimizer_spec.get("init_args") or {})
+    )
+    data.setup("fit")
+    data.setup("test")
+    train_loader = data.train_dataloader()
+    samplers = [s for s in (train_loader.sampler, getattr(train_loader.batch_sampler, "sampler", None))]
+    val_loader = data.val_dataloader() or None
+    test_loader = data.test_dataloader()
+    steps = num_batches(trainer.get("limit_train_batches"), len(train_loader))
+    epochs = int(trainer.get("max_epochs") or 1000)
+    best_acc, best_epoch, best_state = -1.0, None, None
+    images = 0
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        for sampler in samplers:  # as Lightning's fit loop does: each epoch its own order
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+        net.train()
+        for i, batch in enumerate(train_loader):
+            if i >= steps:
+                break
+            x, y = batch[0].to(device_), batch[1].to(device_)
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            images += len(y)
+        if val_loader is not None:
+            confmat = evaluate(net, val_loader, data.num_classes, device_)
+            acc = float(np.trace(confmat) / confmat.sum())
+            if acc > best_acc:  # the first epoch of the best accuracy, as ModelCheckpoint keeps it
+                best_acc, best_epoch, best_state = acc, epoch, copy.deepcopy(net.state_dict())
+    seconds = time.perf_counter() - start
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    confmat = evaluate(net, test_loader, data.num_classes, device_)
+    support = confmat.sum(1)
+    per_class = {
+        name: {"acc": float(confmat[i, i] / support[i]) if support[i] else 0.0, "support": int(support[i])}
+        for i, name in enumerate(data.class_names)
+    }
+    return {
+        "acc": float(np.trace(confmat) / confmat.sum()),
+        "acc_macro": float(np.mean([v["acc"] for v in per_class.values()])),
+        "per_class": per_class,
+        "confusion_matrix": confmat.tolist(),
+        "val_acc_best": best_acc if best_state is not None else None,
+        "best_epoch": best_epoch,
+        "epochs": epochs,
+        "train_images": images,
+        "wall_time_s": round(seconds, 2),
+        "images_per_s": round(images / seconds, 1) if seconds else None,
+        "device": str(device_),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m litvision.reproduce.plain", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("run_dir", type=Path, help="a litvision run directory (holding config.yaml)")
+    parser.add_argument(
+        "--output", type=Path, help="where to write results.json (default: RUN_DIR/plain_loop)"
+    )
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    args = parser.parse_args(argv)
+    import yaml
+
+    from litvision.reproduce.runner import write_json
+
+    try:
+        config_file = args.run_dir / "config.yaml"
+        if not config_file.is_file():
+            raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
+        results = plain_fit(yaml.safe_load(config_file.read_text()), args.device)
+    except LitvisionError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    output = args.output or args.run_dir / "plain_loop"
+    write_json(output / "results.json", {"run": str(args.run_dir), **results})
+    print(
+        json.dumps({k: results[k] for k in ("acc", "acc_macro", "val_acc_best", "best_epoch", "wall_time_s")})
+    )
+
+
+if __name__ == "__main__":
+    main()

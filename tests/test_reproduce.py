@@ -1,0 +1,267 @@
+"""python -m litvision.reproduce: report plans, sweeps, the runner, the plain-loop reference, the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from litvision.cli import main as litvision_main
+from litvision.errors import LitvisionError
+from litvision.reproduce.__main__ import main
+from litvision.reproduce.data_sources import DataSource
+from litvision.reproduce.plan import Scale, load_plan, load_scale, load_sweep, lookup, select_plans
+from litvision.reproduce.report import METRICS
+from litvision.reproduce.runner import MARKER, Reproduction, is_finished
+
+PLANS = ROOT / "configs" / "experiments"
+SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def in_root(monkeypatch):
+    """Plans name configs relative to the repository root, where the make targets run."""
+    monkeypatch.chdir(ROOT)
+
+
+def load_all_plans():
+    return {p.stem: load_plan(p, ROOT, set(METRICS)) for p in select_plans(["all"], PLANS)}
+
+
+def test_every_report_has_a_plan_whose_rows_name_runs(in_root):
+    plans = load_all_plans()
+    assert list(plans) == ["000", "001", "002", "003", "004"]
+    for plan in plans.values():
+        assert plan.tables, plan.id
+        for table in plan.tables:
+            if table.kind == "per_class":
+                assert sorted(k for k in table.published if k != "total") == list(range(10))
+                assert "total" in table.published
+                assert all(name in plan.runs for name in table.columns.values())
+            for row in table.rows:
+                assert row.run in plan.runs and len(row.published) == len(table.metrics)
+        for spec in plan.unique_runs():
+            assert (ROOT / spec.config).is_file()
+    # 004's four ablation tables share their baseline: one run, trained once.
+    ablation = plans["004"]
+    baselines = {"activation-leaky_relu", "weight_decay-0.0", "width-64", "optimizer-sgd"}
+    assert {ablation.runs[name].name for name in baselines} == {"resnet18_cifar_ablation"}
+    assert len(ablation.unique_runs()) == 3 + 11
+
+
+def print_config(args: list[str], capsys) -> dict:
+    with pytest.raises(SystemExit) as exit_:
+        litvision_main(["fit", *args, "--print_config"])
+    assert exit_.value.code == 0, capsys.readouterr().err
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def contained(value, resolved) -> bool:
+    if isinstance(value, dict):
+        return all(contained(v, resolved[k]) for k, v in value.items())
+    return value == resolved
+
+
+@pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
+def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, capsys):
+    """Every point's overrides are accepted by the CLI and resolve to the value the point names, while
+    the rest of the base config stays as it is."""
+    loaded = load_sweep(sweep.relative_to(ROOT), ROOT)
+    base = print_config([f"--config={loaded.config}"], capsys)
+    for label, spec in loaded.specs("sweep", ROOT).items():
+        resolved = print_config([f"--config={spec.config}", *spec.override_args()], capsys)
+        for key, value in loaded.points[label.split("-", 1)[1]].items():
+            found, got = lookup(resolved, key)
+            assert found and contained(value, got), (label, key, got)
+        assert resolved["data"] == base["data"] and resolved["trainer"] == base["trainer"]
+    if loaded.name == "optimizer":  # a new optimizer class does not inherit SGD's momentum
+        adam_args = loaded.specs("s", ROOT)["optimizer-adam"].override_args()
+        adam = print_config([f"--config={loaded.config}", *adam_args], capsys)
+        assert "momentum" not in adam["model"]["optimizer"]["init_args"]
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"title": "t", "runs": {"a": "configs/nope.yaml"}}, "config 'configs/nope.yaml' not found"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "tables": [{"title": "T", "metrics": ["accuracy"], "rows": []}]}, "metric 'accuracy'"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "tables": [{"title": "T", "metrics": ["test_acc"], "rows": [{"label": "x", "run": "b",
+                                                                        "published": [1.0]}]}]}, "run 'b'"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "tables": [{"title": "T", "metrics": ["test_acc"],
+                      "rows": [{"label": "x", "run": "a", "published": [1.0, 2.0]}]}]}, "1 value"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "analyses": [{"tool": "umap", "runs": ["a"]}]}, "tool 'umap'"),
+        ({"title": "t", "sweeps": ["sweep.yaml"]}, "give either 'argument' with 'values', or 'points'"),
+    ],
+)  # fmt: skip
+def test_a_bad_plan_is_refused_in_one_line_naming_the_value(plan, message, tmp_path, in_root):
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"config": "configs/digits_lstm.yaml"}))
+    if "sweeps" in plan:
+        plan["sweeps"] = [str(tmp_path / "sweep.yaml")]
+    (tmp_path / "900.yaml").write_text(yaml.safe_dump(plan))
+    with pytest.raises(LitvisionError, match="^[^\n]*$") as error:
+        load_plan(tmp_path / "900.yaml", ROOT, set(METRICS))
+    assert message in str(error.value)
+
+
+def test_the_command_line_names_an_unknown_report_or_scale(in_root, capsys):
+    for args, message in [
+        (["run", "009"], "report(s) ['009'] not found"),
+        (["run", "--scale", "huge"], "'huge'"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        assert exit_.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
+def test_sources_refuse_what_they_cannot_provide(tmp_path, in_root):
+    with pytest.raises(LitvisionError, match="does not exist; use --data-source download"):
+        DataSource("offline", Scale("full"), shared_dir=tmp_path / "missing")
+    with pytest.raises(LitvisionError, match="scaled-down"):
+        DataSource("synthetic", Scale("full"))
+
+
+def test_scale_arguments_apply_by_pattern_later_entries_winning(in_root):
+    quick = load_scale("quick", PLANS / "scales")
+    plans = load_all_plans()
+    cnn, lstm, resnet = plans["000"].runs["cnn"], plans["002"].runs["lstm"], plans["004"].runs["final"]
+    assert "--trainer.max_epochs=5" in quick.run_args(cnn) and "--data.batch_size=128" in quick.run_args(cnn)
+    assert "--trainer.max_epochs=10" in quick.run_args(lstm)
+    assert "--trainer.limit_train_batches=8" in quick.run_args(resnet)
+
+
+def test_dry_run_prints_each_runs_command_and_writes_nothing(tmp_path, in_root, capsys):
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    main(["run", "003", "004", "--dry-run", "--scale", "quick", "--data-source", "synthetic",
+          "--runs-dir", str(runs), "--data-root", str(data)])  # fmt: skip
+    printed = capsys.readouterr().out
+    commands = [line for line in printed.splitlines() if line.startswith("litvision fit --config=")]
+    assert len(commands) == 3 + 14  # each run once: the sweeps' baseline points share theirs
+    assert "--model.optimizer.init_args.lr=0.005" in printed and "SyntheticDataModule" in printed
+    assert not runs.exists() and not data.exists()
+
+
+def test_a_sweep_runs_alone_with_arguments_for_every_point(tmp_path, in_root, capsys):
+    main(["sweep", "configs/sweeps/resnet18_width.yaml", "--dry-run", "--save-dir", str(tmp_path),
+          "--", "--trainer.max_epochs=2"])  # fmt: skip
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("litvision fit")]
+    assert len(commands) == 3 and all("--trainer.max_epochs=2" in c for c in commands)
+    assert sum("--model.backbone.init_args.width=" in c for c in commands) == 2  # 64 is the base config
+    assert all(f"--trainer.logger.init_args.save_dir={tmp_path}" in c for c in commands)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_second_reproduction_into_the_same_runs_stops_at_once(tmp_path, in_root):
+    plans = load_all_plans()
+    scale = load_scale("smoke", PLANS / "scales")
+    first = Reproduction([plans["003"]], scale, DataSource("synthetic", scale), tmp_path)
+    second = Reproduction([plans["003"]], scale, DataSource("synthetic", scale), tmp_path)
+    with first.lock(), pytest.raises(LitvisionError, match="another reproduction is running in"):
+        second.run()
+
+
+def write_plan(folder: Path) -> None:
+    """A plan of two digits runs: one trains (with a plain-loop reference), one cannot (its validation
+    split is larger than the dataset)."""
+    folder.mkdir()
+    short = {"trainer.max_epochs": 2, "trainer.limit_train_batches": 6, "data.init_args.batch_size": 32}
+    plan = {
+        "title": "Digits",
+        "runs": {
+            "lstm": {"config": "configs/digits_lstm.yaml", "plain_reference": True, "overrides": short},
+            "broken": {
+                "config": "configs/digits_lstm.yaml",
+                "overrides": {**short, "data.init_args.val_size": 5000},
+            },
+        },
+        "notes": ["A note on the protocol."],
+        "tables": [{"title": "Digits table", "metrics": ["test_acc"], "rows": [
+            {"label": "LSTM", "run": "lstm", "published": [97.0]},
+            {"label": "broken", "run": "broken", "published": [50.0]},
+        ]}],
+    }  # fmt: skip
+    (folder / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    (folder / "scales").mkdir()
+    (folder / "scales" / "tiny.yaml").write_text(yaml.safe_dump({"description": "two short epochs"}))
+
+
+def test_runner_trains_once_retries_failures_and_puts_published_next_to_ours(tmp_path, in_root, capsys):
+    plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
+    write_plan(plans)
+    args = ["run", "--plans", str(plans), "--scale", "tiny", "--runs-dir", str(runs),
+            "--reports-dir", str(reports), "--data-source", "synthetic", "--no-analyses"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 1  # the broken run failed; the other finished, and the report was written
+    assert "broken" in capsys.readouterr().err
+
+    lstm, broken = runs / "tiny" / "900" / "lstm", runs / "tiny" / "900" / "broken"
+    marker = json.loads((lstm / MARKER).read_text())
+    assert is_finished(lstm) and marker["command"].startswith(
+        "litvision fit --config=configs/digits_lstm.yaml"
+    )
+    assert {"config.yaml", "test_results.json", "run_info.json", "checkpoints"} <= {
+        p.name for p in lstm.iterdir()
+    }
+    results = json.loads((lstm / "test_results.json").read_text())
+    plain = json.loads((lstm / "plain_loop" / "results.json").read_text())
+    assert plain["acc"] == results["acc"]  # same seed, weights, batches: the same test accuracy on a CPU
+    failure = json.loads((broken / MARKER).read_text())
+    assert not is_finished(broken) and failure["status"] == "failed" and "5000" in failure["reason"]
+
+    report = (reports / "tiny" / "REPORT.md").read_text()
+    ours = 100 * results["acc"]
+    assert "Scaled down" in report and "A note on the protocol." in report
+    assert f"| LSTM | 97.00 | {ours:.2f} | {ours - 97:+.2f} | {ours:.2f} | +0.00 | `lstm` |" in report
+    assert "| broken | 50.00 | failed |" in report
+    rows = {r["row"]: r for r in csv.DictReader((reports / "tiny" / "results.csv").open())}
+    assert float(rows["LSTM"]["ours"]) == round(ours, 2) and rows["broken"]["status"] == "failed"
+
+    # Again: the finished run is kept as it is, the failed one is tried again.
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "1 finished already, 1 to run" in capsys.readouterr().out
+    assert json.loads((lstm / MARKER).read_text()) == marker
+    assert json.loads((broken / MARKER).read_text())["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_fills_every_table_at_smoke_scale(tmp_path, in_root):
+    """Every run of the five reports, the plain-loop references, the analyses and the report, on
+    synthetic data of each dataset's shape (what `make reproduce-quick` does, smaller)."""
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    main(["run", "all", "--scale", "smoke", "--data-source", "synthetic", "--jobs", "2", "--runs-dir",
+          str(runs), "--reports-dir", str(reports), "--data-root", str(tmp_path / "data")])  # fmt: skip
+    rows = list(csv.DictReader((reports / "smoke" / "results.csv").open()))
+    assert {r["report"] for r in rows} == {"000", "001", "002", "003", "004"}
+    assert all(r["status"] == "finished" and r["ours"] != "" for r in rows), [
+        r for r in rows if not r["ours"]
+    ]
+    report = (reports / "smoke" / "REPORT.md").read_text()
+    assert "| not run |" not in report and "failed:" not in report and "no figure" not in report
+    figures = list((reports / "smoke" / "figures").glob("*.png"))
+    assert report.count("](figures/") == len(figures) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the offline data copies in ../shared/data")
+def test_offline_lstm_rows_land_where_the_plain_loop_lands(tmp_path, in_root):
+    """Report 002 on the MNIST copy kept offline: every row with a plain-loop reference matches it."""
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    main(["run", "002", "--scale", "smoke", "--data-source", "offline", "--runs-dir", str(runs),
+          "--reports-dir", str(reports), "--data-root", str(tmp_path / "data"), "--no-analyses"])  # fmt: skip
+    rows = [r for r in csv.DictReader((reports / "smoke" / "results.csv").open()) if r["plain_loop"]]
+    assert len(rows) == 4  # Elman, LSTM, unbalanced, augmented
+    assert all(r["ours"] == r["plain_loop"] for r in rows)
+    shutil.rmtree(tmp_path / "data")
