@@ -56,6 +56,7 @@ def run_litvision(data_root: Path, epochs: int, batch_size: int, num_workers: in
             f"--data.std={list(CIFAR10_STD)}",
             "--data.augment=false",
             "--data.val_size=0",
+            "--data.in_memory=false",  # the DataLoader path; benchmarks/throughput.py times the in-memory one
             f"--data.batch_size={batch_size}",
             f"--data.num_workers={num_workers}",
             f"--trainer.max_epochs={epochs}",
@@ -82,6 +83,7 @@ def run_plain(data_root: Path, epochs: int, batch_size: int, num_workers: int) -
         std=CIFAR10_STD,
         augment=False,
         val_size=0,
+        in_memory=False,
     )
     model = SimpleCNN(data.num_classes, data.input_shape, channels=(32, 64, 128), hidden=(256, 128))
     data.setup("fit")

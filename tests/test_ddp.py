@@ -7,17 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import ROOT
 
 
-def test_ddp_two_processes_fit_and_report_once(in_tmp):
+@pytest.mark.parametrize("in_memory", ["true", "false"], ids=["in_memory", "pil"])
+def test_ddp_two_processes_fit_and_report_once(in_memory, in_tmp):
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "litvision"), "fit",
             f"--config={ROOT / 'configs/digits_lstm.yaml'}",
             "--trainer.max_epochs=2", "--trainer.accelerator=cpu", "--trainer.devices=2",
-            "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false",
+            "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false", f"--data.in_memory={in_memory}",
         ],
         cwd=in_tmp, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -126,8 +126,13 @@ def test_noise_copies_have_the_stated_variance_and_are_fresh_at_each_read():
 
 def test_oversampling_draws_classes_uniformly():
     data = synthetic(imbalance=LongTailImbalance(ratio=20), oversample=True, batch_size=256)
-    torch.manual_seed(0)
-    labels = torch.cat([y for _ in range(3) for _, y in data.train_dataloader()])
+    loader = data.train_dataloader()
+    sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
+    labels = []
+    for epoch in range(3):  # new draws every epoch, as Lightning asks for with set_epoch
+        sampler.set_epoch(epoch)
+        labels += [y for _, y in loader]
+    labels = torch.cat(labels)
     assert len(labels) == 3 * sum(data.train_class_counts)
     share = np.bincount(labels.numpy(), minlength=10) / len(labels)
     sigma = math.sqrt(0.1 * 0.9 / len(labels))

@@ -161,7 +161,8 @@ class FiniteLossGuard(Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        step = torch.tensor(trainer.global_step, device=loss.device)
+        # Filled on the device: torch.tensor(...) would copy from the host, and wait for the GPU.
+        step = torch.full((), trainer.global_step, device=loss.device)
         if self._first_bad is None or self._first_bad.device != loss.device:
             self._first_bad = torch.tensor(-1, device=loss.device)
         bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)

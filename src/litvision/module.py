@@ -11,8 +11,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics import MaxMetric, MeanMetric, Metric
 
 from litvision.errors import LitvisionError
 from litvision.objectives import IRMMixin, LabelSmoothingMixin
@@ -27,18 +26,45 @@ SPLITS = ("train", "val", "test")
 _PER_STEP_SCHEDULERS = (OneCycleLR, CyclicLR)
 
 
-def _split_metrics(num_classes: int, confusion: bool) -> MetricCollection:
-    # No argument checks: they read values back from the device (a GPU synchronisation every step), and
-    # the datamodule has already checked the labels once.
-    options = {"validate_args": False}
-    metrics: dict[str, Any] = {
-        "acc": MulticlassAccuracy(num_classes, average="micro", **options),
-        "acc_macro": MulticlassAccuracy(num_classes, average="macro", **options),
-        "acc_class": MulticlassAccuracy(num_classes, average=None, **options),
-    }
-    if confusion:
-        metrics["confmat"] = MulticlassConfusionMatrix(num_classes, **options)
-    return MetricCollection(metrics)
+class ClassificationCounts(Metric):
+    """Accuracy (overall, macro, per class) and the confusion matrix of a split, from a confusion matrix
+    counted on the device without reading anything back from it.
+
+    torchmetrics' classification metrics count with ``torch.bincount``, which on a GPU first reads the
+    largest label back to the host: a synchronisation at every step. These counts use ``index_add_``
+    instead, and the accuracies are torchmetrics' (``MulticlassAccuracy`` micro, macro and per class: a
+    class with no image has accuracy 0, and a class neither present nor predicted is left out of the
+    macro mean). Labels are not checked here: the datamodule checks them once.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, num_classes: int, confusion: bool = True) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.confusion = confusion
+        self.add_state(
+            "counts", torch.zeros(num_classes * num_classes, dtype=torch.long), dist_reduce_fx="sum"
+        )
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        cell = target * self.num_classes + logits.argmax(dim=1)  # row: true class, column: predicted
+        self.counts.index_add_(0, cell, torch.ones_like(cell))
+
+    def compute(self) -> dict[str, Tensor]:
+        confmat = self.counts.view(self.num_classes, self.num_classes)
+        correct, support, predicted = confmat.diagonal(), confmat.sum(dim=1), confmat.sum(dim=0)
+        per_class = correct / support.clamp(min=1)
+        seen = (support + predicted > 0).float()
+        values = {
+            "acc": correct.sum() / support.sum().clamp(min=1),
+            "acc_macro": (per_class * seen).sum() / seen.sum().clamp(min=1),
+            "acc_class": per_class,
+        }
+        if self.confusion:
+            values["confmat"] = confmat
+        return values
 
 
 class ImageClassifierBase(LightningModule):
@@ -112,7 +138,7 @@ class ImageClassifierBase(LightningModule):
         self.scheduler_factory = lr_scheduler
         self.log_confusion_matrix = log_confusion_matrix
         for split in SPLITS:
-            setattr(self, f"{split}_metrics", _split_metrics(num_classes, confusion=split != "train"))
+            setattr(self, f"{split}_metrics", ClassificationCounts(num_classes, confusion=split != "train"))
             # No NaN check: it reads the loss back from the device every step; a NaN loss shows as NaN.
             setattr(self, f"{split}_loss", MeanMetric(nan_strategy="disable"))
         # The training epoch's running metrics go into checkpoints, so that an epoch resumed mid-way
@@ -156,7 +182,8 @@ class ImageClassifierBase(LightningModule):
         logits = self(x)
         loss = self.compute_loss(logits, target, batch[2] if len(batch) > 2 else None)
         getattr(self, f"{split}_metrics").update(logits.detach(), target)
-        getattr(self, f"{split}_loss").update(loss.detach(), weight=target.shape[0])
+        # The weight made on the device: from a Python number it would be copied there, and wait for it.
+        getattr(self, f"{split}_loss").update(loss.detach(), weight=loss.new_full((), target.shape[0]))
         return loss
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:

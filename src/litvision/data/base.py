@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -14,9 +17,10 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from rich.console import Console
 from rich.table import Table
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
+from litvision.data.device_augment import BatchTransform
 from litvision.data.imbalance import (
     ImbalanceProfile,
     NoisyCopies,
@@ -24,6 +28,15 @@ from litvision.data.imbalance import (
     class_counts,
     imbalanced_subset,
 )
+from litvision.data.memory import (
+    AUTO_MAX_BYTES,
+    AUTO_MAX_GPU_FRACTION,
+    InMemorySubset,
+    as_batch,
+    cached_decode,
+    yields_batches,
+)
+from litvision.data.resumable import Item, ResumableDataLoader, SeededSampler, seeded, split_item
 from litvision.errors import DataNotFoundError, LitvisionError
 
 
@@ -52,9 +65,11 @@ class TransformedSubset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, item: Item) -> tuple[Any, int]:
+        index, seed = split_item(item)
         image, target = self.dataset[self.indices[index]]
-        return self.transform(image), int(target)
+        with seeded(seed):  # a training sample's augmentation comes from its own seed
+            return self.transform(image), int(target)
 
 
 def check_split_size(size: int | float, name: str = "split size") -> None:
@@ -102,13 +117,20 @@ class ImageDataModule(LightningDataModule):
         imbalance: make the training split imbalanced: ``StepImbalance`` (chosen classes keep a
             fraction) or ``LongTailImbalance`` (exponential profile). The validation split is carved
             first, so it stays balanced like the test split.
-        oversample: draw training batches class-balanced (``WeightedRandomSampler``, with replacement,
+        oversample: draw training batches class-balanced (weighted draws with replacement,
             one epoch = as many draws as training samples); under DDP each rank takes its own share.
         noise_variances: Gaussian-noise minority rebalancing (reports 000 and 002): each training image
             of ``noise_classes`` is added once per variance with noise N(0, variance) on the normalised
             image, drawn afresh at every read; batches then carry an environment id (0 original,
             1 noisy copy) as a third element. ``[0.1, 0.2, ..., 0.9]`` restores classes kept at 10%.
         noise_classes: the classes to copy; by default those of a ``StepImbalance``.
+        in_memory: hold the decoded images in memory as one uint8 tensor, on the training device (a
+            GPU when training on one), and make each batch with one index, augmented (random crop,
+            flips, noisy copies) per image on that device: no loader processes, no per-image Python.
+            ``"auto"``: when the dataset's augmentation can run so (see ``device_augment.py``) and the
+            split fits (4 GiB, and a quarter of the GPU's free memory); ``false``: the
+            torchvision/PIL loader path, with ``num_workers`` processes. Images read from files are
+            decoded once and cached next to them (``.litvision-<split>-<key>.pt``).
     """
 
     name: str = "dataset"
@@ -129,6 +151,7 @@ class ImageDataModule(LightningDataModule):
         oversample: bool = False,
         noise_variances: Sequence[float] | None = None,
         noise_classes: Sequence[int] | None = None,
+        in_memory: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
         # Logged with the model's hyperparameters (HPARAMS tab); the shape is the model's to log.
@@ -137,6 +160,9 @@ class ImageDataModule(LightningDataModule):
             raise LitvisionError(f"batch_size={batch_size} is invalid: it must be at least 1")
         if num_workers < 0:
             raise LitvisionError(f"num_workers={num_workers} is invalid: it must be 0 or more")
+        if in_memory not in (True, False, "auto"):
+            raise LitvisionError(f"in_memory={in_memory!r} is invalid: use true, false or auto")
+        self.in_memory = in_memory
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.val_size = val_size
@@ -183,6 +209,11 @@ class ImageDataModule(LightningDataModule):
     def eval_transform(self) -> Callable:
         return self._transform([])
 
+    def batch_transform(self, train: bool) -> BatchTransform:
+        """What :meth:`train_transform` or :meth:`eval_transform` do after :meth:`preprocessing`, for
+        whole uint8 batches on their device (the in-memory path)."""
+        return BatchTransform(self.augmentations() if train and self.augment else [], self.mean, self.std)
+
     def _transform(self, augmentations: list[Callable]) -> Callable:
         return v2.Compose(
             [
@@ -206,7 +237,8 @@ class ImageDataModule(LightningDataModule):
                     train_idx, targets, self.imbalance, self.num_classes, self.split_seed
                 )
             self.split_indices = {"train": np.asarray(train_idx), "val": np.asarray(val_idx)}
-            self.train_set = TransformedSubset(dataset, train_idx, self.train_transform())
+            source = self._source(dataset, "train")
+            self.train_set = self._subset(source, targets, train_idx, train=True)
             train_targets = [int(targets[i]) for i in train_idx]
             self.kept_class_counts = class_counts(train_targets, self.num_classes)
             if self.noise_variances:
@@ -217,18 +249,62 @@ class ImageDataModule(LightningDataModule):
             self.train_class_counts = class_counts(train_targets, self.num_classes)
             if self.imbalance is not None or self.noise_variances or self.oversample:
                 self._report_class_counts()
-            self.val_set = (
-                TransformedSubset(dataset, val_idx, self.eval_transform()) if len(val_idx) else None
-            )
+            self.val_set = self._subset(source, targets, val_idx, train=False) if len(val_idx) else None
         if stage in ("test", "predict", None) and self.test_set is None:
             dataset, targets = self.load_split(train=False)
             self._check_labels(targets, "test")
-            self.test_set = TransformedSubset(dataset, range(len(targets)), self.eval_transform())
+            source = self._source(dataset, "test")
+            self.test_set = self._subset(source, targets, range(len(targets)), train=False)
+
+    def decode(self, dataset: Dataset, split: str) -> torch.Tensor:
+        """Every image of the ``split`` dataset as one uint8 tensor (N, C, H, W), as the PIL path has it
+        before augmenting (after :meth:`preprocessing`); images read from files are cached on disk."""
+        if isinstance(dataset, TensorImageDataset) and not self.preprocessing():
+            return dataset.images
+        transform = v2.Compose([v2.ToImage(), *self.preprocessing(), v2.ToPureTensor()])
+        return cached_decode(dataset, transform, self.input_shape, self.data_dir, split, self.num_workers)
+
+    def in_memory_device(self) -> torch.device:
+        """Where in-memory images live: the training device, once a trainer is attached."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def keeps_in_memory(self, num_images: int) -> bool:
+        """Whether a split of ``num_images`` images is held in memory (see ``in_memory``)."""
+        if self.in_memory is False:
+            return False
+        try:
+            self.batch_transform(train=True)
+        except LitvisionError:  # an augmentation with no whole-batch version
+            if self.in_memory is True:
+                raise
+            return False
+        if self.in_memory is True:
+            return True
+        size = num_images * math.prod(self.input_shape)
+        device = self.in_memory_device()
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return size <= min(AUTO_MAX_BYTES, AUTO_MAX_GPU_FRACTION * free)
+        return size <= AUTO_MAX_BYTES
+
+    def _source(self, dataset: Dataset, split: str) -> Dataset | torch.Tensor:
+        """The split's decoded images when it is held in memory, else the dataset itself."""
+        return self.decode(dataset, split) if self.keeps_in_memory(len(dataset)) else dataset
+
+    def _subset(
+        self, source: Dataset | torch.Tensor, targets: Sequence[int], indices: Sequence[int], train: bool
+    ) -> Dataset:
+        if isinstance(source, torch.Tensor):
+            device = self.in_memory_device()
+            return InMemorySubset(source, targets, indices, self.batch_transform(train), device)
+        return TransformedSubset(source, indices, self.train_transform() if train else self.eval_transform())
 
     def check_options(self) -> None:
         """Reject impossible settings with one line, before any data is read (the CLI calls this right
         after building the datamodule, so that nothing is written first)."""
         check_split_size(self.val_size, "val_size")
+        if self.in_memory is True:
+            self.batch_transform(train=True)  # every augmentation must have a whole-batch version
         if self.imbalance is not None:
             self.imbalance.validate(self.num_classes)
         if self.noise_variances and not self.noise_classes:
@@ -245,7 +321,7 @@ class ImageDataModule(LightningDataModule):
             )
 
     def _report_class_counts(self) -> None:
-        """Print the training class counts as a table and log them (``data/train_count/<class>``)."""
+        """Print the training class counts as a table (the run logs them as ``data/train_count/<class>``)."""
         kept, counts = self.kept_class_counts, self.train_class_counts
         if self.trainer is not None and self.trainer.is_global_zero:
             table = Table(title=f"{self.name} training images per class")
@@ -256,11 +332,6 @@ class ImageDataModule(LightningDataModule):
                 table.add_row(name, str(k), str(n))
             table.add_row("total", str(sum(kept)), str(sum(counts)))
             Console().print(table)
-        if self.trainer is not None:
-            for logger in self.trainer.loggers:
-                logger.log_metrics(
-                    {f"data/train_count/{n}": c for n, c in zip(self.class_names, counts)}, step=0
-                )
 
     def _check_labels(self, targets: Sequence[int], split: str) -> None:
         if len(targets) == 0:
@@ -273,33 +344,51 @@ class ImageDataModule(LightningDataModule):
             )
 
     def _loader(
-        self, dataset: Dataset | None, shuffle: bool = False, sampler: Sampler | None = None
+        self,
+        dataset: Dataset | None,
+        sampler: Sampler | None = None,
+        loader_class: type[DataLoader] = DataLoader,
     ) -> DataLoader | list:
         if dataset is None:  # no validation split: Lightning skips the loop
             return []
         trainer = self.trainer
-        if sampler is None and not shuffle and trainer is not None and trainer.world_size > 1:
+        if sampler is None and trainer is not None and trainer.world_size > 1:
             # Evaluated under DDP, every sample counts exactly once: no padding to even out the ranks.
             sampler = UnrepeatedDistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
-        return DataLoader(
+        if yields_batches(dataset):
+            # The dataset gathers and finishes a whole batch of indices on its own device
+            # (__getitems__): no worker processes, no collation, no pinning.
+            _quiet_worker_warning()
+            return loader_class(
+                dataset,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                collate_fn=as_batch,
+                generator=torch.Generator().manual_seed(0),
+            )
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # Its own generator: making an iterator must not draw from (and shift) the global one.
+            generator=torch.Generator().manual_seed(0),
         )
 
     def train_dataloader(self) -> DataLoader:
-        if not self.oversample:
-            return self._loader(self.train_set, shuffle=True)
-        # Class-balanced draws; Lightning wraps the sampler so that each DDP rank takes its own share.
-        weights = 1.0 / torch.tensor(self.train_class_counts, dtype=torch.double)[self.train_targets]
-        sampler = WeightedRandomSampler(weights, num_samples=len(self.train_targets), replacement=True)
-        return self._loader(self.train_set, sampler=sampler)
+        """Shuffled (or, with ``oversample``, class-balanced) batches, each sample with its own
+        augmentation seed, all fixed by the run's seed and the epoch (see data/resumable.py); Lightning
+        gives each DDP rank its own share."""
+        weights = None
+        if self.oversample:
+            counts = torch.tensor(self.train_class_counts, dtype=torch.double)
+            weights = 1.0 / counts[torch.as_tensor(self.train_targets)]
+        sampler = SeededSampler(len(self.train_set), _run_seed(), weights)
+        return self._loader(self.train_set, sampler=sampler, loader_class=ResumableDataLoader)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set)
@@ -333,6 +422,17 @@ class ImageDataModule(LightningDataModule):
         )
 
 
+def _quiet_worker_warning() -> None:
+    """Silence Lightning's advice to add loader processes, which in-memory loaders do not need."""
+    warnings.filterwarnings("ignore", message=r"The '\w+_dataloader' does not have many workers")
+
+
+def _run_seed() -> int:
+    """The seed the run was started with (``seed_everything``), or torch's initial seed."""
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    return int(seed) if seed is not None else torch.initial_seed()
+
+
 class TorchvisionDataModule(ImageDataModule):
     """A torchvision dataset with a ``train`` flag and a ``download`` option (CIFAR-10, MNIST, ...).
 
@@ -361,3 +461,13 @@ class TorchvisionDataModule(ImageDataModule):
     def load_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
         dataset = self.dataset_class(self.data_dir, train=train)
         return dataset, torch.as_tensor(dataset.targets).tolist()
+
+    def decode(self, dataset: Dataset, split: str) -> torch.Tensor:
+        # torchvision keeps these datasets decoded in ``data``: (N, H, W, C) or (N, H, W) uint8.
+        data = getattr(dataset, "data", None)
+        if data is not None and not self.preprocessing():
+            images = torch.as_tensor(np.asarray(data))
+            images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+            if images.dtype == torch.uint8 and tuple(images.shape[1:]) == tuple(self.input_shape):
+                return images.contiguous()
+        return super().decode(dataset, split)
