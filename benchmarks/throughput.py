@@ -4,8 +4,8 @@ path (``in_memory: true``), (c) a hand-written PyTorch loop over (b)'s very data
 same network, optimizer, precision, memory format and batch size. It prints images per second of
 each (training epochs after the first, which pays for worker start-up, cuDNN's algorithm search and
 compilation), the CPU time per image (loader workers included), and the ratios b/a and b/c. Ratios,
-not absolute speeds, are what hold on a shared machine; CPU time per image holds even when other
-processes take the cores (they then favour a path with worker processes, which gets more of them).
+not absolute speeds, are what hold on a shared machine, and more so over ``--rounds`` repeats of the
+three runs (medians), which see the same load.
 
     python benchmarks/throughput.py                                   # simple CNN, CPU, CIFAR-10 JPEG copy
     python benchmarks/throughput.py --data synthetic                  # anywhere, no data needed
@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import tempfile
 import time
 import warnings
@@ -248,6 +249,12 @@ def main() -> None:
         action="store_true",
         help="CUDA: warn at each host-device synchronisation of the in-memory Lightning run",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat (a), (b), (c) this often; ratios are medians over rounds",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -259,46 +266,62 @@ def main() -> None:
     else:
         data_dir = None
 
-    loader, _ = run_lightning(args, data_dir, in_memory=False)
-    if args.sync_debug:
-        torch.cuda.set_sync_debug_mode("warn")
-    memory, memory_cli = run_lightning(args, data_dir, in_memory=True)
-    if args.sync_debug:
-        torch.cuda.set_sync_debug_mode("default")
-    plain = run_plain(args, data_dir, memory_cli)
+    rounds = []
+    for _ in range(args.rounds):
+        loader, _ = run_lightning(args, data_dir, in_memory=False)
+        if args.sync_debug:
+            torch.cuda.set_sync_debug_mode("warn")
+        memory, memory_cli = run_lightning(args, data_dir, in_memory=True)
+        if args.sync_debug:
+            torch.cuda.set_sync_debug_mode("default")
+        plain = run_plain(args, data_dir, memory_cli)
+        rounds.append(
+            {
+                "a_lightning_dataloader": loader,
+                "b_lightning_in_memory": memory,
+                "c_plain_loop_in_memory": plain,
+                "b_over_a": memory["images_per_s"] / loader["images_per_s"],
+                "b_over_c": memory["images_per_s"] / plain["images_per_s"],
+                "cpu_a_over_b": loader["cpu_s_per_1000"] / memory["cpu_s_per_1000"],
+            }
+        )
+    report(args, data_dir, rounds)
 
+
+def report(args: argparse.Namespace, data_dir: Path | None, rounds: list[dict]) -> None:
+    """Print each round and the medians of the ratios over rounds; write them as JSON if asked."""
     device_name = (
         torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     )
-    results = {
-        "setup": {**{k: str(v) for k, v in vars(args).items()}, "device_name": device_name},
-        "a_lightning_dataloader": loader,
-        "b_lightning_in_memory": memory,
-        "c_plain_loop_in_memory": plain,
-        "b_over_a": memory["images_per_s"] / loader["images_per_s"],
-        "b_over_c": memory["images_per_s"] / plain["images_per_s"],
-        "cpu_a_over_b": loader["cpu_s_per_1000"] / memory["cpu_s_per_1000"],
-    }
     data_name = "CIFAR-10 (JPEG copy)" if data_dir is not None else f"synthetic {args.synthetic_size}"
+    precision = rounds[0]["b_lightning_in_memory"]["precision"]
     print(
-        f"\n{args.config.name} on {data_name}, {device_name}, precision {memory['precision']}, "
-        f"augment {args.augment}, {args.epochs} epochs (the first untimed)"
+        f"\n{args.config.name} on {data_name}, {device_name}, precision {precision}, augment {args.augment}, "
+        f"{args.epochs} epochs per run (the first untimed), {len(rounds)} round(s) of (a), (b), (c)"
     )
-    print(f"{'':38} {'images/s':>10} {'CPU s/1k img':>12} {'epochs (s)':>22} {'setup s':>8}")
-    rows = [
-        (f"(a) Lightning, DataLoader ({args.num_workers} workers)", loader),
-        ("(b) Lightning, in memory", memory),
-        ("(c) plain PyTorch loop, in memory", plain),
-    ]
-    for name, r in rows:
-        setup = f"{r['setup_s']:8.1f}" if "setup_s" in r else f"{'':8}"
-        cpu = f"{r['cpu_s_per_1000']:12.2f}"
-        print(f"{name:38} {r['images_per_s']:10.0f} {cpu} {str(r['epoch_s']):>22} {setup}")
-    print(f"b/a (in memory vs DataLoader, images/s): {results['b_over_a']:.2f}")
-    print(f"b/c (Lightning vs plain loop, images/s): {results['b_over_c']:.2f}")
-    print(f"CPU time per image, a/b: {results['cpu_a_over_b']:.2f}")
+    print(f"{'':38} {'images/s':>10} {'CPU s/1k img':>12} {'epochs (s)':>24} {'setup s':>8}")
+    names = {
+        "a_lightning_dataloader": f"(a) Lightning, DataLoader ({args.num_workers} workers)",
+        "b_lightning_in_memory": "(b) Lightning, in memory",
+        "c_plain_loop_in_memory": "(c) plain PyTorch loop, in memory",
+    }
+    for number, result in enumerate(rounds, 1):
+        for key, name in names.items():
+            r = result[key]
+            setup = f"{r['setup_s']:8.1f}" if "setup_s" in r else f"{'':8}"
+            line = f"{r['images_per_s']:10.0f} {r['cpu_s_per_1000']:12.2f} {str(r['epoch_s']):>24} {setup}"
+            print(f"{name:38} {line}")
+        ratios = "  ".join(f"{k} {result[k]:.2f}" for k in ("b_over_a", "b_over_c", "cpu_a_over_b"))
+        print(f"  round {number}: {ratios}")
+    medians = {k: statistics.median(r[k] for r in rounds) for k in ("b_over_a", "b_over_c", "cpu_a_over_b")}
+    print(f"b/a (in memory vs DataLoader, images/s), median: {medians['b_over_a']:.2f}")
+    print(f"b/c (Lightning vs plain loop, images/s), median: {medians['b_over_c']:.2f}")
+    print(f"CPU time per image a/b, median: {medians['cpu_a_over_b']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        setup = {**{k: str(v) for k, v in vars(args).items()}, "device_name": device_name}
+        args.json.write_text(
+            json.dumps({"setup": setup, "rounds": rounds, "medians": medians}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":
