@@ -63,8 +63,13 @@ def test_stratified_split_needs_one_sample_per_class():
         stratified_split(list(range(10)) * 10, 5, seed=0)
 
 
-def test_digits_splits_shapes_and_normalisation():
-    data = DigitsDataModule(val_size=0.1, batch_size=32)
+# Both data paths: the decoded dataset in memory (the default for small sets), and torchvision/PIL loaders.
+BOTH_PATHS = pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "pil"])
+
+
+@BOTH_PATHS
+def test_digits_splits_shapes_and_normalisation(in_memory):
+    data = DigitsDataModule(val_size=0.1, batch_size=32, in_memory=in_memory)
     data.setup("fit")
     data.setup("test")
     assert data.num_classes == 10 and data.input_shape == (1, 8, 8)
@@ -77,10 +82,11 @@ def test_digits_splits_shapes_and_normalisation():
     assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
 
 
-def test_validation_split_uses_eval_transform(tmp_path):
+@BOTH_PATHS
+def test_validation_split_uses_eval_transform(tmp_path, in_memory):
     write_images(tmp_path / "train", {"a": 10, "b": 10}, (16, 16))
     write_images(tmp_path / "test", {"a": 2, "b": 2}, (16, 16))
-    data = ImageFolderDataModule(tmp_path, val_size=4, augment=True)
+    data = ImageFolderDataModule(tmp_path, val_size=4, augment=True, in_memory=in_memory)
     data.setup("fit")
     torch.manual_seed(0)
     # Augmentation (random crop + flip) makes two reads of a training image differ; evaluation must not.
@@ -109,10 +115,11 @@ def test_zero_val_size_skips_validation():
     assert data.val_set is None and data.val_dataloader() == [] and len(data.train_set) == 40
 
 
-def test_image_folder(tmp_path):
+@BOTH_PATHS
+def test_image_folder(tmp_path, in_memory):
     write_images(tmp_path / "train", {"cat": 12, "dog": 12, "eel": 6}, (20, 20))
     write_images(tmp_path / "test", {"cat": 3, "eel": 2}, (20, 20), suffix=".jpg")  # no "dog" in test
-    data = ImageFolderDataModule(tmp_path, val_size=0.2, batch_size=4)
+    data = ImageFolderDataModule(tmp_path, val_size=0.2, batch_size=4, in_memory=in_memory)
     assert data.class_names == ["cat", "dog", "eel"] and data.input_shape == (3, 20, 20)
     data.setup("fit")
     data.setup("test")

@@ -266,7 +266,7 @@ class DuringTrainingSteps(Callback):
 def test_training_steps_never_wait_for_the_device(in_tmp, monkeypatch):
     """Data, augmentation, noisy copies, forward, backward, step, metrics and logging of a training step,
     progress bar on: nothing makes the host wait for the device, so on a GPU the CPU runs ahead of it."""
-    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # the run's seed stays in this test
+    monkeypatch.setenv("PL_GLOBAL_SEED", "42")  # restored afterwards: the run's seed stays in this test
     counter = CountHostWaits()
     with counter:
         LitvisionCLI(
