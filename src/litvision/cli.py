@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport
 from litvision.data import ImageDataModule
-from litvision.errors import LitvisionError
+from litvision.errors import LitvisionError, one_line_cause
 from litvision.module import ImageClassifier
 from litvision.runs import load_checkpoint
 
@@ -261,29 +261,10 @@ def main(args: list[str] | None = None) -> None:
         LitvisionCLI(args=args)
     except Exception as err:
         # An error in a datamodule's constructor reaches us wrapped by the argument parser.
-        cause = _litvision_cause(err)
+        cause = one_line_cause(err)
         if cause is None:
             raise
         prog = Path(sys.argv[0]).name
         prog = "litvision" if prog in ("__main__.py", "-c", "") else prog  # python -m litvision
-        print(f"{prog}: error: {_one_line(cause)}", file=sys.stderr)
+        print(f"{prog}: error: {cause}", file=sys.stderr)
         raise SystemExit(1) from None
-
-
-def _one_line(err: LitvisionError) -> str:
-    """The message; for an error raised in a DataLoader worker, which PyTorch re-raises with the
-    worker's traceback as its text, the original message (its last line)."""
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return str(err)
-    return lines[-1].split(f"{type(err).__name__}: ", 1)[-1]
-
-
-def _litvision_cause(err: BaseException | None) -> LitvisionError | None:
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, LitvisionError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None

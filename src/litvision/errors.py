@@ -1,5 +1,7 @@
 """Errors that the command line reports as one line instead of a traceback."""
 
+from __future__ import annotations
+
 
 class LitvisionError(Exception):
     """A problem with the user's input or environment, explained in one line."""
@@ -7,3 +9,19 @@ class LitvisionError(Exception):
 
 class DataNotFoundError(LitvisionError):
     """A dataset is not on disk and could not be downloaded."""
+
+
+def one_line_cause(err: BaseException | None) -> str | None:
+    """The message of the LitvisionError behind ``err`` (found through its causes: the config parser
+    and DataLoader workers wrap them), or None if there is none. PyTorch re-raises an error of a loader
+    worker with the worker's traceback as its text: its last line is the original message."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, LitvisionError):
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            if len(lines) <= 1:
+                return str(err)
+            return lines[-1].split(f"{type(err).__name__}: ", 1)[-1]
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

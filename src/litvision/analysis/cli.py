@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from litvision.analysis import compare, confusion, curves, feature_maps, heads, landscape, tsne
-from litvision.errors import LitvisionError
+from litvision.errors import one_line_cause
 
 TOOLS = (tsne, feature_maps, confusion, heads, curves, compare, landscape)
 
@@ -29,19 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.run(args)
     except Exception as err:
-        cause = _litvision_cause(err)
+        cause = one_line_cause(err)
         if cause is None:
             raise
         print(f"litvision analyze: error: {cause}", file=sys.stderr)
         raise SystemExit(1) from None
-
-
-def _litvision_cause(err: BaseException | None) -> LitvisionError | None:
-    """The LitvisionError behind an error, e.g. a datamodule's, wrapped by the config parser."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, LitvisionError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
