@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport
+from litvision.checkpoint_io import with_atomic_checkpoints
 from litvision.data import ImageDataModule
 from litvision.errors import LitvisionError, one_line_cause
 from litvision.module import ImageClassifier
@@ -92,6 +93,8 @@ class LitvisionCLI(LightningCLI):
         if config.get("enable_checkpointing") is not False:
             every = self._get(self.config_init, "checkpoint_every_n_steps", default=0) or 0
             forced += last_checkpoint_callbacks(every)
+        # A kill while a checkpoint is written (a cluster's preemption) leaves the previous one whole.
+        config["plugins"] = with_atomic_checkpoints(config.get("plugins"), config.get("strategy"))
         return self._instantiate_trainer(config, [cb for cb in forced if not isinstance(cb, tuple(off))])
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
