@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -87,3 +89,79 @@ def test_run_killed_while_writing_last_ckpt_resumes_from_the_previous_one(
         uninterrupted / "checkpoints/last.ckpt"
     )
     assert not partial.exists(), "the next save of last.ckpt replaces the cut one"
+
+
+# --- one run over two "nodes": two torchrun launches on this machine, one CPU process each, gloo -----
+NODES = [
+    "--trainer.num_nodes=2",
+    "--trainer.devices=1",
+    "--trainer.accelerator=cpu",
+    "--trainer.strategy=ddp",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def on_two_nodes(cwd: Path, *args: str) -> list[tuple[int, str]]:
+    """Run ``litvision ARGS`` as two nodes, as a user types it on each (docs/cluster.md): each node's
+    torchrun exit status and output."""
+    port = free_port()
+    logs = [cwd / f"node{rank}.log" for rank in (0, 1)]
+    processes = []
+    for rank, log in enumerate(logs):
+        with log.open("w") as out:
+            command = [
+                sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                f"--node_rank={rank}", "--master_addr=127.0.0.1", f"--master_port={port}",
+                "-m", "litvision", *args, *NODES,
+            ]  # fmt: skip
+            processes.append(subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=out, stderr=out))
+    codes = [p.wait(timeout=600) for p in processes]
+    return [(code, log.read_text()) for code, log in zip(codes, logs)]
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("two_nodes")
+    for code, output in on_two_nodes(cwd, "fit", *TINY):
+        assert code == 0, output[-3000:]
+    return cwd
+
+
+@pytest.mark.slow
+def test_two_node_run_reports_what_one_process_measures(two_nodes):
+    run = two_nodes / RUN_DIR
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["num_devices"] == 2, "one run over both nodes"
+    distributed = json.loads((run / "test_results.json").read_text())
+    single = litvision(two_nodes, "test", *TINY, f"--ckpt_path={distributed['checkpoint']}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    alone = json.loads((two_nodes / "lightning_logs/digits_lstm/version_1/test_results.json").read_text())
+    assert distributed["num_samples"] == alone["num_samples"] == 360, "each test image counted once"
+    assert distributed["confusion_matrix"] == alone["confusion_matrix"]
+    assert {k: v["acc"] for k, v in distributed["per_class"].items()} == {
+        k: v["acc"] for k, v in alone["per_class"].items()
+    }
+
+
+@pytest.mark.slow
+def test_two_node_run_killed_on_both_nodes_resumes_exactly(two_nodes, tmp_path):
+    # Each node takes half of every batch list: 6 steps an epoch; last.ckpt at step 8 is 2 into epoch 2.
+    killed = on_two_nodes(
+        tmp_path, "fit", *TINY, "--trainer.callbacks+=helpers.crash.KillAtStep", "--trainer.callbacks.step=10"
+    )
+    assert all(code != 0 for code, _ in killed) and "SIGKILL" in killed[0][1], killed[0][1][-3000:]
+    checkpoints = tmp_path / RUN_DIR / "checkpoints"
+    assert load_checkpoint(checkpoints / "last.ckpt")["global_step"] == 8, "mid-epoch, 2 steps lost"
+
+    for code, output in on_two_nodes(tmp_path, "fit", *TINY, "--ckpt_path=last"):
+        assert code == 0, output[-3000:]
+    assert weights_digest(checkpoints / "last.ckpt") == weights_digest(
+        two_nodes / RUN_DIR / "checkpoints/last.ckpt"
+    )
+    results = [json.loads((d / RUN_DIR / "test_results.json").read_text()) for d in (tmp_path, two_nodes)]
+    assert results[0]["confusion_matrix"] == results[1]["confusion_matrix"]
