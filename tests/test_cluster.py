@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT
 from test_resume import weights_digest
 
@@ -165,3 +166,86 @@ def test_two_node_run_killed_on_both_nodes_resumes_exactly(two_nodes, tmp_path):
     )
     results = [json.loads((d / RUN_DIR / "test_results.json").read_text()) for d in (tmp_path, two_nodes)]
     assert results[0]["confusion_matrix"] == results[1]["confusion_matrix"]
+
+
+# --- sweeps through submitit ---------------------------------------------------------------------------
+def write_plan(folder: Path, runs: dict[str, dict]) -> Path:
+    """A report plan of digits runs (name -> overrides) and a scale that changes nothing."""
+    plan = {"title": "Digits on a cluster", "runs": {
+        name: {"config": str(ROOT / "configs/digits_lstm.yaml"), "overrides": overrides}
+        for name, overrides in runs.items()
+    }}  # fmt: skip
+    folder.mkdir(parents=True)
+    (folder / "950.yaml").write_text(yaml.safe_dump(plan))
+    (folder / "scales").mkdir()
+    (folder / "scales" / "asis.yaml").write_text(yaml.safe_dump({"description": "the configs as they are"}))
+    return folder
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """srun, sbatch and sacct stand-ins on PATH: sbatch keeps the script it is given and answers with a
+    job id, sacct says every job is pending. The submission itself is submitit's."""
+    bin_dir, scripts = tmp_path / "bin", tmp_path / "sbatch_scripts"
+    bin_dir.mkdir()
+    scripts.mkdir()
+    fakes = {
+        "srun": "exit 0",
+        "sbatch": f'cp "$1" {scripts}/$(date +%s%N).sh; echo "Submitted batch job 4242"',
+        "sacct": 'echo "JobID|State|NodeList"; for i in 0 1 2; do echo "4242_$i|PENDING|"; done',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return scripts
+
+
+def test_slurm_launcher_submits_one_array_task_per_run_and_returns(fake_slurm, tmp_path, capsys):
+    from litvision.reproduce.__main__ import main
+
+    plans = write_plan(
+        tmp_path / "plans", {f"lr-{lr}": {"model.optimizer.init_args.lr": lr} for lr in (1, 2, 3)}
+    )
+    settings = tmp_path / "slurm.yaml"
+    settings.write_text(yaml.safe_dump({"partition": "gpu", "account": "lab", "setup": ["module load cuda"]}))
+    args = ["run", "--plans", str(plans), "--scale", "asis", "--runs-dir", str(tmp_path / "runs"),
+            "--reports-dir", str(tmp_path / "reports"), "--data-source", "synthetic", "--no-analyses",
+            "--launcher", "slurm", "--slurm", str(settings), "--time", "2:00:00", "--gpus-per-run", "2",
+            "--array-parallelism", "2", "--sbatch", "qos=high"]  # fmt: skip
+    main(args)
+    out = capsys.readouterr().out
+    assert out.count("submitted as job 4242_") == 3
+    (script,) = [p.read_text() for p in fake_slurm.iterdir()]
+    for line in ["--partition=gpu", "--account=lab", "--time=120", "--gpus-per-node=2", "--array=0-2%2",
+                 "--qos=high", "--signal=USR2@120", "--ntasks-per-node=1"]:  # fmt: skip
+        assert f"#SBATCH {line}\n" in script, line
+    assert "module load cuda\n" in script
+    runs = tmp_path / "runs/asis/950"
+    assert not any(runs.glob("*/checkpoints")), "nothing trained here: the cluster trains"
+    assert (tmp_path / "reports/asis/REPORT.md").is_file(), "the report of what is on disk, written at once"
+
+    main(args)  # the tasks are still pending (sacct): nothing is submitted twice
+    assert "submitted as job" not in capsys.readouterr().out
+    assert len(list(fake_slurm.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--time", "2h"], "SLURM time '2h' is invalid: use minutes, or [days-]hours:minutes:seconds"),
+        (["--sbatch", "qos"], "--sbatch 'qos' is invalid: use KEY=VALUE"),
+        (["--array-parallelism", "-1"], "SLURM setting array_parallelism=-1 is invalid"),
+    ],
+)
+def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fake_slurm, tmp_path, capsys):
+    from litvision.reproduce.__main__ import main
+
+    plans = write_plan(tmp_path / "plans", {"a": {}})
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--plans", str(plans), "--scale", "asis", "--runs-dir", str(tmp_path / "runs"),
+              "--data-source", "synthetic", "--launcher", "slurm", *option])  # fmt: skip
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {message}" in err
+    assert not list(fake_slurm.iterdir()) and not (tmp_path / "runs").exists()

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from litvision.errors import LitvisionError
+from litvision.reproduce import launch
 from litvision.reproduce.data_sources import SOURCES, DataSource
 from litvision.reproduce.plan import ReportPlan, load_plan, load_scale, load_sweep, select_plans
 from litvision.reproduce.report import METRICS, Report
@@ -59,6 +60,7 @@ def _parallel(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpus-per-run", type=int, default=1, help="GPUs per run; more than 1 trains each run with DDP"
     )
+    launch.add_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         plans = _plans(args.reports, args.plans)
         scale, source = _scale_and_source(args, make=not args.dry_run)
         reproduction = Reproduction(
-            plans, scale, source, args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console=console
-        )
+            plans, scale, source, args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console=console,
+            launcher=launch.from_args(args),
+        )  # fmt: skip
         if args.dry_run:
             print("\n".join(reproduction.dry_run()))
             return
@@ -158,6 +161,7 @@ def run_sweep(args: argparse.Namespace, console: Console) -> None:
         args.gpus_per_run,
         console=console,
         extra_args=args.extra,
+        launcher=launch.from_args(args),
     )
     if args.dry_run:
         print("\n".join(reproduction.dry_run()))

@@ -11,6 +11,7 @@ unfinished run with ``checkpoints/last.ckpt`` resumes from it, in place.
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
 import json
 import os
@@ -34,6 +35,7 @@ from rich.console import Console
 
 from litvision.errors import LitvisionError
 from litvision.reproduce.data_sources import DataSource
+from litvision.reproduce.launch import Launcher
 from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, read_yaml
 
 MARKER = "reproduce.json"
@@ -97,20 +99,24 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def wait(process: subprocess.Popen, stop: threading.Event) -> tuple[int, float | None]:
-    """Wait for ``process`` (terminating it if ``stop`` is set): its exit status and CPU seconds."""
-    if not hasattr(os, "wait4"):  # not on every platform
-        while process.poll() is None:
-            if stop.wait(0.5):
-                process.terminate()
-        return process.wait(), None
+def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) -> tuple[int, float | None]:
+    """Wait for ``process`` (terminating it if ``stop`` is set, killing it ``grace_s`` later): its exit
+    status and CPU seconds."""
+    stopped = None
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            process.returncode = os.waitstatus_to_exitcode(status)
-            return process.returncode, usage.ru_utime + usage.ru_stime
+        if hasattr(os, "wait4"):  # not on every platform
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                return process.returncode, usage.ru_utime + usage.ru_stime
+        elif process.poll() is not None:
+            return process.returncode, None
         if stop.wait(0.5):
-            process.terminate()
+            stopped = stopped or time.monotonic()
+            if time.monotonic() - stopped < grace_s:
+                process.terminate()
+            else:  # a run's checkpoints survive a kill at any instant (AtomicCheckpointIO)
+                process.kill()
 
 
 def visible_gpus() -> list[str]:
@@ -135,6 +141,8 @@ class Job:
     on_success: Callable[[float, float | None], str | None]
     on_failure: Callable[[float, float | None, str], None] = lambda seconds, cpu, reason: None
     env: dict[str, str] = field(default_factory=dict)
+    # The same job built afresh where and when it runs (an array task; a requeued run then resumes).
+    remake: Callable[[], Job | None] | None = None
 
 
 class Reproduction:
@@ -151,6 +159,7 @@ class Reproduction:
         python: str = sys.executable,
         console: Console | None = None,
         extra_args: list[str] | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.plans = plans
         self.scale = scale
@@ -159,6 +168,7 @@ class Reproduction:
         self.extra_args = list(extra_args or [])
         self.python = python
         self.console = console or Console()
+        self.launcher = launcher  # None: this machine's slots
         if gpus_per_run < 1:
             raise LitvisionError(f"--gpus-per-run {gpus_per_run} is invalid: it must be 1 or more")
         if jobs is not None and jobs < 1:
@@ -276,6 +286,7 @@ class Reproduction:
             run_dir / LOG,
             success,
             lambda seconds, cpu, reason: record("failed", seconds, cpu, reason),
+            remake=functools.partial(self.run_job, spec),
         )
 
     def plain_job(self, spec: RunSpec) -> Job | None:
@@ -292,7 +303,9 @@ class Reproduction:
             return f"test accuracy {100 * results['acc']:.2f}%"
 
         command = [self.python, "-m", "litvision.reproduce.plain", str(run_dir), "--output", str(out)]
-        return Job("plain loop", spec.id, command, out / LOG, success)
+        return Job(
+            "plain loop", spec.id, command, out / LOG, success, remake=functools.partial(self.plain_job, spec)
+        )
 
     def analysis_job(self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any]) -> Job | None:
         run_dirs = [self.run_dir(plan.runs[name]) for name in analysis.runs]
@@ -356,7 +369,11 @@ class Reproduction:
 
     # --- execution --------------------------------------------------------------------------------
     def execute(self, jobs: list[Job]) -> None:
-        """Run jobs, as many at once as there are slots (GPUs, or --jobs on a CPU)."""
+        """Run jobs, as many at once as there are slots (GPUs, or --jobs on a CPU); with a launcher, submit
+        the runs and references as array tasks (the analyses run here, once their runs are done)."""
+        if self.launcher is not None:
+            self.launcher.submit(self, [job for job in jobs if job.remake is not None])
+            jobs = [job for job in jobs if job.remake is None]
         if not jobs:
             return
         slots: queue.Queue[list[str] | None] = queue.Queue()
@@ -370,7 +387,7 @@ class Reproduction:
                 return
             slot = slots.get()
             try:
-                self._run_one(job, slot, f"[{next(counter)}/{len(jobs)}]", stop)
+                self.run_one(job, slot, f"[{next(counter)}/{len(jobs)}]", stop)
             finally:
                 slots.put(slot)
 
@@ -386,7 +403,7 @@ class Reproduction:
                 self.console.print("[bold red]interrupted[/]: unfinished runs resume at the next start")
                 raise
 
-    def _run_one(self, job: Job, slot: list[str] | None, position: str, stop: threading.Event) -> None:
+    def run_one(self, job: Job, slot: list[str] | None, position: str, stop: threading.Event) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **job.env}
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
@@ -425,6 +442,14 @@ class Reproduction:
             f"{position} {job.kind} [bold]{job.id}[/] [bold red]failed[/] after {seconds:.0f} s: {reason} "
             f"(log: {job.log})"
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled into each array task (submitit): the console and the lock are made afresh there.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("console", "_lock")}
+        return {**state, "launcher": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, console=Console(soft_wrap=True), _lock=threading.Lock())
 
     @contextmanager
     def lock(self) -> Iterator[None]:
