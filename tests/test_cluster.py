@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,3 +251,87 @@ def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fak
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"error: {message}" in err
     assert not list(fake_slurm.iterdir()) and not (tmp_path / "runs").exists()
+
+
+def signal_task(job, signum: int = signal.SIGUSR2) -> None:
+    """Send a submitit task the signal SLURM sends at preemption and before the time limit (the local
+    executor's job is the controller process; the task is its child)."""
+    pid = job._process.pid
+    (task,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    os.kill(int(task), signum)
+
+
+@pytest.mark.slow
+def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_local_results(
+    tmp_path, monkeypatch
+):
+    """Three runs through submitit's local executor: one runs through, one is preempted, one reaches its
+    time limit; the last two are requeued and resume from last.ckpt. All end with the weights and test
+    results of the same runs trained by the local runner."""
+    from rich.console import Console
+
+    from litvision.reproduce.data_sources import DataSource
+    from litvision.reproduce.launch import Launcher, SlurmSettings
+    from litvision.reproduce.plan import load_plan, load_scale
+    from litvision.reproduce.report import METRICS
+    from litvision.reproduce.runner import MARKER, Reproduction
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
+    short = {
+        "model.backbone.init_args.hidden_size": 16,
+        "data.init_args.batch_size": 128,
+        "trainer.max_epochs": 2,
+        "trainer.deterministic": True,
+        "checkpoint_every_n_steps": 4,
+    }
+    runs = {name: {**short, "model.optimizer.init_args.lr": lr} for name, lr in
+            [("uninterrupted", 0.003), ("preempted", 0.01), ("timed-out", 0.03)]}  # fmt: skip
+    local_plans = write_plan(tmp_path / "local_plans", runs)
+    # The timed-out run's first attempt stalls at step 16 (last.ckpt: step 12), until submitit's signal
+    # 260 s into the attempt (a limit of 800 s, the signal 540 s before it). submitit counts a signal
+    # before min(0.8 * limit, limit - 10 min) = 200 s as a preemption, a later one as a timeout.
+    stall = [{"class_path": "helpers.preempt.StallUntilResumed", "init_args": {"step": 16}}]
+    runs["timed-out"] = {**runs["timed-out"], "trainer.callbacks": stall}
+    plans = write_plan(tmp_path / "cluster_plans", runs)
+    scale = load_scale("asis", plans / "scales")
+    launcher = Launcher("submitit-local", SlurmSettings(time="13:20", signal_delay_s=540, gpus_per_run=0))
+    launcher.wait = False  # this test signals a task while they run, then waits for them
+    runner = Reproduction(
+        [load_plan(plans / "950.yaml", Path("."), set(METRICS))], scale, DataSource("synthetic", scale),
+        tmp_path / "cluster", launcher=launcher, console=Console(file=(tmp_path / "cluster.log").open("w")),
+    )  # fmt: skip
+    runner.run(analyses=False)  # returns once submitted
+    tasks = {job_id.split("/")[1]: task for job_id, task in launcher.jobs.items()}
+    for _ in range(600):
+        if (tmp_path / "cluster/950/preempted/checkpoints/last.ckpt").is_file():
+            break
+        time.sleep(0.5)
+    signal_task(tasks["preempted"])
+    for name in ("uninterrupted", "preempted"):
+        tasks[name].wait()
+    # The same runs by the local runner, while the timed-out run stalls.
+    local = subprocess.run(
+        [sys.executable, "-m", "litvision.reproduce", "run", "--plans", str(local_plans), "--scale", "asis",
+         "--runs-dir", str(tmp_path / "local"), "--reports-dir", str(tmp_path / "reports"),
+         "--data-source", "synthetic", "--no-analyses"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert local.returncode == 0, local.stdout[-3000:]
+    tasks["timed-out"].wait()
+
+    for name, task in tasks.items():
+        ours, theirs = tmp_path / "cluster/950" / name, tmp_path / "local/asis/950" / name
+        log = task.stdout() or ""
+        assert task.state == "FINISHED" and task.result() == "finished", log[-3000:]
+        marker = json.loads((ours / MARKER).read_text())
+        assert marker["status"] == "finished"
+        assert weights_digest(ours / "checkpoints/last.ckpt") == weights_digest(
+            theirs / "checkpoints/last.ckpt"
+        )
+        results = [json.loads((d / "test_results.json").read_text()) for d in (ours, theirs)]
+        assert results[0]["confusion_matrix"] == results[1]["confusion_matrix"], name
+        if name == "uninterrupted":
+            assert marker["attempts"] == 1 and "Caught signal" not in log, log[-3000:]
+        else:
+            assert marker["attempts"] == 2 and marker["resumed_from_checkpoint"], log[-3000:]
+            assert f"this job is {name}." in log and "Requeued job" in log, log[-3000:]

@@ -6,6 +6,7 @@ import builtins
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,15 @@ class _HalfThenKill:
 
     def __exit__(self, *exc: object) -> None:
         self._handle.close()
+
+
+class StallUntilResumed(Callback):
+    """Stall (sleep an hour) at ``step`` of a run that was not resumed from a checkpoint: a first attempt
+    that cannot finish before its time limit, then a resumed one that runs through."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if trainer.ckpt_path is None and trainer.global_step >= self.step:
+            time.sleep(3600)

@@ -69,7 +69,7 @@ class SlurmSettings:
             )
         data.update({key: value for key, value in given.items() if value is not None})
         settings = cls(**data)
-        settings.timeout_min()  # checks the format
+        settings.timeout_s()  # checks the format
         for name in ("array_parallelism", "max_timeouts", "signal_delay_s"):
             if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 0:
                 raise LitvisionError(
@@ -81,8 +81,8 @@ class SlurmSettings:
             )
         return settings
 
-    def timeout_min(self) -> int:
-        """``time`` in minutes; sbatch's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    def timeout_s(self) -> int:
+        """``time`` in seconds; sbatch's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
         match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", str(self.time).strip())
         if match is None:
             raise LitvisionError(
@@ -94,7 +94,7 @@ class SlurmSettings:
             hours, minutes, seconds = first, second, third
         else:  # M[:S]
             hours, minutes, seconds = 0, first, second
-        return max(1, days * 1440 + hours * 60 + minutes + (seconds + 59) // 60)
+        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def add_arguments(parser: Any) -> None:
@@ -149,7 +149,7 @@ class Launcher:
         self.kind = kind
         self.settings = settings
         self.wait = wait or kind == "submitit-local"
-        self.jobs: list[Any] = []  # submitit's jobs, in the order submitted
+        self.jobs: dict[str, Any] = {}  # the runner's job id -> submitit's job
 
     def executor(self, folder: Path, gpus_per_run: int) -> Any:
         try:
@@ -158,25 +158,28 @@ class Launcher:
             raise LitvisionError(
                 f"--launcher {self.kind} needs submitit: pip install 'litvision[slurm]'"
             ) from None
-        cluster = "slurm" if self.kind == "slurm" else "local"
         s = self.settings
-        try:
-            executor = submitit.AutoExecutor(
-                folder=folder, cluster=cluster, slurm_max_num_timeout=s.max_timeouts,
-                local_max_num_timeout=s.max_timeouts,
+        gpus = s.gpus_per_run if s.gpus_per_run is not None else gpus_per_run
+        if self.kind == "submitit-local":
+            executor = submitit.LocalExecutor(folder, max_num_timeout=s.max_timeouts)
+            executor.update_parameters(
+                timeout_min=s.timeout_s() / 60, signal_delay_s=s.signal_delay_s, gpus_per_node=gpus,
+                tasks_per_node=1, stderr_to_stdout=True, setup=s.setup,
             )  # fmt: skip
+            return executor
+        try:
+            executor = submitit.SlurmExecutor(folder, max_num_timeout=s.max_timeouts)
         except RuntimeError as err:  # no srun here
             raise LitvisionError(
                 f"--launcher slurm: {err} Submit from a machine of the cluster, or try "
                 "--launcher submitit-local"
             ) from None
-        gpus = s.gpus_per_run if s.gpus_per_run is not None else gpus_per_run
         executor.update_parameters(
-            name="litvision", timeout_min=s.timeout_min(), nodes=1, tasks_per_node=1, gpus_per_node=gpus,
-            cpus_per_task=s.cpus_per_run, mem_gb=s.mem_gb, stderr_to_stdout=True,
-            slurm_partition=s.partition, slurm_account=s.account, slurm_array_parallelism=s.array_parallelism,
-            slurm_signal_delay_s=s.signal_delay_s, slurm_additional_parameters=s.sbatch or None,
-            slurm_setup=s.setup or None, local_setup=s.setup or None,
+            job_name="litvision", time=-(-s.timeout_s() // 60), nodes=1, ntasks_per_node=1,
+            gpus_per_node=gpus or None, cpus_per_task=s.cpus_per_run, mem=s.mem_gb,
+            partition=s.partition, account=s.account, array_parallelism=s.array_parallelism,
+            signal_delay_s=s.signal_delay_s, additional_parameters=s.sbatch or None, setup=s.setup or None,
+            stderr_to_stdout=True,
         )  # fmt: skip
         return executor
 
@@ -204,7 +207,7 @@ class Launcher:
                 f"{job.kind} [bold]{job.id}[/] submitted as job {task.job_id} (log: {job.log})"
             )
         write_json(record_path, records)
-        self.jobs += submitted
+        self.jobs.update((job.id, task) for job, task in zip(todo, submitted))
         if self.wait:
             for task in submitted:
                 task.wait()
