@@ -94,6 +94,32 @@ def test_run_killed_while_writing_last_ckpt_resumes_from_the_previous_one(
     assert not partial.exists(), "the next save of last.ckpt replaces the cut one"
 
 
+def test_a_run_in_an_array_task_leaves_the_signals_to_submitit(monkeypatch, in_tmp):
+    """Seeing SLURM, Lightning installs a requeue handler of its own (SIGUSR1: save, scontrol requeue).
+    The command that an array task runs gives its trainer Lightning's plain environment: no handler, and
+    submitit alone acts on the scheduler's signals."""
+    from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    from litvision.cli import LitvisionCLI
+    from litvision.reproduce.launch import PLAIN_ENVIRONMENT
+
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "litvision", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "node1"}  # fmt: skip
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    found = {}
+    for extra in ([], [PLAIN_ENVIRONMENT]):
+        trainer = LitvisionCLI(args=[*TINY, "--trainer.logger=false", *extra], run=False).trainer
+        trainer._signal_connector.register_signal_handlers()
+        try:
+            environment = type(trainer._accelerator_connector.cluster_environment)
+            found[bool(extra)] = environment, signal.getsignal(signal.SIGUSR1)
+        finally:
+            trainer._signal_connector.teardown()
+    assert found[False][0] is SLURMEnvironment and callable(found[False][1]), "Lightning would requeue itself"
+    assert found[True] == (LightningEnvironment, signal.SIG_DFL)
+
+
 # --- one run over two "nodes": two torchrun launches on this machine, one CPU process each, gloo -----
 NODES = [
     "--trainer.num_nodes=2",
@@ -271,7 +297,7 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
     from rich.console import Console
 
     from litvision.reproduce.data_sources import DataSource
-    from litvision.reproduce.launch import Launcher, SlurmSettings
+    from litvision.reproduce.launch import PLAIN_ENVIRONMENT, Launcher, SlurmSettings
     from litvision.reproduce.plan import load_plan, load_scale
     from litvision.reproduce.report import METRICS
     from litvision.reproduce.runner import MARKER, Reproduction
@@ -325,6 +351,7 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
         assert task.state == "FINISHED" and task.result() == "finished", log[-3000:]
         marker = json.loads((ours / MARKER).read_text())
         assert marker["status"] == "finished"
+        assert PLAIN_ENVIRONMENT in (ours / "reproduce.log").read_text().splitlines()[0], "submitit's signal"
         assert weights_digest(ours / "checkpoints/last.ckpt") == weights_digest(
             theirs / "checkpoints/last.ckpt"
         )

@@ -235,8 +235,8 @@ class JobTask:
         from litvision.reproduce.runner import visible_gpus
 
         runner = self.runner
-        slot = visible_gpus() or None  # what SLURM (or the local executor) gave this task
-        runner.slots, runner.failures = [slot], []
+        slot = visible_gpus() or None  # what SLURM (or the local executor) gave this task: all for the run
+        runner.slots, runner.gpus_per_run, runner.failures = [slot], len(slot or [None]), []
         job = self.remake()
         if job is None:
             return "finished already"

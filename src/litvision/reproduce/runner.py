@@ -115,13 +115,10 @@ def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) 
     status and CPU seconds."""
     stopped = None
     while True:
-        if hasattr(os, "wait4"):  # not on every platform
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                process.returncode = os.waitstatus_to_exitcode(status)
-                return process.returncode, usage.ru_utime + usage.ru_stime
-        elif process.poll() is not None:
-            return process.returncode, None
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # Unix, as fcntl's lock below
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return process.returncode, usage.ru_utime + usage.ru_stime
         if stop.wait(0.5):
             stopped = stopped or time.monotonic()
             if time.monotonic() - stopped < grace_s:
@@ -200,7 +197,7 @@ class Reproduction:
         if jobs is not None and jobs < 1:
             raise LitvisionError(f"--jobs {jobs} is invalid: it must be 1 or more")
         # A slot is what one run gets: a group of GPUs, or (None) a share of the CPU.
-        gpus = visible_gpus()
+        gpus = visible_gpus() if launcher is None else []  # an array task gets its GPUs from SLURM
         self.slots: list[list[str] | None]
         if gpus:
             groups = [
