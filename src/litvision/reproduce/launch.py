@@ -209,8 +209,11 @@ class Launcher:
         write_json(record_path, records)
         self.jobs.update((job.id, task) for job, task in zip(todo, submitted))
         if self.wait:
-            for task in submitted:
+            for job, task in zip(todo, submitted):
                 task.wait()
+                error = task.exception()
+                if error is not None:  # the task's last line says why (the run's log has the rest)
+                    runner.failures.append(f"{job.kind} {job.id}: {str(error).strip().splitlines()[-1]}")
 
     def _active(self, executor: Any, record: dict[str, Any] | None) -> bool:
         """Whether a job submitted earlier is still pending or running (SLURM's accounting says)."""
