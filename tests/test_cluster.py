@@ -279,6 +279,22 @@ def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fak
     assert not list(fake_slurm.iterdir()) and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
+def test_submitit_local_waits_and_reports_a_failed_task(tmp_path, capsys):
+    from litvision.reproduce.__main__ import main
+
+    plans = write_plan(tmp_path / "plans", {"broken": {"data.init_args.val_size": 5000}})
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--plans", str(plans), "--scale", "asis", "--runs-dir", str(tmp_path / "runs"),
+              "--reports-dir", str(tmp_path / "reports"), "--data-source", "synthetic", "--no-analyses",
+              "--launcher", "submitit-local", "--time", "10"])  # fmt: skip
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "1 failed:\nrun 950/broken: " in err and "5000" in err, err
+    marker = json.loads((tmp_path / "runs/asis/950/broken/reproduce.json").read_text())
+    assert marker["status"] == "failed" and "5000" in marker["reason"]
+
+
 def signal_task(job, signum: int = signal.SIGUSR2) -> None:
     """Send a submitit task the signal SLURM sends at preemption and before the time limit (the local
     executor's job is the controller process; the task is its child)."""

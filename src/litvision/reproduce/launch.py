@@ -212,8 +212,13 @@ class Launcher:
             for job, task in zip(todo, submitted):
                 task.wait()
                 error = task.exception()
-                if error is not None:  # the task's last line says why (the run's log has the rest)
-                    runner.failures.append(f"{job.kind} {job.id}: {str(error).strip().splitlines()[-1]}")
+                if error is None:
+                    continue
+                # The task raised the runner's one-line failure; submitit wraps it in its traceback.
+                said = [
+                    line.split("Error: ", 1)[-1] for line in str(error).splitlines() if f" {job.id}: " in line
+                ]
+                runner.failures.append(said[-1] if said else f"{job.kind} {job.id}: see {task.paths.stdout}")
 
     def _active(self, executor: Any, record: dict[str, Any] | None) -> bool:
         """Whether a job submitted earlier is still pending or running (SLURM's accounting says)."""
