@@ -318,7 +318,7 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
     from litvision.reproduce.report import METRICS
     from litvision.reproduce.runner import MARKER, Reproduction
 
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])  # for the runner's and the tasks' processes
     short = {
         "model.backbone.init_args.hidden_size": 16,
         "data.init_args.batch_size": 128,

@@ -115,6 +115,8 @@ def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) 
     status and CPU seconds."""
     stopped = None
     while True:
+        if process.returncode is not None:  # reaped by terminate(), which polls first
+            return process.returncode, None
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # Unix, as fcntl's lock below
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
