@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import inspect
 import io
 import json
@@ -29,6 +28,7 @@ from litvision.data.memory import as_batch, yields_batches
 from litvision.errors import LitvisionError
 from litvision.plotting import plt
 from litvision.runs import Run, load_run
+from litvision.utils import import_object
 
 # Which vector of a network the feature-based tools read: ``forward_features`` (pooled) or what feeds
 # the last linear layer (``forward_head(pre_logits=True)``); the two differ where the head is an MLP.
@@ -120,10 +120,9 @@ def parse_data_arguments(items: Sequence[str], data_dir: str | None, class_path:
 
 def datamodule_arguments(class_path: str) -> set[str]:
     """The constructor arguments of a datamodule class, its base classes' included (empty if unknown)."""
-    module_name, _, name = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError):
+        cls = import_object(class_path)
+    except LitvisionError:
         return set()
     names: set[str] = set()
     for klass in cls.__mro__:
@@ -161,12 +160,6 @@ def open_run(args: argparse.Namespace) -> Run:
     run.model.to(device)
     run.datamodule.prepare_data()  # a run trained on another machine may need its data fetched
     return run
-
-
-def run_label(run_dir: Path) -> str:
-    """``<config>/version_N``: how figures name the run they come from."""
-    run_dir = Path(run_dir).resolve()
-    return f"{run_dir.parent.name}/{run_dir.name}" if run_dir.name.startswith("version_") else run_dir.name
 
 
 def checkpoint_step(path: Path) -> int:

@@ -16,13 +16,13 @@ from torch import Tensor, nn
 from litvision.analysis.common import (
     add_run_arguments,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
 from litvision.plotting import plt
+from litvision.utils import run_label
 
 # Parts of a ClassifierNet that come after the features: never a default layer.
 _HEAD_PARTS = ("head", "pre_logits")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
+from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
@@ -25,13 +25,14 @@ from litvision.analysis.common import (
     add_run_arguments,
     extract,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
+from litvision.metrics import accuracies
 from litvision.plotting import confusion_matrix_figure, plt
+from litvision.utils import run_label
 
 HEADS = {"backbone": "backbone's own head", "svm": "SVM head", "crt": "cRT head"}
 
@@ -236,13 +237,12 @@ def predict(head: nn.Linear, features: np.ndarray) -> np.ndarray:
 
 
 def score(labels: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro accuracy (mean of the per-class accuracies) and per-class accuracy."""
-    counts = confusion_matrix(labels, predicted, labels=np.arange(len(names)))
-    per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+    """Accuracy, macro and per-class accuracy (:func:`litvision.metrics.accuracies`)."""
+    values = accuracies(confusion_matrix(labels, predicted, labels=np.arange(len(names))))
     return {
-        "acc": float(accuracy_score(labels, predicted)),
-        "acc_macro": float(balanced_accuracy_score(labels, predicted)),
-        "per_class": {n: float(a) for n, a in zip(names, per_class)},
+        "acc": values["acc"].item(),
+        "acc_macro": values["acc_macro"].item(),
+        "per_class": dict(zip(names, values["acc_class"].tolist())),
     }
 
 

@@ -16,13 +16,13 @@ from litvision.analysis.common import (
     add_run_arguments,
     extract,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
 from litvision.plotting import categorical_colours, plt
+from litvision.utils import run_label
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from litvision.errors import LitvisionError
+from litvision.errors import LitvisionError, one_line_errors
+from litvision.metrics import accuracies
+from litvision.utils import import_object, write_json
 
 # Trainer settings the plain loop follows only at their defaults.
 TRAINER_DEFAULTS = {
@@ -45,14 +45,6 @@ TRAINER_DEFAULTS = {
     "limit_val_batches": lambda v: v is None or (isinstance(v, float) and v == 1.0),
     "max_steps": lambda v: v in (None, -1),
 }
-
-
-def import_object(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise LitvisionError(f"cannot import '{path}'") from None
 
 
 def instantiate(value: Any) -> Any:
@@ -160,21 +152,21 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
             images += len(y)
         if val_loader is not None:
             confmat = evaluate(net, val_loader, data.num_classes, device_)
-            acc = float(np.trace(confmat) / confmat.sum())
+            acc = accuracies(confmat)["acc"].item()
             if acc > best_acc:  # the first epoch of the best accuracy, as ModelCheckpoint keeps it
                 best_acc, best_epoch, best_state = acc, epoch, copy.deepcopy(net.state_dict())
     seconds = time.perf_counter() - start
     if best_state is not None:
         net.load_state_dict(best_state)
     confmat = evaluate(net, test_loader, data.num_classes, device_)
-    support = confmat.sum(1)
+    values = {k: v.tolist() for k, v in accuracies(confmat).items()}
     per_class = {
-        name: {"acc": float(confmat[i, i] / support[i]) if support[i] else 0.0, "support": int(support[i])}
-        for i, name in enumerate(data.class_names)
+        name: {"acc": acc, "support": int(row.sum())}
+        for name, acc, row in zip(data.class_names, values["acc_class"], confmat)
     }
     return {
-        "acc": float(np.trace(confmat) / confmat.sum()),
-        "acc_macro": float(np.mean([v["acc"] for v in per_class.values()])),
+        "acc": values["acc"],
+        "acc_macro": values["acc_macro"],
         "per_class": per_class,
         "confusion_matrix": confmat.tolist(),
         "val_acc_best": best_acc if best_state is not None else None,
@@ -199,16 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import yaml
 
-    from litvision.reproduce.runner import write_json
-
-    try:
+    with one_line_errors(parser.prog):
         config_file = args.run_dir / "config.yaml"
         if not config_file.is_file():
             raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
         results = plain_fit(yaml.safe_load(config_file.read_text()), args.device)
-    except LitvisionError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
     output = args.output or args.run_dir / "plain_loop"
     write_json(output / "results.json", {"run": str(args.run_dir), **results})
     print(
