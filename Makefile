@@ -44,9 +44,8 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 tensorboard: $(STAMP) ## serve TensorBoard on lightning_logs/ (http://localhost:6006)
 	$(BIN)/tensorboard --logdir lightning_logs
 
-benchmark: $(STAMP) ## throughput (DataLoader, in memory, plain loop) and litvision vs a plain loop; needs ../shared/data
+benchmark: $(STAMP) ## throughput: Lightning with the DataLoader, in memory, and the plain loop; needs ../shared/data
 	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/cnn_cifar_vs_plain.py
 
 # Reproduction of the five reports (docs/reproduce.md): every run is an ordinary `litvision fit`, a
 # finished run is never redone, so an interrupted target resumes. More options through REPRODUCE_ARGS,

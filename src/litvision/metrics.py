@@ -24,10 +24,10 @@ def accuracies(confmat: Any) -> dict[str, Tensor]:
 
     Computed on the matrix's device without reading anything back, so a training step never waits.
     """
-    confmat = torch.as_tensor(confmat)
+    confmat = torch.as_tensor(confmat).double()  # exact counts, and the same numbers as scikit-learn's
     correct, support = confmat.diagonal(), confmat.sum(dim=1)
     per_class = correct / support.clamp(min=1)
-    present = (support > 0).to(per_class.dtype)
+    present = (support > 0).double()
     return {
         "acc": correct.sum() / support.sum().clamp(min=1),
         "acc_macro": (per_class * present).sum() / present.sum().clamp(min=1),

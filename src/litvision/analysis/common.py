@@ -30,8 +30,8 @@ from litvision.plotting import plt
 from litvision.runs import Run, load_run
 from litvision.utils import import_object
 
-# Which vector of a network the feature-based tools read: ``forward_features`` (pooled) or what feeds
-# the last linear layer (``forward_head(pre_logits=True)``); the two differ where the head is an MLP.
+# Which vector of a network the feature-based tools read: ``pooled_features`` or what feeds the last
+# linear layer (``pre_logits`` of it); the two differ where the head is an MLP.
 FEATURES = ("pooled", "pre-logits")
 
 
@@ -73,7 +73,7 @@ def add_features_argument(parser: argparse.ArgumentParser, default: str) -> None
         "--features",
         choices=FEATURES,
         default=default,
-        help="pooled: forward_features (the pooled penultimate features); pre-logits: the input of the "
+        help="pooled: pooled_features (the pooled penultimate features); pre-logits: the input of the "
         f"last linear layer, which differs where the head is an MLP (default: {default})",
     )
 
@@ -207,8 +207,8 @@ class Extracted:
 
 def features_of(net: nn.Module, x: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     """The ``kind`` features of a batch and the logits of the network's own head."""
-    pooled = net.forward_features(x)
-    pre_logits = net.forward_head(pooled, pre_logits=True)
+    pooled = net.pooled_features(x)
+    pre_logits = net.pre_logits(pooled)
     return (pooled if kind == "pooled" else pre_logits), net.head(pre_logits)
 
 

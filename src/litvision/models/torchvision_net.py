@@ -41,9 +41,21 @@ class TorchvisionNet(ClassifierNet):
         self.body = body
         self.num_features = classifier.in_features
         self.head = nn.Linear(classifier.in_features, num_classes)
+        self.stage_names = _stage_names(body, name)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+
+def _stage_names(body: nn.Module, name: str) -> list[str]:
+    """The stages of the torchvision families the reports use (ResNet, DenseNet); other models have
+    none declared, and the feature-map tool asks for layers by name."""
+    names = {n for n, _ in body.named_modules()}
+    if {"layer1", "layer4", "avgpool"} <= names:  # ResNet, ResNeXt, Wide ResNet
+        return [f"body.layer{i}" for i in range(1, 5)] + ["body.avgpool"]
+    if name.startswith("densenet"):
+        return [f"body.features.denseblock{i}" for i in range(1, 5)] + ["body.features.norm5"]
+    return []
 
 
 def factorize_3x3(conv: nn.Conv2d) -> nn.Sequential:

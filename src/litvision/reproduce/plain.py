@@ -94,6 +94,41 @@ def num_batches(limit: int | float | None, total: int) -> int:
     return int(total * float(limit))
 
 
+def train_one_epoch(
+    net: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    epoch: int,
+    max_batches: int | None = None,
+    bf16: bool = False,
+    label_smoothing: float = 0.0,
+    channels_last: bool = False,
+) -> int:
+    """One epoch of the plain loop over ``loader`` (at most ``max_batches``); returns the images seen.
+
+    The loader's sampler is told the epoch first, as Lightning's fit loop does, so that each epoch has
+    its own order. ``bf16``: autocast as ``precision: bf16-mixed`` does."""
+    for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+    net.train()
+    images = 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = batch[0].to(device), batch[1].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        images += len(y)
+    return images
+
+
 def evaluate(net: nn.Module, loader: DataLoader, num_classes: int, device: torch.device) -> np.ndarray:
     """The confusion matrix of ``net`` on ``loader`` (rows: true class)."""
     confmat = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -128,7 +163,6 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
     data.setup("fit")
     data.setup("test")
     train_loader = data.train_dataloader()
-    samplers = [s for s in (train_loader.sampler, getattr(train_loader.batch_sampler, "sampler", None))]
     val_loader = data.val_dataloader() or None
     test_loader = data.test_dataloader()
     steps = num_batches(trainer.get("limit_train_batches"), len(train_loader))
@@ -137,19 +171,7 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
     images = 0
     start = time.perf_counter()
     for epoch in range(epochs):
-        for sampler in samplers:  # as Lightning's fit loop does: each epoch its own order
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-        net.train()
-        for i, batch in enumerate(train_loader):
-            if i >= steps:
-                break
-            x, y = batch[0].to(device_), batch[1].to(device_)
-            loss = F.cross_entropy(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            images += len(y)
+        images += train_one_epoch(net, train_loader, optimizer, device_, epoch, steps)
         if val_loader is not None:
             confmat = evaluate(net, val_loader, data.num_classes, device_)
             acc = accuracies(confmat)["acc"].item()
