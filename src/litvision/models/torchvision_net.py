@@ -15,7 +15,7 @@ from litvision.models.pretrained import build_torchvision, pretrained_state_dict
 class TorchvisionNet(ClassifierNet):
     """A torchvision model named in YAML (``name: resnet50``, ``mobilenet_v3_small``, ...), optionally
     with its ImageNet weights. Its last linear layer becomes ``head`` (sized for the dataset); what
-    feeds it is ``forward_features`` (for ResNet-50, the 2048 pooled features of report 001's t-SNE).
+    feeds it is ``pooled_features`` (for ResNet-50, the 2048 pooled features of report 001's t-SNE).
     A first convolution for RGB is adapted to the dataset's channels.
     """
 
