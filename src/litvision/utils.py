@@ -6,26 +6,43 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pickle
 import re
 import subprocess
+import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from litvision.errors import LitvisionError
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically: a reader sees the old file or the new one, never half of one."""
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file with ``write`` into a temporary file beside ``path``, then rename it into place: a
+    reader (another process, a run resumed after a crash) sees the old file or the new one, never half
+    of one, and two writers never share a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)  # mkstemp makes it private; give it the permissions of a new file
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (see :func:`write_atomically`)."""
+    write_atomically(path, lambda f: f.write(text.encode()))
 
 
 def write_json(path: Path, data: Any) -> None:
