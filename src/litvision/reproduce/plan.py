@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,24 @@ class RunSpec:
     config: Path
     overrides: tuple[tuple[str, Any], ...] = ()
     plain_reference: bool = False
+    seed: int = 0  # which of the run's seeds: 0 is the config's own, k adds k to its seeds
 
     @property
     def id(self) -> str:
         return f"{self.report}/{self.name}"
+
+    @property
+    def row_id(self) -> str:
+        """The id of the run all of whose seeds this one belongs to (scale patterns match it)."""
+        return f"{self.report}/{self.base_name}"
+
+    @property
+    def base_name(self) -> str:
+        return self.name.removesuffix(f"-seed{self.seed}") if self.seed else self.name
+
+    def with_seed(self, seed: int) -> RunSpec:
+        """The same run with its seeds moved by ``seed``, in a directory of its own."""
+        return replace(self, name=f"{self.name}-seed{seed}" if seed else self.name, seed=seed)
 
     def override_args(self) -> list[str]:
         return [f"--{key}={format_value(value)}" for key, value in self.overrides]
@@ -94,23 +108,60 @@ class ReportPlan:
 
 @dataclass
 class Scale:
+    """How much of each run to train: ``full`` is the reports' own recipes; a scale file changes some.
+
+    Patterns match ``<report>/<run>`` (fnmatch); where several match, the later one wins.
+    """
+
     name: str
     description: str = "the reports' own recipes"
+    # True: every run is shrunk (quick, smoke); False: runs keep their recipe unless ``reduced`` says.
+    scaled_down: bool = False
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     analyses: dict[str, list[str]] = field(default_factory=dict)
+    reduced: list[tuple[str, str]] = field(default_factory=list)  # pattern, the budget in words
+    needs_gpu: list[tuple[str, str]] = field(default_factory=list)  # pattern, why it is not run here
+    seeds: list[tuple[str, int]] = field(default_factory=list)  # pattern, number of seeds
+    plain_reference: list[str] | None = None  # only these runs get their plan's plain loop
+    notes: dict[str, list[str]] = field(default_factory=dict)  # report id -> notes on this scale
 
-    @property
-    def scaled_down(self) -> bool:
-        return self.name != "full"
+    def _match(self, spec: RunSpec, entries: list[tuple[str, Any]]) -> Any:
+        found = None
+        for pattern, value in entries:
+            if fnmatch.fnmatchcase(spec.row_id, pattern):
+                found = value
+        return found
 
     def run_args(self, spec: RunSpec) -> list[str]:
         """The scale's arguments for a run, from every pattern that matches ``report/run``."""
         merged: dict[str, Any] = {}
         for pattern, args in self.runs:
-            if fnmatch.fnmatchcase(spec.id, pattern):
+            if fnmatch.fnmatchcase(spec.row_id, pattern):
                 merged.update(args)
         return [f"--{key}={format_value(value)}" for key, value in merged.items()]
+
+    def budget(self, spec: RunSpec) -> str:
+        """The run's budget in words: the report's recipe, or how this scale reduces it."""
+        if self.name == "full":
+            return "published recipe"
+        if self.scaled_down:
+            return "scaled down"
+        return self._match(spec, self.reduced) or "published recipe"
+
+    def gpu_reason(self, spec: RunSpec) -> str | None:
+        """Why this scale leaves the run to a GPU (None: it runs here)."""
+        return self._match(spec, self.needs_gpu)
+
+    def seed_count(self, spec: RunSpec, seeds: int | None = None) -> int:
+        """How many seeds the run gets: ``seeds`` (the command line) if given, else this scale's."""
+        return seeds if seeds is not None else self._match(spec, self.seeds) or 1
+
+    def has_plain_reference(self, spec: RunSpec) -> bool:
+        if not spec.plain_reference or spec.seed:
+            return False
+        patterns = self.plain_reference
+        return patterns is None or any(fnmatch.fnmatchcase(spec.row_id, p) for p in patterns)
 
 
 def format_value(value: Any) -> str:
@@ -410,8 +461,17 @@ def select_plans(names: list[str], plans_dir: Path) -> list[Path]:
     return [known[n] for n in dict.fromkeys(names)]
 
 
+def _patterns(data: dict[str, Any], key: str, kind: type, where: str) -> list[tuple[str, Any]]:
+    entries = data.get(key) or {}
+    if not isinstance(entries, dict) or not all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in entries.values()
+    ):
+        raise LitvisionError(f"{where}: '{key}' must map run patterns to {kind.__name__} values")
+    return [(str(p), v) for p, v in entries.items()]
+
+
 def load_scale(name: str, scales_dir: Path) -> Scale:
-    """``full`` (the reports' own recipes) or a scaled-down scale file ``scales_dir/NAME.yaml``."""
+    """``full`` (the reports' own recipes) or a scale file ``scales_dir/NAME.yaml``."""
     if name == "full":
         return Scale("full")
     path = scales_dir / f"{name}.yaml"
@@ -420,7 +480,9 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
         raise LitvisionError(f"scale '{name}' not found: choose from {known}")
     where = f"scale '{path}'"
     data = read_yaml(path, "scale")
-    _unknown_keys(data, {"description", "data", "runs", "analyses"}, where)
+    allowed = {"description", "scaled_down", "data", "runs", "analyses", "reduced", "needs_gpu", "seeds",
+               "plain_reference", "notes"}  # fmt: skip
+    _unknown_keys(data, allowed, where)
     runs = data.get("runs") or {}
     if not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
         raise LitvisionError(f"{where}: 'runs' must map run patterns to arguments")
@@ -433,10 +495,28 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
     data_sizes = data.get("data") or {}
     if not isinstance(data_sizes, dict):
         raise LitvisionError(f"{where}: 'data' must map datasets to subset sizes")
+    seeds = _patterns(data, "seeds", int, where)
+    if any(n < 1 for _, n in seeds):
+        raise LitvisionError(f"{where}: 'seeds' must be 1 or more")
+    plain = data.get("plain_reference")
+    if plain is not None and (not isinstance(plain, list) or not all(isinstance(p, str) for p in plain)):
+        raise LitvisionError(f"{where}: 'plain_reference' must be a list of run patterns")
+    notes = data.get("notes") or {}
+    if not isinstance(notes, dict) or not all(isinstance(v, list) for v in notes.values()):
+        raise LitvisionError(f"{where}: 'notes' must map report ids to lists of sentences")
+    scaled_down = data.get("scaled_down", True)
+    if not isinstance(scaled_down, bool):
+        raise LitvisionError(f"{where}: 'scaled_down' must be true or false, not {scaled_down!r}")
     return Scale(
         name=name,
         description=" ".join(str(data.get("description", name)).split()),
+        scaled_down=scaled_down,
         data=data_sizes,
         runs=[(str(p), dict(a)) for p, a in runs.items()],
         analyses={t: list(a) for t, a in analyses.items()},
+        reduced=[(p, " ".join(v.split())) for p, v in _patterns(data, "reduced", str, where)],
+        needs_gpu=[(p, " ".join(v.split())) for p, v in _patterns(data, "needs_gpu", str, where)],
+        seeds=seeds,
+        plain_reference=plain,
+        notes={str(k): [" ".join(str(n).split()) for n in v] for k, v in notes.items()},
     )
