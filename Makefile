@@ -50,7 +50,7 @@ benchmark: $(STAMP) ## throughput: Lightning with the DataLoader, in memory, and
 # Reproduction of the five reports (docs/reproduce.md): every run is an ordinary `litvision fit`, a
 # finished run is never redone, so an interrupted target resumes. More options through REPRODUCE_ARGS,
 # e.g. make reproduce-all REPRODUCE_ARGS="--jobs 2" (runs at once; default one per visible GPU).
-REPRODUCE = $(BIN)/python -m litvision.reproduce
+REPRODUCE = $(BIN)/litvision reproduce
 # reproduce-quick reads the offline copies in ../shared/data where they exist, else downloads; it runs
 # two at a time, each on half the cores (a 2-core CPU spends much of each run starting Python).
 QUICK_DATA ?= $(if $(wildcard ../shared/data),offline,download)

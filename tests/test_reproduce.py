@@ -1,4 +1,4 @@
-"""python -m litvision.reproduce: report plans, sweeps, the runner, the plain-loop reference, the report."""
+"""litvision reproduce: report plans, sweeps, the runner, the plain-loop reference, the report."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from conftest import ROOT
 
 from litvision.cli import main as litvision_main
 from litvision.errors import LitvisionError
-from litvision.reproduce.__main__ import main
+from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
 from litvision.reproduce.estimate import Progress
 from litvision.reproduce.plan import Scale, load_plan, load_scale, load_sweep, lookup, select_plans
@@ -402,7 +402,7 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
 
 
 def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root, capsys, monkeypatch):
-    import litvision.reproduce.__main__ as entry
+    import litvision.reproduce.cli as entry
 
     plans, runs = tmp_path / "plans", tmp_path / "runs"
     write_seeded_plan(plans)

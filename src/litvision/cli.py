@@ -27,6 +27,12 @@ from litvision.private_api import cli_build_trainer, cli_callback_keys
 from litvision.utils import load_checkpoint
 
 DEFAULT_SEED = 42
+COMMANDS = (
+    "litvision: train and evaluate image classifiers with Lightning (fit, validate, test, predict, below). "
+    "Two more commands: 'litvision analyze TOOL RUN_DIR' draws figures and tables of finished runs "
+    "(t-SNE, feature maps, confusion, SVM head, curves, compare, loss landscape); 'litvision reproduce' "
+    "reruns the five reports' experiments and writes the reproduction report. Each takes --help."
+)
 
 
 class LitvisionCLI(LightningCLI):
@@ -50,7 +56,11 @@ class LitvisionCLI(LightningCLI):
             given.setdefault("precision", "bf16-mixed")
         callbacks = [*self.default_callbacks(), *given.pop("callbacks", [])]
         kwargs["trainer_defaults"] = {"logger": self.default_logger(), **given, "callbacks": callbacks}
-        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        kwargs["parser_kwargs"] = {
+            "default_env": False,
+            "description": COMMANDS,
+            **kwargs.get("parser_kwargs", {}),
+        }
         kwargs.setdefault("save_config_callback", KeepingSaveConfigCallback)
         super().__init__(*args, **kwargs)
 
@@ -255,6 +265,11 @@ def main(args: list[str] | None = None) -> None:
         from litvision.analysis.cli import main as analyze
 
         analyze(argv[1:])
+        return
+    if argv[:1] == ["reproduce"]:
+        from litvision.reproduce.cli import main as reproduce
+
+        reproduce(argv[1:])
         return
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")

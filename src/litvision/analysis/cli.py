@@ -9,6 +9,8 @@ from litvision.analysis import compare, confusion, curves, feature_maps, heads, 
 from litvision.errors import one_line_errors
 
 TOOLS = (tsne, feature_maps, confusion, heads, curves, compare, landscape)
+# Each tool module declares its command NAME, the FIGURES it writes and the file that shows it is DONE.
+BY_NAME = {tool.NAME: tool for tool in TOOLS}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -168,9 +168,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+NAME = "compare"
+# Tables only: no figure for a report to show.
+FIGURES: tuple[str, ...] = ()
+DONE: str | None = None
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "compare",
+        NAME,
         help="one table of many runs: per-class and overall accuracy, epochs, time, parameters",
         description=__doc__.split("\n\n")[0],
     )

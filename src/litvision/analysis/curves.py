@@ -17,9 +17,15 @@ METRICS = ("train/loss", "val/loss", "train/acc", "val/acc")
 Curve = list[tuple[int, float]]  # (epoch, value), epochs counted from 1
 
 
+NAME = "curves"
+# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
+FIGURES: tuple[str, ...] = ("curves.png",)
+DONE: str | None = "curves.png"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "curves",
+        NAME,
         help="train/val loss and accuracy per epoch of one or many runs",
         description="Plot train and validation loss and accuracy per epoch from the runs' TensorBoard "
         "event files, overlaid for several runs. Writes curves.png and curves.csv "

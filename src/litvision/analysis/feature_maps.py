@@ -24,10 +24,15 @@ from litvision.errors import LitvisionError
 from litvision.plotting import plt
 from litvision.utils import run_label
 
+NAME = "feature-maps"
+# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
+FIGURES: tuple[str, ...] = ("feature_maps_*.png",)
+DONE: str | None = "feature_maps.json"
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "feature-maps",
+        NAME,
         help="activations of named layers for a few test images",
         description="Record the outputs of named layers (forward hooks) for a few test images and draw "
         "them: feature maps as image grids, pooled vectors as 1-D profiles, RNN outputs as time x unit "

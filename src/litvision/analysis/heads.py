@@ -37,9 +37,18 @@ from litvision.utils import run_label
 HEADS = {"backbone": "backbone's own head", "svm": "SVM head", "crt": "cRT head"}
 
 
+NAME = "svm-head"
+# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
+FIGURES: tuple[str, ...] = (
+    "svm_head.png",
+    "svm_head_confusion.png",
+)
+DONE: str | None = "svm_head.json"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "svm-head",
+        NAME,
         help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)",
         description="Freeze the trained backbone, map the run's training split (as trained on, imbalance "
         "included) and the test split to features, and fit two new heads: a class-weighted linear SVM "

@@ -26,9 +26,15 @@ from litvision.utils import import_object
 KEYS = ("seed", "steps", "learning_rates", "optimizer", "data", "variants")
 
 
+NAME = "loss-landscape"
+# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
+FIGURES: tuple[str, ...] = ("loss_landscape.png",)
+DONE: str | None = "loss_landscape.png"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "loss-landscape",
+        NAME,
         help="train model variants at several learning rates and plot the band of their losses",
         description="Train each model variant of the config (VGG-A with and without BatchNorm) at each "
         "learning rate for a fixed number of steps, record the training loss at every step, and plot per "

@@ -7,7 +7,7 @@ validation accuracy, as the run's checkpoint does, and tests them. What differs 
 only: Lightning's loops, ``ImageClassifier``, its metrics and checkpointing against twenty lines of
 PyTorch. On a CPU the two should end on the same test accuracy.
 
-    python -m litvision.reproduce.plain lightning_logs/cnn_cifar/version_0 --output plain/
+    litvision reproduce plain lightning_logs/cnn_cifar/version_0 --output plain/
 
 Writes ``results.json`` (test ``acc``, ``acc_macro``, ``per_class``, the best validation accuracy and
 its epoch, the wall time) in the output folder, last. Recipes it does not implement (a learning-rate
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from litvision.errors import LitvisionError, one_line_errors
+from litvision.errors import LitvisionError
 from litvision.metrics import accuracies
 from litvision.utils import import_object, write_json
 
@@ -201,29 +201,27 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m litvision.reproduce.plain", description=__doc__.splitlines()[0]
-    )
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("plain", help="retrain a finished run with the plain PyTorch loop",
+                                 description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("run_dir", type=Path, help="a litvision run directory (holding config.yaml)")
     parser.add_argument(
         "--output", type=Path, help="where to write results.json (default: RUN_DIR/plain_loop)"
     )
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    """``litvision reproduce plain``: train, test, write ``results.json`` and print the headline."""
     import yaml
 
-    with one_line_errors(parser.prog):
-        config_file = args.run_dir / "config.yaml"
-        if not config_file.is_file():
-            raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
-        results = plain_fit(yaml.safe_load(config_file.read_text()), args.device)
-    output = args.output or args.run_dir / "plain_loop"
-    write_json(output / "results.json", {"run": str(args.run_dir), **results})
+    config_file = args.run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
+    results = plain_fit(yaml.safe_load(config_file.read_text()), args.device)
+    write_json(
+        (args.output or args.run_dir / "plain_loop") / "results.json", {"run": str(args.run_dir), **results}
+    )
     print(
         json.dumps({k: results[k] for k in ("acc", "acc_macro", "val_acc_best", "best_epoch", "wall_time_s")})
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
+from litvision.analysis.cli import BY_NAME
 from litvision.errors import LitvisionError
 
 TABLE_KINDS = ("runs", "per_class")
-ANALYSIS_TOOLS = ("curves", "tsne", "feature-maps", "confusion", "svm-head", "loss-landscape")
+# The analysis tools a plan may ask for: those that draw figures (each declares them).
+ANALYSIS_TOOLS = tuple(name for name, tool in BY_NAME.items() if tool.FIGURES)
 
 
 @dataclass(frozen=True)
