@@ -106,6 +106,14 @@ def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, c
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "analyses": [{"tool": "umap", "runs": ["a"]}]}, "tool 'umap'"),
         ({"title": "t", "sweeps": ["sweep.yaml"]}, "give either 'argument' with 'values', or 'points'"),
+        ({"title": "t", "tablez": []}, "unknown key 'tablez'"),
+        ({"title": "t", "runs": {"a": {"config": "configs/digits_lstm.yaml", "overides": {}}}},
+         "unknown key 'overides'"),
+        ({"title": "t", "tables": [{"title": "T", "kind": "other"}]}, "'tables.kind' is 'other'"),
+        ({"title": "t", "tables": [{"title": "T", "metrics": ["test_acc"],
+                                    "rows": [{"label": "x", "run": "a", "published": ["high"]}]}]},
+         "'tables.rows.published' is 'high'"),
+        ({"runs": {}}, "'title' is missing"),
     ],
 )  # fmt: skip
 def test_a_bad_plan_is_refused_in_one_line_naming_the_value(plan, message, tmp_path, in_root):

@@ -16,7 +16,8 @@ class ClassifierNet(nn.Module):
 
     ``stage_names`` names the modules (as in ``named_modules()``) whose outputs the feature-map tool draws
     by default: the feature maps at each resolution, then the module that outputs the pooled features
-    where there is one. ``min_size`` is the smallest image side the network accepts.
+    where there is one. ``min_size`` is the smallest image side the network accepts;
+    ``pretrained_name`` the torchvision weights it loads with ``pretrained: true`` (None: it has none).
 
     The names are our own, not timm's: timm's ``forward_features`` returns the unpooled feature map,
     which a torchvision model (see :class:`TorchvisionNet`) does not expose in one way, nor an RNN.
@@ -26,6 +27,7 @@ class ClassifierNet(nn.Module):
     head: nn.Module
     stage_names: list[str]
     min_size: int = 1
+    pretrained_name: str | None = None
 
     def __init__(self) -> None:
         super().__init__()

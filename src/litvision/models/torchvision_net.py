@@ -30,6 +30,7 @@ class TorchvisionNet(ClassifierNet):
     ) -> None:
         super().__init__()
         body = build_torchvision(name)
+        self.pretrained_name = name
         if pretrained:
             body.load_state_dict(pretrained_state_dict(name))
         linears = [(n, m) for n, m in body.named_modules() if isinstance(m, nn.Linear)]

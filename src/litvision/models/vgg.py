@@ -39,9 +39,9 @@ class VGG(ClassifierNet):
         if depth not in _CONFIGS:
             raise ValueError(f"depth={depth} is not one of {sorted(_CONFIGS)}")
         self.features = make_layers(cfgs[_CONFIGS[depth]], batch_norm=batch_norm)
+        self.pretrained_name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
         if pretrained:
-            name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
-            state = pretrained_state_dict(name)
+            state = pretrained_state_dict(self.pretrained_name)
             self.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
         adapt_input_channels(self.features, input_shape[0])
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())

@@ -412,7 +412,7 @@ def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
     if isinstance(data.get("runs"), dict):
         data["runs"] = {k: {"config": v} if isinstance(v, str) else v for k, v in data["runs"].items()}
         allowed = sorted(f.name for f in fields(RunEntry))
-        for name, entry in data["runs"].items():  # jsonargparse lets unknown keys of mapped dataclasses by
+        for name, entry in data["runs"].items():  # jsonargparse passes a mapping's unknown keys silently
             unknown = sorted(set(entry) - set(allowed)) if isinstance(entry, dict) else []
             if unknown:
                 raise LitvisionError(f"{where}, run '{name}': unknown key {unknown[0]!r}; allowed: {allowed}")
