@@ -9,8 +9,7 @@ from litvision.analysis import compare, confusion, curves, feature_maps, heads, 
 from litvision.errors import one_line_errors
 
 TOOLS = (tsne, feature_maps, confusion, heads, curves, compare, landscape)
-# Each tool module declares its command NAME, the FIGURES it writes and the file that shows it is DONE.
-BY_NAME = {tool.NAME: tool for tool in TOOLS}
+BY_NAME = {tool.TOOL.name: tool.TOOL for tool in TOOLS}  # what each tool declares: name, figures, done
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,15 +45,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default="best",
         help="'best' (highest val/acc), 'last' or a .ckpt path (default: best)",
     )
-    parser.add_argument("--data-dir", help="where the run's data is now (replaces the datamodule's data_dir)")
-    parser.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="replace another argument of the run's datamodule, the value read as YAML "
-        "(e.g. num_workers=0, batch_size=512); repeatable",
-    )
+    add_data_arguments(parser)
     parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
@@ -66,6 +58,26 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not add the figures to the run's TensorBoard",
     )
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--data KEY=VALUE``: what replaces arguments of the datamodule a tool builds."""
+    parser.add_argument("--data-dir", help="where the data is now (replaces the datamodule's data_dir)")
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE",
+        help="replace another argument of the datamodule, the value read as YAML "
+        "(e.g. num_workers=0, batch_size=512); repeatable",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Tool:
+    """What an analysis tool declares: its command name, the figures it writes into its output folder
+    (globs) and the file that shows it ran to the end (None: it writes tables only)."""
+
+    name: str
+    figures: tuple[str, ...] = ()
+    done: str | None = None
 
 
 def add_features_argument(parser: argparse.ArgumentParser, default: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import instantiate_class
 
+from litvision.analysis.common import Tool
 from litvision.errors import LitvisionError
 from litvision.runs import find_checkpoint
 from litvision.utils import markdown_table, read_scalars, run_names
@@ -168,15 +169,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-NAME = "compare"
-# Tables only: no figure for a report to show.
-FIGURES: tuple[str, ...] = ()
-DONE: str | None = None
+TOOL = Tool("compare")  # tables only
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        NAME,
+        TOOL.name,
         help="one table of many runs: per-class and overall accuracy, epochs, time, parameters",
         description=__doc__.split("\n\n")[0],
     )

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from litvision.analysis.common import (
+    Tool,
     add_run_arguments,
     extract,
     open_run,
@@ -21,15 +22,12 @@ from litvision.errors import LitvisionError
 from litvision.plotting import confusion_matrix_figure
 from litvision.utils import run_label
 
-NAME = "confusion"
-# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
-FIGURES: tuple[str, ...] = ("confusion.png",)
-DONE: str | None = "confusion.png"
+TOOL = Tool("confusion", ("confusion.png",), "confusion.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        NAME,
+        TOOL.name,
         help="row-normalised confusion matrix and the most confused pairs",
         description="Predict the test split, plot the confusion matrix normalised by true class, and list "
         "the most confused pairs of classes. Writes confusion.png, confusion.csv (counts), "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from litvision.analysis.common import Outputs
+from litvision.analysis.common import Outputs, Tool
 from litvision.errors import LitvisionError
 from litvision.plotting import categorical_colours, plt
 from litvision.utils import read_scalars, run_names
@@ -17,15 +17,12 @@ METRICS = ("train/loss", "val/loss", "train/acc", "val/acc")
 Curve = list[tuple[int, float]]  # (epoch, value), epochs counted from 1
 
 
-NAME = "curves"
-# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
-FIGURES: tuple[str, ...] = ("curves.png",)
-DONE: str | None = "curves.png"
+TOOL = Tool("curves", ("curves.png",), "curves.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        NAME,
+        TOOL.name,
         help="train/val loss and accuracy per epoch of one or many runs",
         description="Plot train and validation loss and accuracy per epoch from the runs' TensorBoard "
         "event files, overlaid for several runs. Writes curves.png and curves.csv "

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from litvision.analysis.common import (
+    Tool,
     add_run_arguments,
     open_run,
     run_outputs,
@@ -24,15 +25,12 @@ from litvision.errors import LitvisionError
 from litvision.plotting import plt
 from litvision.utils import run_label
 
-NAME = "feature-maps"
-# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
-FIGURES: tuple[str, ...] = ("feature_maps_*.png",)
-DONE: str | None = "feature_maps.json"
+TOOL = Tool("feature-maps", ("feature_maps_*.png",), "feature_maps.json")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        NAME,
+        TOOL.name,
         help="activations of named layers for a few test images",
         description="Record the outputs of named layers (forward hooks) for a few test images and draw "
         "them: feature maps as image grids, pooled vectors as 1-D profiles, RNN outputs as time x unit "

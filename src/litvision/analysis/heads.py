@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, WeightedRandomSampler
 
 from litvision.analysis.common import (
+    Tool,
     add_features_argument,
     add_run_arguments,
     extract,
@@ -37,18 +38,19 @@ from litvision.utils import run_label
 HEADS = {"backbone": "backbone's own head", "svm": "SVM head", "crt": "cRT head"}
 
 
-NAME = "svm-head"
-# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
-FIGURES: tuple[str, ...] = (
-    "svm_head.png",
-    "svm_head_confusion.png",
+TOOL = Tool(
+    "svm-head",
+    (
+        "svm_head.png",
+        "svm_head_confusion.png",
+    ),
+    "svm_head.json",
 )
-DONE: str | None = "svm_head.json"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        NAME,
+        TOOL.name,
         help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)",
         description="Freeze the trained backbone, map the run's training split (as trained on, imbalance "
         "included) and the test split to features, and fit two new heads: a class-weighted linear SVM "

@@ -17,7 +17,14 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from matplotlib.figure import Figure
 
-from litvision.analysis.common import Outputs, parse_data_arguments, quiet_lightning, resolve_device
+from litvision.analysis.common import (
+    Outputs,
+    Tool,
+    add_data_arguments,
+    parse_data_arguments,
+    quiet_lightning,
+    resolve_device,
+)
 from litvision.errors import LitvisionError
 from litvision.module import ImageClassifier
 from litvision.plotting import plt
@@ -26,15 +33,12 @@ from litvision.utils import import_object
 KEYS = ("seed", "steps", "learning_rates", "optimizer", "data", "variants")
 
 
-NAME = "loss-landscape"
-# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
-FIGURES: tuple[str, ...] = ("loss_landscape.png",)
-DONE: str | None = "loss_landscape.png"
+TOOL = Tool("loss-landscape", ("loss_landscape.png",), "loss_landscape.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        NAME,
+        TOOL.name,
         help="train model variants at several learning rates and plot the band of their losses",
         description="Train each model variant of the config (VGG-A with and without BatchNorm) at each "
         "learning rate for a fixed number of steps, record the training loss at every step, and plot per "
@@ -48,14 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, help="training steps per run (replaces the config's)")
     parser.add_argument("--learning-rates", type=float, nargs="+", help="replace the config's learning rates")
     parser.add_argument("--seed", type=int, help="replace the config's seed")
-    parser.add_argument("--data-dir", help="replace the datamodule's data_dir")
-    parser.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="replace another datamodule argument, the value read as YAML (e.g. batch_size=64); repeatable",
-    )
+    add_data_arguments(parser)
     parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",

@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import Subset
 
 from litvision.analysis.common import (
+    Tool,
     add_features_argument,
     add_run_arguments,
     extract,
@@ -24,15 +25,12 @@ from litvision.errors import LitvisionError
 from litvision.plotting import categorical_colours, plt
 from litvision.utils import run_label
 
-NAME = "tsne"
-# The figures it writes into its output folder (globs), and the file that shows it ran to the end.
-FIGURES: tuple[str, ...] = ("tsne.png",)
-DONE: str | None = "tsne.png"
+TOOL = Tool("tsne", ("tsne.png",), "tsne.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        NAME,
+        TOOL.name,
         help="t-SNE of the penultimate features of random test images",
         description="Embed the features of random test images in 2-D with scikit-learn's t-SNE and plot "
         "them coloured by class. Writes tsne.png and tsne.csv (index,label,class,predicted,x,y).",

@@ -24,7 +24,7 @@ from litvision.errors import LitvisionError
 TABLE_KINDS = ("runs", "per_class")
 T = TypeVar("T")
 # The analysis tools a plan may ask for: those that draw figures (each declares them).
-ANALYSIS_TOOLS = tuple(name for name, tool in BY_NAME.items() if tool.FIGURES)
+ANALYSIS_TOOLS = tuple(name for name, tool in BY_NAME.items() if tool.figures)
 
 
 @dataclass(frozen=True)

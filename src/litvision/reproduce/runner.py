@@ -299,7 +299,7 @@ class Reproduction:
             return None
         out = self.analysis_dir(plan, analysis)
         tool = BY_NAME[analysis.tool]
-        done = out / tool.DONE
+        done = out / str(tool.done)
         newest_run = max(((d / MARKER).stat().st_mtime for d in run_dirs), default=0.0)
         previous = statuses.get(analysis.key, {})
         if done.is_file() and done.stat().st_mtime >= newest_run and previous.get("status") == "done":
@@ -317,7 +317,7 @@ class Reproduction:
         log = self.root / plan.id / "analysis" / f"{analysis.key}.log"
 
         def record(status: str, reason: str | None = None) -> None:
-            figures = sorted(str(p) for pattern in tool.FIGURES for p in out.glob(pattern))
+            figures = sorted(str(p) for pattern in tool.figures for p in out.glob(pattern))
             entry = {"status": status, "tool": analysis.tool, "runs": analysis.runs, "output": str(out)}
             entry.update(command=shlex.join(["litvision", *command[3:]]), figures=figures, at=now())
             if reason:
