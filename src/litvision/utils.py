@@ -1,10 +1,12 @@
 """Small jobs that training, analysis and reproduction all need, each done here once: files written
 atomically, the git state of the source, a checkpoint read safely, a ``class_path`` imported, a run's
-TensorBoard scalars read, runs named in tables and figures, and Markdown tables."""
+TensorBoard scalars read, runs named in tables and figures, CSV and Markdown tables."""
 
 from __future__ import annotations
 
+import csv
 import importlib
+import io
 import json
 import os
 import pickle
@@ -139,6 +141,13 @@ def run_names(runs: Sequence[Path]) -> list[str]:
     labels = [run_label(r) for r in runs]
     short = [label.split("/")[0] for label in labels]
     return short if len(set(short)) == len(short) else labels
+
+
+def csv_text(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as CSV text (``\n`` line ends)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def markdown_table(rows: Sequence[Sequence[Any]]) -> str:

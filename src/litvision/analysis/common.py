@@ -4,9 +4,7 @@ extracted from them, and a tool's figures and tables written together once all a
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
-import io
 import json
 import logging
 import warnings
@@ -28,7 +26,7 @@ from litvision.data.memory import as_batch, yields_batches
 from litvision.errors import LitvisionError
 from litvision.plotting import plt
 from litvision.runs import Run, load_run
-from litvision.utils import import_object
+from litvision.utils import csv_text, import_object
 
 # Which vector of a network the feature-based tools read: ``pooled_features`` or what feeds the last
 # linear layer (``pre_logits`` of it); the two differ where the head is an MLP.
@@ -243,12 +241,6 @@ def extract(
     if not labels:
         raise LitvisionError("the split holds no images")
     return Extracted(torch.cat(features).numpy(), torch.cat(labels).numpy(), torch.cat(logits).numpy())
-
-
-def csv_text(rows: Sequence[Sequence[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
 
 
 def _plain(value: Any) -> Any:

@@ -11,7 +11,6 @@ when they are there. Columns are named after the runs' directories unless ``--na
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from lightning.pytorch.cli import instantiate_class
 from litvision.analysis.common import Tool
 from litvision.errors import LitvisionError
 from litvision.runs import find_checkpoint
-from litvision.utils import markdown_table, read_scalars, run_names
+from litvision.utils import csv_text, markdown_table, read_scalars, run_names, write_text
 
 SUMMARY_COLUMNS = {
     "run": "run",
@@ -199,13 +198,10 @@ def run_compare(args: argparse.Namespace) -> list[Path]:
     sys.stdout.write(text)
     if not args.output:
         return []
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     markdown_file, per_class_file = args.output.with_suffix(".md"), args.output.with_suffix(".csv")
     runs_file = per_class_file.with_name(per_class_file.stem + "_runs.csv")
-    markdown_file.write_text(text)
+    write_text(markdown_file, text)
     if rows:
-        with per_class_file.open("w", newline="") as f:
-            csv.writer(f).writerows(rows)
-    with runs_file.open("w", newline="") as f:
-        csv.writer(f).writerows(summary_rows(summaries, for_markdown=False))
+        write_text(per_class_file, csv_text(rows))
+    write_text(runs_file, csv_text(summary_rows(summaries, for_markdown=False)))
     return [markdown_file, *([per_class_file] if rows else []), runs_file]

@@ -7,12 +7,11 @@ Written from the run directories alone (``test_results.json``, ``run_info.json``
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import platform
 import shlex
 import shutil
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +29,7 @@ from litvision.reproduce.runner import (
     is_finished,
     last_error,
 )
-from litvision.utils import git_state, markdown_table, read_json, write_text
+from litvision.utils import csv_text, git_state, markdown_table, read_json, read_scalars, write_text
 
 
 @dataclass
@@ -79,11 +78,7 @@ class RunResult:
         """The run's TensorBoard scalars by tag, in step order."""
         if not self.finished:
             return {}
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(str(self.directory), size_guidance={"scalars": 0})
-        events.Reload()
-        return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags().get("scalars", [])}
+        return {tag: [e.value for e in events] for tag, events in read_scalars(self.directory).items()}
 
     @property
     def wall_time_s(self) -> float | None:
@@ -162,14 +157,11 @@ class Seeds:
 
     @property
     def mean(self) -> float | None:
-        return sum(self.values) / self.n if self.values else None
+        return statistics.fmean(self.values) if self.values else None
 
     @property
     def std(self) -> float | None:
-        if self.n < 2:
-            return None
-        mean = sum(self.values) / self.n
-        return (sum((v - mean) ** 2 for v in self.values) / (self.n - 1)) ** 0.5
+        return statistics.stdev(self.values) if self.n > 1 else None
 
     def text(self, accuracy: bool = True) -> str:
         if self.mean is None:
@@ -250,13 +242,9 @@ class Report:
         for source, destination in self.figures:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds",
-                         "difference", "plain_loop", "status", "budget", "run", "run_dir", "scale",
-                         "data_source"])  # fmt: skip
-        writer.writerows(self.rows)
-        write_text(self.out_dir / "results.csv", buffer.getvalue())
+        header = ["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds", "difference",
+                  "plain_loop", "status", "budget", "run", "run_dir", "scale", "data_source"]  # fmt: skip
+        write_text(self.out_dir / "results.csv", csv_text([header, *self.rows]))
         write_text(self.out_dir / "REPORT.md", text)
         return self.out_dir / "REPORT.md"
 
