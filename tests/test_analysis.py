@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from litvision.analysis.feature_maps import kind_of, output_shapes
 from litvision.analysis.heads import load_head
-from litvision.cli import main
+from litvision.commands import main
 from litvision.models import ARCHITECTURES, VGG, CifarResNet
 from litvision.runs import load_run
 

@@ -120,6 +120,10 @@ def test_litvision_script_and_module_entry_point(in_tmp):
     assert results["checkpoint"] is None  # no validation split: the last weights are tested
     help_ = run_script(sys.executable, "-m", "litvision", "--help", cwd=in_tmp)
     assert help_.returncode == 0 and "{fit,validate,test,predict}" in help_.stdout
+    listed = " ".join(help_.stdout.split())  # the help text is wrapped to the terminal
+    assert "'litvision analyze TOOL RUN_DIR'" in listed and "'litvision reproduce'" in listed
+    reproduce = run_script(sys.executable, "-m", "litvision", "reproduce", "--help", cwd=in_tmp)
+    assert reproduce.returncode == 0 and "{run,report,sweep,plain}" in reproduce.stdout
 
 
 def test_missing_data_is_one_line_and_leaves_nothing(in_tmp):

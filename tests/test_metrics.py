@@ -13,7 +13,7 @@ from test_data import write_images
 
 from litvision.analysis.heads import score
 from litvision.callbacks import TestReport
-from litvision.cli import main
+from litvision.commands import main
 from litvision.data import SyntheticDataModule
 from litvision.models import SimpleCNN
 from litvision.module import ImageClassifier

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from litvision.cli import main as litvision_main
+from litvision.commands import main as litvision_main
 from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource

@@ -257,20 +257,9 @@ def _resume_in_place(config: Namespace, fit: bool) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``litvision``, ``lightning`` and ``python -m litvision``."""
+    """Training: Lightning's CLI on :class:`LitvisionCLI` (``litvision.commands.main`` dispatches here)."""
     # Lightning's own use of a deprecated torch API; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["analyze"]:  # analysis tools: never imported by training
-        from litvision.analysis.cli import main as analyze
-
-        analyze(argv[1:])
-        return
-    if argv[:1] == ["reproduce"]:
-        from litvision.reproduce.cli import main as reproduce
-
-        reproduce(argv[1:])
-        return
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     with one_line_errors(_prog()):
