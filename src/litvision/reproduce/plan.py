@@ -151,13 +151,22 @@ class ScaleFile:
     notes: dict[str, list[str]] = field(default_factory=dict)  # report id -> notes on this scale
 
 
-def parse(kind: type[T], data: Any, where: str) -> T:
+def parse(kind: type[T], data: Any, where: str, raw: tuple[str, ...] = ()) -> T:
     """``data`` (a YAML file's contents) as the dataclass ``kind``, checked by jsonargparse; its error,
-    should there be one, in one line naming the key and the bad value."""
+    should there be one, in one line naming the key and the bad value. The ``raw`` keys hold command-line
+    arguments (``{model.optimizer: {class_path: ...}}``), kept as written: jsonargparse would resolve
+    every ``class_path`` in them."""
+    kept = {key: data.pop(key) for key in raw if isinstance(data, dict) and key in data}
+    for key, value in kept.items():
+        if not isinstance(value, (dict, list)):
+            raise LitvisionError(f"{where}: '{key}' must be a mapping or a list, not {value!r}")
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--file", type=kind)
     try:
-        return parser.instantiate(parser.parse_object({"file": data})).file
+        parsed = parser.instantiate(parser.parse_object({"file": data})).file
+        for key, value in kept.items():
+            setattr(parsed, key, value)
+        return parsed
     except ArgumentError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         keys = [k.removeprefix("file.") for k in re.findall(r'(?:Parser key|key) "([^"]+)"', str(err))]
@@ -339,7 +348,7 @@ class Sweep:
 
 def load_sweep(path: Path, root: Path) -> Sweep:
     where = f"sweep '{path}'"
-    sweep = parse(SweepFile, read_yaml(root / path, "sweep"), where)
+    sweep = parse(SweepFile, read_yaml(root / path, "sweep"), where, raw=("values", "points"))
     config = _config_path(sweep.config, root, where)
     name = _word(sweep.name or Path(path).stem, where, "name")
     if (sweep.points is None) == (sweep.argument is None):
@@ -351,8 +360,10 @@ def load_sweep(path: Path, root: Path) -> Sweep:
         if len(points) != len(sweep.values):
             raise LitvisionError(f"{where}: 'values' has duplicates")
     else:
-        points = {str(label): dict(overrides) for label, overrides in (sweep.points or {}).items()}
-    for label in points:
+        points = {str(label): overrides for label, overrides in (sweep.points or {}).items()}
+    for label, overrides in points.items():
+        if not isinstance(overrides, dict):
+            raise LitvisionError(f"{where}: point '{label}' must map dotted arguments to values")
         _word(label, where, "point name")
     return Sweep(Path(path), name, config, points)
 
@@ -409,6 +420,7 @@ def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
     report = path.stem
     where = f"plan '{path}'"
     data = read_yaml(path, "plan")
+    overrides: dict[str, Any] = {}  # command-line arguments, kept from jsonargparse (see parse)
     if isinstance(data.get("runs"), dict):
         data["runs"] = {k: {"config": v} if isinstance(v, str) else v for k, v in data["runs"].items()}
         allowed = sorted(f.name for f in fields(RunEntry))
@@ -416,9 +428,14 @@ def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
             unknown = sorted(set(entry) - set(allowed)) if isinstance(entry, dict) else []
             if unknown:
                 raise LitvisionError(f"{where}, run '{name}': unknown key {unknown[0]!r}; allowed: {allowed}")
+            if isinstance(entry, dict) and "overrides" in entry:
+                overrides[name] = entry.pop("overrides")
     plan = parse(PlanFile, data, where)
     runs: dict[str, RunSpec] = {}
     for name, entry in plan.runs.items():
+        entry.overrides = overrides.get(name, {})
+        if not isinstance(entry.overrides, dict):
+            raise LitvisionError(f"{where}, run '{name}': 'overrides' must map dotted arguments to values")
         config = _config_path(entry.config, root, f"{where}, run '{_word(name, where, 'run name')}'")
         runs[name] = RunSpec(report, name, config, tuple(entry.overrides.items()), entry.plain_reference)
     for sweep_path in plan.sweeps:
@@ -467,7 +484,9 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
         known = ["full", *sorted(p.stem for p in scales_dir.glob("*.yaml"))]
         raise LitvisionError(f"scale '{name}' not found: choose from {known}")
     where = f"scale '{path}'"
-    scale = parse(ScaleFile, read_yaml(path, "scale"), where)
+    scale = parse(ScaleFile, read_yaml(path, "scale"), where, raw=("runs",))
+    if not isinstance(scale.runs, dict) or not all(isinstance(v, dict) for v in scale.runs.values()):
+        raise LitvisionError(f"{where}: 'runs' must map run patterns to arguments")
     for tool in scale.analyses:
         if tool not in ANALYSIS_TOOLS:
             raise LitvisionError(f"{where}: analysis tool {tool!r} is not one of {list(ANALYSIS_TOOLS)}")
