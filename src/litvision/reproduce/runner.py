@@ -477,7 +477,7 @@ class Reproduction:
         images = training_images(dataset, config, args, self.source._sizes(dataset))
         limit = setting(config, args, "trainer.limit_train_batches", 1.0)
         images = min(images, limit * batch) if isinstance(limit, int) else int(images * float(limit))
-        per_image = step_seconds(backbone, shape, min(batch, 64), self.root / ESTIMATES)
+        per_image = step_seconds(backbone, shape, min(batch, 16), self.root / ESTIMATES)
         return START_S + epochs * images * per_image * (1 + EVAL_SHARE)
 
     def estimate(self) -> float:
