@@ -26,7 +26,7 @@ from litvision.reproduce import plain
 from litvision.reproduce.data_sources import SOURCES, DataSource
 from litvision.reproduce.estimate import format_duration
 from litvision.reproduce.plan import ReportPlan, load_plan, load_scale, load_sweep, select_plans
-from litvision.reproduce.report import METRICS, Report
+from litvision.reproduce.report import METRICS, Report, RunResult
 from litvision.reproduce.runner import Reproduction
 
 PROG = "litvision reproduce"
@@ -197,8 +197,6 @@ def run_sweep(args: argparse.Namespace, console: Console) -> None:
     table = Table(title=f"sweep {sweep.name}: {sweep.config}")
     for column in ("point", "run directory", "test accuracy", "wall time"):
         table.add_column(column)
-    from litvision.reproduce.report import RunResult
-
     for label, spec in specs.items():
         result = RunResult(spec, reproduction.run_dir(spec))
         acc = METRICS["test_acc"].value(result)
