@@ -44,14 +44,13 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 tensorboard: $(STAMP) ## serve TensorBoard on lightning_logs/ (http://localhost:6006)
 	$(BIN)/tensorboard --logdir lightning_logs
 
-benchmark: $(STAMP) ## throughput (DataLoader, in memory, plain loop) and litvision vs a plain loop; needs ../shared/data
+benchmark: $(STAMP) ## throughput: Lightning with the DataLoader, in memory, and the plain loop; needs ../shared/data
 	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/cnn_cifar_vs_plain.py
 
 # Reproduction of the five reports (docs/reproduce.md): every run is an ordinary `litvision fit`, a
 # finished run is never redone, so an interrupted target resumes. More options through REPRODUCE_ARGS,
 # e.g. make reproduce-all REPRODUCE_ARGS="--jobs 2" (runs at once; default one per visible GPU).
-REPRODUCE = $(BIN)/python -m litvision.reproduce
+REPRODUCE = $(BIN)/litvision reproduce
 # reproduce-quick reads the offline copies in ../shared/data where they exist, else downloads; it runs
 # two at a time, each on half the cores (a 2-core CPU spends much of each run starting Python).
 QUICK_DATA ?= $(if $(wildcard ../shared/data),offline,download)

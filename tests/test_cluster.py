@@ -21,7 +21,7 @@ from conftest import ROOT
 from test_resume import weights_digest
 
 from litvision.checkpoint_io import PARTIAL_SUFFIX
-from litvision.runs import load_checkpoint
+from litvision.utils import load_checkpoint
 
 # A small LSTM on scikit-learn's digits: 11 steps an epoch, last.ckpt every 4 steps and at epoch ends.
 TINY = [
@@ -230,7 +230,7 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_slurm_launcher_submits_one_array_task_per_run_and_returns(fake_slurm, tmp_path, capsys):
-    from litvision.reproduce.__main__ import main
+    from litvision.reproduce.cli import main
 
     plans = write_plan(
         tmp_path / "plans", {f"lr-{lr}": {"model.optimizer.init_args.lr": lr} for lr in (1, 2, 3)}
@@ -267,7 +267,7 @@ def test_slurm_launcher_submits_one_array_task_per_run_and_returns(fake_slurm, t
     ],
 )
 def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fake_slurm, tmp_path, capsys):
-    from litvision.reproduce.__main__ import main
+    from litvision.reproduce.cli import main
 
     plans = write_plan(tmp_path / "plans", {"a": {}})
     with pytest.raises(SystemExit) as exit_:
@@ -281,7 +281,7 @@ def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fak
 
 @pytest.mark.slow
 def test_submitit_local_waits_and_reports_a_failed_task(tmp_path, capsys):
-    from litvision.reproduce.__main__ import main
+    from litvision.reproduce.cli import main
 
     plans = write_plan(tmp_path / "plans", {"broken": {"data.init_args.val_size": 5000}})
     with pytest.raises(SystemExit) as exit_:
@@ -353,8 +353,8 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
         tasks[name].wait()
     # The same runs by the local runner, while the timed-out run stalls.
     local = subprocess.run(
-        [sys.executable, "-m", "litvision.reproduce", "run", "--plans", str(local_plans), "--scale", "asis",
-         "--runs-dir", str(tmp_path / "local"), "--reports-dir", str(tmp_path / "reports"),
+        [sys.executable, "-m", "litvision", "reproduce", "run", "--plans", str(local_plans),
+         "--scale", "asis", "--runs-dir", str(tmp_path / "local"), "--reports-dir", str(tmp_path / "reports"),
          "--data-source", "synthetic", "--no-analyses"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

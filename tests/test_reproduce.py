@@ -1,4 +1,4 @@
-"""python -m litvision.reproduce: report plans, sweeps, the runner, the plain-loop reference, the report."""
+"""litvision reproduce: report plans, sweeps, the runner, the plain-loop reference, the report."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from litvision.cli import main as litvision_main
+from litvision.commands import main as litvision_main
 from litvision.errors import LitvisionError
-from litvision.reproduce.__main__ import main
+from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
 from litvision.reproduce.estimate import Progress
 from litvision.reproduce.plan import Scale, load_plan, load_scale, load_sweep, lookup, select_plans
@@ -106,6 +106,14 @@ def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, c
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "analyses": [{"tool": "umap", "runs": ["a"]}]}, "tool 'umap'"),
         ({"title": "t", "sweeps": ["sweep.yaml"]}, "give either 'argument' with 'values', or 'points'"),
+        ({"title": "t", "tablez": []}, "unknown key 'tablez'"),
+        ({"title": "t", "runs": {"a": {"config": "configs/digits_lstm.yaml", "overides": {}}}},
+         "unknown key 'overides'"),
+        ({"title": "t", "tables": [{"title": "T", "kind": "other"}]}, "'tables.kind' is 'other'"),
+        ({"title": "t", "tables": [{"title": "T", "metrics": ["test_acc"],
+                                    "rows": [{"label": "x", "run": "a", "published": ["high"]}]}]},
+         "'tables.rows.published' is 'high'"),
+        ({"runs": {}}, "'title' is missing"),
     ],
 )  # fmt: skip
 def test_a_bad_plan_is_refused_in_one_line_naming_the_value(plan, message, tmp_path, in_root):
@@ -402,7 +410,7 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
 
 
 def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root, capsys, monkeypatch):
-    import litvision.reproduce.__main__ as entry
+    import litvision.reproduce.cli as entry
 
     plans, runs = tmp_path / "plans", tmp_path / "runs"
     write_seeded_plan(plans)

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
+
+from litvision.private_api import strategy_checkpoint_io
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -33,7 +34,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         fs, local_path = url_to_fs(str(path))
         if storage_options is not None or not isinstance(fs, LocalFileSystem):
@@ -69,9 +70,6 @@ def with_atomic_checkpoints(plugins: Any, strategy: Any = None) -> list[Any]:
     """The trainer's ``plugins`` plus :class:`AtomicCheckpointIO`, unless a checkpoint I/O is chosen
     already (in ``plugins`` or by a strategy object), which is then left as it is."""
     given = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-    if (
-        any(isinstance(p, CheckpointIO) for p in given)
-        or getattr(strategy, "_checkpoint_io", None) is not None
-    ):
+    if any(isinstance(p, CheckpointIO) for p in given) or strategy_checkpoint_io(strategy) is not None:
         return given
     return [*given, AtomicCheckpointIO()]

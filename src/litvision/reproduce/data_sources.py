@@ -28,14 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from litvision.data import CIFAR10DataModule, MNISTDataModule
 from litvision.errors import LitvisionError
 from litvision.reproduce.plan import Scale, lookup
+from litvision.utils import import_object
 
 SOURCES = ("download", "offline", "synthetic")
 FOLDER = "litvision.data.ImageFolderDataModule"
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
-MNIST_MEAN, MNIST_STD = [0.1307], [0.3081]
+# Dataset facts come from the datamodules: the image folders made here stand in for their datasets.
+CIFAR10_CLASSES = CIFAR10DataModule.class_names
+CIFAR10_MEAN, CIFAR10_STD = list(CIFAR10DataModule.mean), list(CIFAR10DataModule.std)
+MNIST_MEAN, MNIST_STD = list(MNISTDataModule.mean), list(MNISTDataModule.std)
 # The offline archives in ../shared/data, and the folder each holds.
 ARCHIVES = {"cifar10": ("cifar10-jpeg.tar.xz", "cifar10-jpeg"), "eurosat": ("eurosat-rgb.tar.xz", "eurosat")}
 MNIST_FILES = [f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")]
@@ -313,21 +316,20 @@ def _write_folder(
 
 
 def weights_cached(config: dict[str, Any]) -> bool:
-    """Whether the ImageNet weights a config's backbone asks for are in the torch hub cache."""
+    """Whether the ImageNet weights a config's backbone asks for are in the torch hub cache: the backbone
+    is built without weights, on the meta device (no memory), and says which weights it would load."""
     import torch
     import torchvision
 
-    found, init_args = lookup(config, "model.backbone.init_args")
-    _, class_path = lookup(config, "model.backbone.class_path")
-    name = init_args.get("name") if found else None
-    if class_path == "litvision.models.VGG":
-        name = f"vgg{init_args.get('depth', 16)}{'_bn' if init_args.get('batch_norm') else ''}"
-    elif class_path == "litvision.models.DenseNet":
-        name = f"densenet{init_args.get('depth', 121)}"
-    if not name:
+    found, backbone = lookup(config, "model.backbone")
+    _, data = lookup(config, "data.class_path")
+    if not found or not isinstance(backbone, dict) or data not in DATASETS:
         return False
+    init_args = {**(backbone.get("init_args") or {}), "pretrained": False}
     try:
-        url = torchvision.models.get_model_weights(name).DEFAULT.url
-    except (ValueError, KeyError):
+        with torch.device("meta"):
+            net = import_object(backbone["class_path"])(10, DATASETS[data][1], **init_args)
+        url = torchvision.models.get_model_weights(net.pretrained_name).DEFAULT.url
+    except Exception:  # no such weights, or a backbone that cannot say
         return False
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from litvision.errors import LitvisionError
 from litvision.reproduce.plan import read_yaml
+from litvision.utils import read_json, write_json
 
 if TYPE_CHECKING:
     from litvision.reproduce.runner import Job, Reproduction
@@ -185,7 +186,7 @@ class Launcher:
 
     def submit(self, runner: Reproduction, jobs: list[Job]) -> None:
         """One array task per job; skips jobs whose earlier task is still pending or running."""
-        from litvision.reproduce.runner import now, read_json, write_json
+        from litvision.reproduce.runner import now
 
         folder = runner.root / SUBMITIT_DIR
         record_path = folder / SUBMISSIONS

@@ -2,18 +2,16 @@
 difference, our figures, the hardware, wall times and commit, and where our protocol differs.
 
 Written from the run directories alone (``test_results.json``, ``run_info.json``, TensorBoard events,
-``analysis/``), so it can be regenerated at any time: ``python -m litvision.reproduce report``.
+``analysis/``), so it can be regenerated at any time: ``litvision reproduce report``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import platform
 import shlex
 import shutil
-import subprocess
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,8 +28,8 @@ from litvision.reproduce.runner import (
     PLAIN_DIR,
     is_finished,
     last_error,
-    read_json,
 )
+from litvision.utils import csv_text, git_state, markdown_table, read_json, read_scalars, write_text
 
 
 @dataclass
@@ -80,11 +78,7 @@ class RunResult:
         """The run's TensorBoard scalars by tag, in step order."""
         if not self.finished:
             return {}
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(str(self.directory), size_guidance={"scalars": 0})
-        events.Reload()
-        return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags().get("scalars", [])}
+        return {tag: [e.value for e in events] for tag, events in read_scalars(self.directory).items()}
 
     @property
     def wall_time_s(self) -> float | None:
@@ -163,14 +157,11 @@ class Seeds:
 
     @property
     def mean(self) -> float | None:
-        return sum(self.values) / self.n if self.values else None
+        return statistics.fmean(self.values) if self.values else None
 
     @property
     def std(self) -> float | None:
-        if self.n < 2:
-            return None
-        mean = sum(self.values) / self.n
-        return (sum((v - mean) ** 2 for v in self.values) / (self.n - 1)) ** 0.5
+        return statistics.stdev(self.values) if self.n > 1 else None
 
     def text(self, accuracy: bool = True) -> str:
         if self.mean is None:
@@ -181,21 +172,11 @@ class Seeds:
 
 
 def git_commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """The commit of the code that writes the report, and whether it had uncommitted changes."""
+    state = git_state()
+    if state["git_commit"] is None:
         return "unknown (not a git checkout)"
-    if done.returncode != 0:
-        return "unknown (not a git checkout)"
-    return done.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+    return state["git_commit"][:7] + (" with uncommitted changes" if state["git_dirty"] else "")
 
 
 def host() -> str:
@@ -261,14 +242,10 @@ class Report:
         for source, destination in self.figures:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds",
-                         "difference", "plain_loop", "status", "budget", "run", "run_dir", "scale",
-                         "data_source"])  # fmt: skip
-        writer.writerows(self.rows)
-        _atomic_write(self.out_dir / "results.csv", buffer.getvalue())
-        _atomic_write(self.out_dir / "REPORT.md", text)
+        header = ["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds", "difference",
+                  "plain_loop", "status", "budget", "run", "run_dir", "scale", "data_source"]  # fmt: skip
+        write_text(self.out_dir / "results.csv", csv_text([header, *self.rows]))
+        write_text(self.out_dir / "REPORT.md", text)
         return self.out_dir / "REPORT.md"
 
     # --- the parts ---------------------------------------------------------------------------------
@@ -392,8 +369,8 @@ class Report:
             )
         if any(self.scale.has_plain_reference(s) for s in plan.unique_runs()):
             notes.append(
-                '"plain loop": the same run retrained by a hand-written PyTorch loop (`python -m '
-                "litvision.reproduce.plain RUN_DIR`: same seed, weights, batches, optimizer and checkpoint "
+                '"plain loop": the same run retrained by a hand-written PyTorch loop (`litvision '
+                "reproduce plain RUN_DIR`: same seed, weights, batches, optimizer and checkpoint "
                 "selection, no Lightning); it checks the training machinery, not the report."
             )
         return notes
@@ -409,7 +386,7 @@ class Report:
             header += ["plain loop (%)", "ours - plain loop"]
         header += ["budget"] if budgets else []
         header += ["run"]
-        lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        rows = [header]
         for row in table.rows:
             spec = plan.runs[row.run]
             result = self.result(spec)
@@ -431,8 +408,8 @@ class Report:
                 ]
             cells += [self.scale.budget(spec) if not self.scale.gpu_reason(spec) else "—"] if budgets else []
             cells.append(f"`{spec.name}`")
-            lines.append("| " + " | ".join(cells) + " |")
-        return [*lines, ""]
+            rows.append(cells)
+        return [f"### {table.title}", "", markdown_table(rows)]
 
     def csv_row(
         self,
@@ -474,8 +451,7 @@ class Report:
         tests = [r.test for spec in specs.values() for r in self.seeded(spec) if r.test]
         names: list[str] = list(tests[0]["per_class"]) if tests else []
         header = ["class", *specs]
-        lines = [f"### {table.title}", "", f"Each cell: {self.ours} / published (difference), in %.", ""]
-        lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        rows = [header]
         for key, published in table.published.items():
             name = names[key] if key != "total" and key < len(names) else str(key)
             label = "overall" if key == "total" else str(key) if name == str(key) else f"{key} {name}"
@@ -486,8 +462,9 @@ class Report:
                 diff = fmt_diff(ours.mean, value)
                 cells.append(f"{shown} / {fmt(value)}" + (f" ({diff})" if diff else ""))
                 self.csv_row(plan, table, f"{column}: {label}", "test_acc", value, ours, spec)
-            lines.append("| " + " | ".join(cells) + " |")
-        return [*lines, ""]
+            rows.append(cells)
+        note = f"Each cell: {self.ours} / published (difference), in %."
+        return [f"### {table.title}", "", note, "", markdown_table(rows)]
 
     def figures_section(self, plan: ReportPlan) -> list[str]:
         statuses = read_json(self.runs_root / plan.id / ANALYSES_FILE) or {}
@@ -558,9 +535,3 @@ class Report:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import importlib.util
-import json
 import os
 import queue
 import shlex
@@ -25,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from litvision.analysis.cli import BY_NAME
 from litvision.cli import DEFAULT_SEED
 from litvision.errors import LitvisionError
 from litvision.reproduce.data_sources import DATASETS, DataSource
@@ -47,42 +46,17 @@ from litvision.reproduce.estimate import (
 )
 from litvision.reproduce.launch import Launcher
 from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, lookup, read_yaml
+from litvision.utils import read_json, write_json
 
 MARKER = "reproduce.json"
 LOG = "reproduce.log"
 PLAIN_DIR = "plain_loop"
 ANALYSES_FILE = "analyses.json"
 ESTIMATES = "estimates.json"
-# The figures each analysis tool writes (docs/analysis.md), the first one telling that it has run.
-FIGURES = {
-    "curves": ["curves.png"],
-    "tsne": ["tsne.png"],
-    "feature-maps": ["feature_maps_*.png"],
-    "confusion": ["confusion.png"],
-    "svm-head": ["svm_head.png", "svm_head_confusion.png"],
-    "loss-landscape": ["loss_landscape.png"],
-}
-DONE_FILE = {"svm-head": "svm_head.json", "feature-maps": "feature_maps.json"}
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON, atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -161,7 +135,6 @@ class Job:
     # Given the seconds taken and the CPU seconds: a one-line summary of the result.
     on_success: Callable[[float, float | None], str | None]
     on_failure: Callable[[float, float | None, str], None] = lambda seconds, cpu, reason: None
-    env: dict[str, str] = field(default_factory=dict)
     # The same job built afresh where and when it runs (an array task; a requeued run then resumes).
     remake: Callable[[], Job | None] | None = None
 
@@ -332,7 +305,7 @@ class Reproduction:
                 raise LitvisionError("it exited without writing results.json")
             return f"test accuracy {100 * results['acc']:.2f}%"
 
-        command = [self.python, "-m", "litvision.reproduce.plain", str(run_dir), "--output", str(out)]
+        command = [self.python, "-m", "litvision", "reproduce", "plain", str(run_dir), "--output", str(out)]
         return Job(
             "plain loop", spec.id, command, out / LOG, success, remake=functools.partial(self.plain_job, spec)
         )
@@ -342,7 +315,8 @@ class Reproduction:
         if not all(is_finished(d) for d in run_dirs):
             return None
         out = self.analysis_dir(plan, analysis)
-        done = out / DONE_FILE.get(analysis.tool, FIGURES[analysis.tool][0])
+        tool = BY_NAME[analysis.tool]
+        done = out / str(tool.done)
         newest_run = max(((d / MARKER).stat().st_mtime for d in run_dirs), default=0.0)
         previous = statuses.get(analysis.key, {})
         if done.is_file() and done.stat().st_mtime >= newest_run and previous.get("status") == "done":
@@ -360,7 +334,7 @@ class Reproduction:
         log = self.root / plan.id / "analysis" / f"{analysis.key}.log"
 
         def record(status: str, reason: str | None = None) -> None:
-            figures = sorted(str(p) for pattern in FIGURES[analysis.tool] for p in out.glob(pattern))
+            figures = sorted(str(p) for pattern in tool.figures for p in out.glob(pattern))
             entry = {"status": status, "tool": analysis.tool, "runs": analysis.runs, "output": str(out)}
             entry.update(command=shlex.join(["litvision", *command[3:]]), figures=figures, at=now())
             if reason:
@@ -368,10 +342,6 @@ class Reproduction:
             with self._lock:
                 statuses[analysis.key] = entry
                 write_json(self.root / plan.id / ANALYSES_FILE, statuses)
-
-        if importlib.util.find_spec("litvision.analysis") is None:
-            record("skipped", "litvision analyze is not available in this version of litvision")
-            return None
 
         def success(seconds: float, cpu: float | None) -> str | None:
             record("done")
@@ -434,7 +404,7 @@ class Reproduction:
                 raise
 
     def run_one(self, job: Job, slot: list[str] | None, position: str, stop: threading.Event) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **job.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
             where = f"GPU {','.join(slot)}"
@@ -536,7 +506,7 @@ class Reproduction:
         images = training_images(dataset, config, args, self.source._sizes(dataset))
         limit = setting(config, args, "trainer.limit_train_batches", 1.0)
         images = min(images, limit * batch) if isinstance(limit, int) else int(images * float(limit))
-        per_image = step_seconds(backbone, shape, min(batch, 64), self.root / ESTIMATES)
+        per_image = step_seconds(backbone, shape, min(batch, 16), self.root / ESTIMATES)
         return START_S + epochs * images * per_image * (1 + EVAL_SHARE)
 
     def estimate(self) -> float:

@@ -1,11 +1,12 @@
-"""python -m litvision.reproduce: rerun the experiments of the five reports and write the report.
+"""litvision reproduce: rerun the experiments of the five reports and write the report.
 
-    python -m litvision.reproduce run all                 # every report, full recipes (a GPU box)
-    python -m litvision.reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
-    python -m litvision.reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
-    python -m litvision.reproduce run all --dry-run       # the command of every run, nothing started
-    python -m litvision.reproduce report --scale quick    # rewrite the report from the runs on disk
-    python -m litvision.reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
+    litvision reproduce run all                 # every report, full recipes (a GPU box)
+    litvision reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
+    litvision reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
+    litvision reproduce run all --dry-run       # the command of every run, nothing started
+    litvision reproduce report --scale quick    # rewrite the report from the runs on disk
+    litvision reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
+    litvision reproduce plain RUN_DIR           # retrain a finished run with the plain PyTorch loop
 
 Paths are relative to the current directory (the repository root). See docs/reproduce.md.
 """
@@ -21,14 +22,14 @@ from rich.console import Console
 from rich.table import Table
 
 from litvision.errors import LitvisionError
-from litvision.reproduce import launch
+from litvision.reproduce import launch, plain
 from litvision.reproduce.data_sources import SOURCES, DataSource
 from litvision.reproduce.estimate import format_duration
 from litvision.reproduce.plan import ReportPlan, load_plan, load_scale, load_sweep, select_plans
-from litvision.reproduce.report import METRICS, Report
+from litvision.reproduce.report import METRICS, Report, RunResult
 from litvision.reproduce.runner import Reproduction
 
-PROG = "python -m litvision.reproduce"
+PROG = "litvision reproduce"
 LONG_HOURS = 12  # a reproduction estimated to take longer asks for --yes
 
 
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sweep)
     _parallel(sweep)
     sweep.add_argument("--dry-run", action="store_true", help="print each point's command, start nothing")
+    plain.add_parser(commands)
     return parser
 
 
@@ -134,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(soft_wrap=True)  # long paths stay on one line, as in a log file
     command = f"{PROG} {shlex.join(argv)}"
     try:
+        if args.command == "plain":
+            plain.run(args)
+            return
         if args.command == "report":
             scale, source = _scale_and_source(args, make=False)
             write_report(args, scale, source, console, command)
@@ -197,8 +202,6 @@ def run_sweep(args: argparse.Namespace, console: Console) -> None:
     table = Table(title=f"sweep {sweep.name}: {sweep.config}")
     for column in ("point", "run directory", "test accuracy", "wall time"):
         table.add_column(column)
-    from litvision.reproduce.report import RunResult
-
     for label, spec in specs.items():
         result = RunResult(spec, reproduction.run_dir(spec))
         acc = METRICS["test_acc"].value(result)
@@ -212,7 +215,3 @@ def run_sweep(args: argparse.Namespace, console: Console) -> None:
         raise LitvisionError(
             f"{len(reproduction.failures)} point(s) failed: " + "; ".join(reproduction.failures)
         )
-
-
-if __name__ == "__main__":
-    main()
