@@ -220,6 +220,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "cnn_cifar.yaml")
     parser.add_argument("--data", choices=["jpeg", "synthetic"], default="jpeg")
     parser.add_argument(
+        "--data-dir", type=Path, help="--data jpeg: this image folder (train/, test/) instead, e.g. a subset"
+    )
+    parser.add_argument(
         "--synthetic-size", type=int, default=50000, help="training images of --data synthetic"
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -262,7 +265,7 @@ def main() -> None:
     if args.data == "jpeg":
         from offline_data import cifar10_jpeg
 
-        data_dir = cifar10_jpeg()
+        data_dir = args.data_dir or cifar10_jpeg()
     else:
         data_dir = None
 
@@ -293,7 +296,9 @@ def report(args: argparse.Namespace, data_dir: Path | None, rounds: list[dict]) 
     device_name = (
         torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     )
-    data_name = "CIFAR-10 (JPEG copy)" if data_dir is not None else f"synthetic {args.synthetic_size}"
+    data_name = str(args.data_dir) if args.data_dir else "CIFAR-10 (JPEG copy)"
+    if data_dir is None:
+        data_name = f"synthetic {args.synthetic_size}"
     precision = rounds[0]["b_lightning_in_memory"]["precision"]
     print(
         f"\n{args.config.name} on {data_name}, {device_name}, precision {precision}, augment {args.augment}, "
