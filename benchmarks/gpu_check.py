@@ -73,7 +73,14 @@ def environment() -> dict[str, Any]:
         "nvidia_smi": _nvidia_smi(),
         "packages": {
             name: _version(name)
-            for name in ("lightning", "torchvision", "torchmetrics", "jsonargparse", "scikit-learn", "litvision")
+            for name in (
+                "lightning",
+                "torchvision",
+                "torchmetrics",
+                "jsonargparse",
+                "scikit-learn",
+                "litvision",
+            )
         },
         "lightning_command": shutil.which("lightning"),
     }
@@ -102,11 +109,17 @@ def environment() -> dict[str, Any]:
 def read_steps(work: Path) -> list[dict[str, Any]]:
     """The step records ``gpu_check.sh`` appends to ``steps.tsv``: name, status, seconds, exit code, limit."""
     path = work / "steps.tsv"
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}  # a step rerun with --only keeps its place and its last record
     for line in path.read_text().splitlines() if path.is_file() else []:
         name, status, seconds, rc, limit = (line.split("\t") + [""] * 5)[:5]
-        rows.append({"step": name, "status": status, "seconds": float(seconds or 0), "rc": rc, "limit_s": limit})
-    return rows
+        rows[name] = {
+            "step": name,
+            "status": status,
+            "seconds": float(seconds or 0),
+            "rc": rc,
+            "limit_s": limit,
+        }
+    return list(rows.values())
 
 
 def _json(path: Path) -> Any:
@@ -162,14 +175,33 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
                 "step_s": seconds.get(step),
             }
     out["runs"] = runs
+    for step, run in runs.items():  # the analysis tools ran on the fast run, else on the flagship's
+        analysis = work / run["run"] / "analysis"
+        if analysis.is_dir():
+            svm = _json(analysis / "svm_head.json") or {}
+            heads = {name: round(head["acc"], 4) for name, head in svm.get("heads", {}).items()}
+            out["analysis"] = {
+                "run": step,
+                "files": sorted(p.name for p in analysis.iterdir()),
+                "confusion_acc": (_json(analysis / "confusion.json") or {}).get("acc"),
+                "head_test_acc": heads,
+            }
+            break
     one_epoch = _json(work / "one_epoch.json")
     if one_epoch is not None:
         failed = [r["config"] for r in one_epoch if "error" in r]
-        out["configs"] = {"trained": len(one_epoch) - len(failed), "failed": failed, "rows": one_epoch}
+        out["configs"] = {
+            "trained": len(one_epoch) - len(failed),
+            "of": len(list((ROOT / "configs").glob("*.yaml"))),
+            "failed": failed,
+            "rows": one_epoch,
+        }
     fast_acc = runs.get("fast", {}).get("test_acc")
     fast_s = seconds.get("fast") if "fast" in runs else None
     out["targets"] = [
-        _target("in-memory Lightning images/s", b_rate, f">= {MIN_IMAGES_PER_S}", _ge(b_rate, MIN_IMAGES_PER_S)),
+        _target(
+            "in-memory Lightning images/s", b_rate, f">= {MIN_IMAGES_PER_S}", _ge(b_rate, MIN_IMAGES_PER_S)
+        ),
         _target("in-memory epoch (s)", b_epoch, f"<= {MAX_EPOCH_S}", _le(b_epoch, MAX_EPOCH_S)),
         _target(
             "in memory / DataLoader (b/a)",
@@ -213,7 +245,7 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
         f"lightning {env.get('packages', {}).get('lightning')}, python {env.get('python')}",
         f"- bf16 supported: {env.get('bf16_supported', '-')}; precision the CLI chose for "
         f"resnet18_cifar.yaml: {env.get('precision_chosen', env.get('litvision_error', '-'))}",
-        f"- sizes: {'TINY rehearsal (few batches, tiny subset): figures are not the targets' if tiny else 'full'}",
+        "- sizes: " + ("TINY rehearsal (few batches of a subset): not the targets' runs" if tiny else "full"),
         "",
         "## Steps",
         "",
@@ -233,23 +265,46 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
             f"| (b) Lightning, in memory | {throughput['b_in_memory_images_per_s']} |",
             f"| (c) plain loop, in memory | {throughput['c_plain_loop_images_per_s']} |",
             "",
-            f"b/a {throughput['b_over_a']}, b/c {throughput['b_over_c']}, (b) epochs (s) {throughput['b_epoch_s']}",
+            f"b/a {throughput['b_over_a']}, b/c {throughput['b_over_c']}, "
+            f"(b) epochs (s) {throughput['b_epoch_s']}",
         ]
     if found["runs"]:
-        lines += ["", "## Runs", "", "| step | test accuracy | test images | step s | run |", "| --- | ---: | ---: | ---: | --- |"]
+        lines += [
+            "",
+            "## Runs",
+            "",
+            "| step | test accuracy | test images | step s | run |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
         for step, run in found["runs"].items():
             step_s = "-" if run["step_s"] is None else f"{run['step_s']:.1f}"
-            lines.append(f"| {step} | {run['test_acc']:.4f} | {run['test_images']} | {step_s} | {run['run']} |")
+            lines.append(
+                f"| {step} | {run['test_acc']:.4f} | {run['test_images']} | {step_s} | {run['run']} |"
+            )
+    analysis = found.get("analysis")
+    if analysis:
+        heads = ", ".join(f"{name} {acc:.4f}" for name, acc in analysis["head_test_acc"].items()) or "-"
+        lines += [
+            "",
+            f"## Analysis tools on the {analysis['run']} run",
+            "",
+            f"- files written: {', '.join(analysis['files'])}",
+            f"- confusion: test accuracy {analysis['confusion_acc']}",
+            f"- svm-head: test accuracy by head: {heads}",
+        ]
     configs = found.get("configs")
     if configs:
-        lines += ["", f"## Every config, one epoch on synthetic data: {configs['trained']} trained", ""]
+        title = f"{configs['trained']} of {configs['of']} trained, {len(configs['failed'])} failed"
+        lines += ["", f"## Every config, one epoch on synthetic data: {title}", ""]
         lines += ["| config | data | seconds | test acc / error |", "| --- | --- | ---: | --- |"]
         for r in configs["rows"]:
             outcome = f"{r['test_acc']:.3f}" if "test_acc" in r else f"FAILED {r['error'][:200]}"
             lines.append(f"| {r['config']} | {r['data']} | {r['seconds']:.1f} | {outcome} |")
     lines += ["", "## Targets (issue #6)", ""]
     if tiny:
-        lines.append("Tiny rehearsal: the figures below come from a few batches of a subset, not the targets' runs.")
+        lines.append(
+            "Tiny rehearsal: the figures below come from a few batches of a subset, not the targets' runs."
+        )
         lines.append("")
     lines += ["| target | value | goal | verdict |", "| --- | ---: | --- | --- |"]
     for t in found["targets"]:

@@ -71,14 +71,16 @@ if ((PREPARE)); then prepare; exit $?; fi
 [[ -n "$OUTDIR" ]] || { echo "gpu_check: give an output folder"; usage 2; }
 mkdir -p "$OUTDIR" && OUTDIR="$(cd "$OUTDIR" && pwd)" || exit 1
 WORK="${GPU_CHECK_WORK:-${TMPDIR:-/tmp}/litvision-gpu-check}"
-rm -rf "$WORK" && mkdir -p "$WORK/logs" "$WORK/runs" || exit 1
+# A rerun of some steps (--only) adds to the previous run's work folder; a whole run starts afresh.
+[[ -n "$ONLY" ]] || rm -rf "$WORK"
+mkdir -p "$WORK/logs" "$WORK/runs" || exit 1
 LOGS="$WORK/logs"
 START=$SECONDS
 SLOWER=1     # step limits are set for the GPU; a CPU rehearsal (chosen after install) gets 4 times as long
 DEADLINE=$((START + ${BUDGET:-400}))
 RESERVE=15   # kept for the summary and the archive
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-exec > >(tee "$LOGS/gpu_check.log") 2>&1
+exec > >(tee -a "$LOGS/gpu_check.log") 2>&1
 
 say() { printf '[gpu_check %4ds] %s\n' $((SECONDS - START)) "$*"; }
 
@@ -125,15 +127,15 @@ install_litvision() {
   shopt -s nullglob
   local wheels=("$CARRY"/whl/*.whl)
   if ((${#wheels[@]})); then
-    "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$site" \
-      "${wheels[@]}" || return 1
+    "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$site" "${wheels[@]}" || return 1
   else
     echo "no wheels in $CARRY/whl: using the installed jsonargparse"
   fi
   # From a copy of the tree: building in place would leave build/ in the repository.
-  mkdir -p "$WORK/pkg" && cp -r pyproject.toml README.md src "$WORK/pkg/" || return 1
-  "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation --no-compile --target "$site" \
-    "$WORK/pkg" || return 1
+  rm -rf "$WORK/pkg" && mkdir -p "$WORK/pkg" && cp -r pyproject.toml README.md src "$WORK/pkg/" || return 1
+  "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation --no-compile --upgrade \
+    --target "$site" "$WORK/pkg" || return 1
   PYTHONPATH="$site" "$PYTHON" -c "import jsonargparse, litvision; print('litvision', litvision.__file__)"
 }
 
@@ -187,7 +189,7 @@ if ((GPUS == 0)); then
 fi
 export TINY
 DEVICE=$([[ $GPUS -gt 0 ]] && echo cuda || echo cpu)
-say "GPUs: $GPUS; sizes: $([[ $TINY == 1 ]] && echo tiny || echo full)"
+say "GPUs: $GPUS; sizes: $([[ $TINY == 1 ]] && echo tiny || echo full); budget $((DEADLINE - START))s"
 run_step env 60 "$PYTHON" benchmarks/gpu_check.py env --json "$WORK/env.json"
 run_step data 90 bash -c prepare_data
 ONLY="$ONLY_SAVED"
@@ -209,7 +211,10 @@ if ((TINY)); then
     --batch-size 16 --limit-batches 2 --num-workers 2)
   FAST=("${TINY_FIT[@]}")
   FLAGSHIP=("${TINY_FIT[@]}")
-  CONFIGS=(--synthetic 2000 --batch-size 16 --limit-train-batches 2)
+  # Two configs stand for all (the test suite fits every config for one batch on the CPU): on a shared
+  # 2-core machine DenseNet-121 alone took 11 minutes here.
+  CONFIGS=(--synthetic 1000 --batch-size 16 --limit-train-batches 2 configs/cnn_cifar.yaml
+    configs/lstm_mnist_combined.yaml)
   ANALYSIS=(--samples 60)
   DDP=("${TINY_FIT[@]}")
   PROFILE=(--trainer.limit_train_batches=3 --data.batch_size=16)
@@ -248,14 +253,16 @@ flagship() {
   run_step flagship 180 lightning fit --config configs/resnet18_cifar.yaml --trainer.max_epochs=2 \
     "${CIFAR[@]}" "${FLAGSHIP[@]}"
 }
+BACKGROUND=()
 if [[ -f $(ls -d "$WORK"/runs/resnet18_cifar_fast/version_*/test_results.json 2>/dev/null | tail -n 1) ]]; then
-  flagship & analysis &
+  flagship & BACKGROUND+=($!)
+  analysis & BACKGROUND+=($!)
 else
-  { flagship; analysis; } &
+  { flagship; analysis; } & BACKGROUND+=($!)
 fi
 run_step configs 200 "$PYTHON" benchmarks/one_epoch.py "${CONFIGS[@]}" --log-dir "$WORK/runs/one_epoch" \
   --json "$WORK/one_epoch.json"
-wait
+wait "${BACKGROUND[@]}"   # by pid: a bare wait would also wait for the log's tee, which never ends
 
 # 3. Where the time goes in the fast recipe (Lightning's hook timings, then torch's operator table).
 PROFILE_FIT=(fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" --trainer.max_epochs=1

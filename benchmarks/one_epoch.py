@@ -130,14 +130,14 @@ def main() -> None:
             result = {"error": f"{type(err).__name__}: {err}"}
         rows.append({"config": config.stem, "data": data, "seconds": time.perf_counter() - start, **result})
         print(json.dumps(rows[-1]), flush=True)
+        if args.json:  # after each config, so that a run cut short still leaves its rows
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"\n{'config':34} {'data':24} {'train imgs':>10} {'seconds':>8} {'test acc':>9}")
     for r in rows:
         outcome = f"{100 * r['test_acc']:8.2f}%" if "test_acc" in r else "FAILED " + r["error"]
         print(
             f"{r['config']:34} {r['data']:24} {r.get('train_images', ''):>10} {r['seconds']:8.0f} {outcome}"
         )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
