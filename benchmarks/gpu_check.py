@@ -164,7 +164,13 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
         b_epoch = sorted(timed)[len(timed) // 2]
         b_over_a, b_over_c = throughput["medians"]["b_over_a"], throughput["medians"]["b_over_c"]
     runs = {}
-    for step, config in (("fast", "resnet18_cifar_fast"), ("flagship", "resnet18_cifar"), ("ddp", "ddp")):
+    named = (
+        ("fast", "resnet18_cifar_fast"),
+        ("flagship", "resnet18_cifar"),
+        ("compile", "compile"),
+        ("ddp", "ddp"),
+    )
+    for step, config in named:
         run = newest_run(work / "runs", config)
         results = _json(run / "test_results.json") if run else None
         if results:

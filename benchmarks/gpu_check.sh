@@ -145,7 +145,13 @@ prepare_data() {
     local tar="$CARRY/$CIFAR_TAR"
     [[ -f "$tar" ]] || tar="$ROOT/../shared/data/$CIFAR_TAR"
     [[ -f "$tar" ]] || { echo "no $CIFAR_TAR in $CARRY or ../shared/data: run --prepare first"; return 1; }
-    mkdir -p .offline && tar -xJf "$tar" -C .offline || return 1
+    mkdir -p .offline || return 1
+    if command -v xz >/dev/null; then
+      tar -xJf "$tar" -C .offline || return 1
+    else  # an image without xz: Python's tarfile reads it too
+      "$PYTHON" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall('.offline', filter='data')" "$tar" ||
+        return 1
+    fi
   fi
   find .offline/cifar10-jpeg/train -name '*.jpg' | wc -l | sed 's/$/ training images/'
   if ((TINY)); then  # a subset: 40 training and 10 test images per class
@@ -203,6 +209,7 @@ CIFAR=(--data=litvision.data.ImageFolderDataModule "--data.data_dir=$DATA_DIR" "
   "--data.std=$CIFAR_STD" "--trainer.logger.save_dir=$WORK/runs" --trainer.enable_progress_bar=false)
 THROUGHPUT=(--config configs/resnet18_cifar_fast.yaml --device "$DEVICE" --epochs 3)
 FAST=() FLAGSHIP=() CONFIGS=(--synthetic 5000) ANALYSIS=() DDP=() PROFILE=(--trainer.limit_train_batches=60)
+COMPILE=(--trainer.max_epochs=2)
 if ((TINY)); then
   # A few batches of the subset, float32 (bf16 autocast on a CPU is slow), small batches.
   TINY_FIT=(--trainer.max_epochs=2 --data.batch_size=16 --data.val_size=50 --data.num_workers=2
@@ -217,10 +224,12 @@ if ((TINY)); then
     configs/lstm_mnist_combined.yaml)
   ANALYSIS=(--samples 60)
   DDP=("${TINY_FIT[@]}")
+  COMPILE=("${TINY_FIT[@]}" --trainer.max_epochs=1)
   PROFILE=(--trainer.limit_train_batches=3 --data.batch_size=16)
   if ((GPUS == 0)); then
     THROUGHPUT+=(--precision 32-true)
     FAST+=(--trainer.precision=32-true)
+    COMPILE+=(--trainer.precision=32-true)
     PROFILE+=(--trainer.precision=32-true)
     DDP+=(--trainer.precision=32-true --trainer.accelerator=cpu)
   fi
@@ -230,9 +239,17 @@ fi
 run_step throughput 180 "$PYTHON" benchmarks/throughput.py "${THROUGHPUT[@]}" --json "$WORK/throughput.json"
 run_step fast 200 lightning fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" "${FAST[@]}"
 
-# 2. Untimed steps side by side: the flagship command, the analysis tools, every config.
+# 2. Where the time goes in the fast recipe (Lightning's hook timings, then torch's operator table).
+PROFILE_FIT=(fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" --trainer.max_epochs=1
+  --data.val_size=0 --test_after_fit=false --trainer.logger=false
+  --trainer.enable_checkpointing=false "--trainer.default_root_dir=$WORK/profile" "${PROFILE[@]}")
+run_step profile-simple 60 lightning "${PROFILE_FIT[@]}" --trainer.profiler=simple
+run_step profile-torch 90 lightning "${PROFILE_FIT[@]}" --trainer.profiler=pytorch
+
+# 3. Untimed steps side by side: the flagship command then torch.compile, the analysis tools, every config.
 analysis() {
   local run
+  [[ -z "$ONLY" || "$ONLY" == *analysis* ]] || return 0
   run=$(ls -d "$WORK"/runs/resnet18_cifar_fast/version_* 2>/dev/null | sort -V | tail -n 1)
   [[ -f "$run/test_results.json" ]] || run=$(ls -d "$WORK"/runs/resnet18_cifar/version_* 2>/dev/null | sort -V | tail -n 1)
   if [[ ! -f "$run/test_results.json" ]]; then
@@ -252,6 +269,9 @@ flagship() {
   # The flagship command as a user types it, for two epochs, with the JPEG copy's folder.
   run_step flagship 180 lightning fit --config configs/resnet18_cifar.yaml --trainer.max_epochs=2 \
     "${CIFAR[@]}" "${FLAGSHIP[@]}"
+  # torch.compile through the CLI (model.compile), on the fast recipe: does it compile and train.
+  run_step compile 120 lightning fit --config configs/resnet18_cifar_fast.yaml --model.compile=true \
+    --trainer.logger.name=compile "${CIFAR[@]}" "${COMPILE[@]}"
 }
 BACKGROUND=()
 if [[ -f $(ls -d "$WORK"/runs/resnet18_cifar_fast/version_*/test_results.json 2>/dev/null | tail -n 1) ]]; then
@@ -263,13 +283,15 @@ fi
 run_step configs 200 "$PYTHON" benchmarks/one_epoch.py "${CONFIGS[@]}" --log-dir "$WORK/runs/one_epoch" \
   --json "$WORK/one_epoch.json"
 wait "${BACKGROUND[@]}"   # by pid: a bare wait would also wait for the log's tee, which never ends
-
-# 3. Where the time goes in the fast recipe (Lightning's hook timings, then torch's operator table).
-PROFILE_FIT=(fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" --trainer.max_epochs=1
-  --trainer.limit_val_batches=0 --test_after_fit=false --trainer.logger=false
-  --trainer.enable_checkpointing=false "--trainer.default_root_dir=$WORK/profile" "${PROFILE[@]}")
-run_step profile-simple 60 lightning "${PROFILE_FIT[@]}" --trainer.profiler=simple
-run_step profile-torch 90 lightning "${PROFILE_FIT[@]}" --trainer.profiler=pytorch
+# The runs of this check side by side (per-class test accuracy, epochs, wall time).
+FINISHED=()
+for name in resnet18_cifar_fast resnet18_cifar compile; do
+  run=$(ls -d "$WORK/runs/$name"/version_* 2>/dev/null | sort -V | tail -n 1)
+  [[ -f "$run/test_results.json" ]] && FINISHED+=("$run")
+done
+if ((${#FINISHED[@]})); then
+  run_step analysis-compare 60 litvision analyze compare "${FINISHED[@]}" --output "$WORK/runs/compare"
+fi
 
 # 4. Two processes where there are two GPUs (and in the CPU rehearsal, with two CPU processes).
 if ((GPUS >= 2 || GPUS == 0)); then
@@ -289,7 +311,9 @@ cp "$WORK/steps.tsv" "$LOGS/" 2>/dev/null
 [[ -f "$WORK/env.json" ]] && cp "$WORK/env.json" "$OUTDIR/"
 for f in throughput.json one_epoch.json env.json; do [[ -f "$WORK/$f" ]] && cp "$WORK/$f" "$LOGS/"; done
 say "packing logs.tar.gz"
-tar -czf "$OUTDIR/logs.tar.gz" -C "$WORK" --exclude='*.ckpt' --exclude='*.npz' logs runs
+# Checkpoints, arrays and profiler traces stay behind (tens of MB each); the profilers' tables travel.
+tar -czf "$OUTDIR/logs.tar.gz" -C "$WORK" --exclude='*.ckpt' --exclude='*.npz' --exclude='*.pt.trace.json' \
+  logs runs $(test -d "$WORK/profile" && echo profile)
 ls -l "$OUTDIR"
 cat "$OUTDIR/summary.md" 2>/dev/null
 cp "$LOGS/gpu_check.log" "$OUTDIR/gpu_check.log"
