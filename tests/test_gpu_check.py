@@ -68,3 +68,18 @@ def test_summary_without_measurements_says_not_measured(tmp_path: Path):
     )
     summary = json.loads((out / "summary.json").read_text())
     assert {t["verdict"] for t in summary["targets"]} == {"not measured"}
+
+
+def test_a_fast_run_cut_at_its_limit_missed_the_time_target(tmp_path: Path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    (work / "steps.tsv").write_text("fast\ttimeout\t210.2\t124\t200\n")
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "summary", str(work), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    verdicts = {t["target"]: t["verdict"] for t in json.loads((out / "summary.json").read_text())["targets"]}
+    assert verdicts["fast recipe end to end (s)"] == "MISSED"
+    assert verdicts["fast recipe test accuracy"] == "not measured"
