@@ -242,9 +242,12 @@ run_step fast 200 lightning fit --config configs/resnet18_cifar_fast.yaml "${CIF
 # 2. Where the time goes in the fast recipe (Lightning's hook timings, then torch's operator table).
 PROFILE_FIT=(fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" --trainer.max_epochs=1
   --data.val_size=0 --test_after_fit=false --trainer.logger=false
-  --trainer.enable_checkpointing=false "--trainer.default_root_dir=$WORK/profile" "${PROFILE[@]}")
-run_step profile-simple 60 lightning "${PROFILE_FIT[@]}" --trainer.profiler=simple
-run_step profile-torch 90 lightning "${PROFILE_FIT[@]}" --trainer.profiler=pytorch
+  --trainer.enable_checkpointing=false "${PROFILE[@]}")
+# Each in its own folder: without a logger, Lightning saves the config there and never overwrites one.
+run_step profile-simple 60 lightning "${PROFILE_FIT[@]}" --trainer.profiler=simple \
+  "--trainer.default_root_dir=$WORK/profile/simple"
+run_step profile-torch 90 lightning "${PROFILE_FIT[@]}" --trainer.profiler=pytorch \
+  "--trainer.default_root_dir=$WORK/profile/torch"
 
 # 3. Untimed steps side by side: the flagship command then torch.compile, the analysis tools, every config.
 analysis() {
@@ -260,8 +263,8 @@ analysis() {
   local sample=() crt=()
   ((TINY)) && sample=("${ANALYSIS[@]}") crt=(--crt-epochs 1)
   run_step analysis-tsne 90 litvision analyze tsne "$run" --device "$DEVICE" "${sample[@]}"
-  run_step analysis-feature-maps 60 litvision analyze feature-maps "$run" --device "$DEVICE"
-  run_step analysis-confusion 60 litvision analyze confusion "$run" --device "$DEVICE"
+  run_step analysis-feature-maps 90 litvision analyze feature-maps "$run" --device "$DEVICE"
+  run_step analysis-confusion 90 litvision analyze confusion "$run" --device "$DEVICE"
   run_step analysis-svm-head 150 litvision analyze svm-head "$run" --device "$DEVICE" "${crt[@]}"
   run_step analysis-curves 60 litvision analyze curves "$run"
 }
@@ -270,7 +273,7 @@ flagship() {
   run_step flagship 180 lightning fit --config configs/resnet18_cifar.yaml --trainer.max_epochs=2 \
     "${CIFAR[@]}" "${FLAGSHIP[@]}"
   # torch.compile through the CLI (model.compile), on the fast recipe: does it compile and train.
-  run_step compile 120 lightning fit --config configs/resnet18_cifar_fast.yaml --model.compile=true \
+  run_step compile 150 lightning fit --config configs/resnet18_cifar_fast.yaml --model.compile=true \
     --trainer.logger.name=compile "${CIFAR[@]}" "${COMPILE[@]}"
 }
 BACKGROUND=()
