@@ -170,7 +170,9 @@ prepare_data() {
 # --- the steps ---
 install_site() {
   export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}" PATH="$WORK/site/bin:$PATH"
-  if ! "$PYTHON" -c "import litvision" 2>/dev/null || ! command -v lightning >/dev/null; then
+  # This tree's litvision, not one installed elsewhere (a developer's editable install, say).
+  local here="import litvision, sys; sys.exit(not litvision.__file__.startswith('$WORK/site/'))"
+  if ! "$PYTHON" -c "$here" 2>/dev/null || [[ "$(command -v lightning)" != "$WORK/site/bin/lightning" ]]; then
     # Fallback: the source tree and a `lightning` that runs the same entry point as the installed one.
     say "install: falling back to src/ and a lightning shim"
     mkdir -p "$WORK/site/bin"
