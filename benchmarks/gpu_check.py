@@ -150,23 +150,23 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     throughput = _json(work / "throughput.json")
     b_rate = b_epoch = b_over_a = b_over_c = None
-    if throughput:
-        first = throughput["rounds"][0]
+    if throughput:  # benchmarks/throughput.py's rounds: (a), (b), (c) and their ratios
+        first, medians = throughput["rounds"][0], throughput["medians"]
         out["throughput"] = {
             "config": Path(throughput["setup"]["config"]).name,
             "device": throughput["setup"].get("device_name"),
-            "precision": first["b_lightning_in_memory"]["precision"],
-            "a_dataloader_images_per_s": round(first["a_lightning_dataloader"]["images_per_s"]),
-            "b_in_memory_images_per_s": round(first["b_lightning_in_memory"]["images_per_s"]),
-            "c_plain_loop_images_per_s": round(first["c_plain_loop_in_memory"]["images_per_s"]),
-            "b_epoch_s": first["b_lightning_in_memory"]["epoch_s"],
-            "b_over_a": round(throughput["medians"]["b_over_a"], 3),
-            "b_over_c": round(throughput["medians"]["b_over_c"], 3),
+            "precision": first["b"]["precision"],
+            "a_dataloader_images_per_s": round(first["a"]["images_per_s"]),
+            "b_in_memory_images_per_s": round(first["b"]["images_per_s"]),
+            "c_plain_loop_images_per_s": round(first["c"]["images_per_s"]),
+            "b_epoch_s": first["b"]["epoch_s"],
+            "b_over_a": round(medians["b/a"], 3),
+            "b_over_c": round(medians["b/c"], 3),
         }
-        b_rate = first["b_lightning_in_memory"]["images_per_s"]
-        timed = first["b_lightning_in_memory"]["epoch_s"][1:] or first["b_lightning_in_memory"]["epoch_s"]
+        b_rate = first["b"]["images_per_s"]
+        timed = first["b"]["epoch_s"][1:] or first["b"]["epoch_s"]
         b_epoch = sorted(timed)[len(timed) // 2]
-        b_over_a, b_over_c = throughput["medians"]["b_over_a"], throughput["medians"]["b_over_c"]
+        b_over_a, b_over_c = medians["b/a"], medians["b/c"]
     runs = {}
     named = (
         ("fast", "resnet18_cifar_fast"),

@@ -139,7 +139,7 @@ install_litvision() {
   PYTHONPATH="$site" "$PYTHON" -c "import jsonargparse, litvision; print('litvision', litvision.__file__)"
 }
 
-# --- data: the CIFAR-10 JPEG copy as .offline/cifar10-jpeg (where benchmarks/offline_data.py keeps it) ---
+# --- data: the CIFAR-10 JPEG copy as .offline/cifar10-jpeg (what throughput.py --data-dir and the runs read) ---
 prepare_data() {
   if [[ ! -d .offline/cifar10-jpeg/test ]]; then
     local tar="$CARRY/$CIFAR_TAR"
@@ -209,7 +209,7 @@ DATA_DIR=.offline/cifar10-jpeg
 # image folder: the same data module options, another class.
 CIFAR=(--data=litvision.data.ImageFolderDataModule "--data.data_dir=$DATA_DIR" "--data.mean=$CIFAR_MEAN"
   "--data.std=$CIFAR_STD" "--trainer.logger.save_dir=$WORK/runs" --trainer.enable_progress_bar=false)
-THROUGHPUT=(--config configs/resnet18_cifar_fast.yaml --device "$DEVICE" --epochs 3)
+THROUGHPUT=(--config configs/resnet18_cifar_fast.yaml --device "$DEVICE" --epochs 3 --data-dir "$DATA_DIR")
 FAST=() FLAGSHIP=() CONFIGS=(--synthetic 5000) ANALYSIS=() DDP=() PROFILE=(--trainer.limit_train_batches=60)
 COMPILE=(--trainer.max_epochs=2)
 if ((TINY)); then
