@@ -1,6 +1,7 @@
 """Every config, trained for one real epoch through the CLI on the data of a reproduction's data source
 (``litvision reproduce``'s ``--data-source``, default the offline copies in ../shared/data), then
-tested. ImageNet weights that cannot be had start from random ones. It prints, per config, the data,
+tested, or with ``--synthetic N`` on N synthetic images of the shape and class count its datamodule
+declares. ImageNet weights that cannot be had start from random ones. It prints, per config, the data,
 the seconds of the run and its test accuracy: a check that every recipe runs end to end, not a result.
 
     python benchmarks/one_epoch.py                     # every config
@@ -17,10 +18,20 @@ from pathlib import Path
 import yaml
 
 from litvision.cli import LitvisionCLI
-from litvision.reproduce.data_sources import SOURCES, DataSource
-from litvision.reproduce.plan import load_scale
+from litvision.reproduce.data_sources import SOURCES, DataSource, weights_cached
+from litvision.reproduce.plan import load_scale, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_args(config: Path, spec: dict, size: int) -> tuple[list[str], str]:
+    pretrained = lookup(spec, "model.backbone.init_args.pretrained")[1] and not weights_cached(spec)
+    random = ["--model.backbone.init_args.pretrained=false"] if pretrained else []
+    dm = LitvisionCLI(args=[f"--config={config}", *random, "--trainer.logger=false"], run=False).datamodule
+    shape = list(dm.input_shape)
+    return [*random, "--data=litvision.data.SyntheticDataModule", f"--data.input_shape={shape}",
+            f"--data.num_classes={dm.num_classes}", f"--data.train_size={size}", "--data.val_size=0.05",
+            f"--data.test_size={max(size // 20, 20)}"], f"synthetic {'x'.join(map(str, shape))}"  # fmt: skip
 
 
 def main() -> None:
@@ -28,37 +39,45 @@ def main() -> None:
     parser.add_argument("configs", nargs="*", type=Path, help="default: every config in configs/")
     parser.add_argument("--data-source", choices=SOURCES, default="offline", help="as litvision reproduce")
     parser.add_argument("--scale", default="full", help="as litvision reproduce: full, quick or smoke")
+    parser.add_argument("--synthetic", type=int, metavar="N", help="N synthetic images of its shape")
     parser.add_argument("--limit-train-batches", type=float, default=1.0, help="1.0: the whole epoch")
+    parser.add_argument("--batch-size", type=int, help="default: each config's")
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / "lightning_logs" / "one_epoch")
+    parser.add_argument("--json", type=Path, help="also write the results here (after each config)")
     args = parser.parse_args()
-    scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
-    source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
+    if not args.synthetic:
+        scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
+        source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
     rows = []
     for config in args.configs or sorted((ROOT / "configs").glob("*.yaml")):
-        data_args, dataset = source.run_args(yaml.safe_load(config.read_text()))
-        row = {"config": config.stem, "data": source.describe(dataset) if dataset else "its own"}
-        start = time.perf_counter()
+        row, start = {"config": config.stem, "data": "?"}, time.perf_counter()
         try:
+            spec = yaml.safe_load(config.read_text())
+            if args.synthetic:
+                data_args, row["data"] = synthetic_args(config, spec, args.synthetic)
+            else:
+                data_args, dataset = source.run_args(spec)
+                row["data"] = source.describe(dataset) if dataset else "its own"
+            data_args += [f"--data.batch_size={args.batch_size}"] if args.batch_size else []
             cli = LitvisionCLI(args=[
                 "fit", f"--config={config}", *data_args, f"--data.num_workers={args.num_workers}",
                 "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.limit_train_batches}",
-                f"--trainer.logger.save_dir={ROOT / 'lightning_logs' / 'one_epoch'}",
-                "--trainer.enable_progress_bar=false",
+                f"--trainer.logger.save_dir={args.log_dir}", "--trainer.enable_progress_bar=false",
             ])  # fmt: skip
             row.update(test_acc=float(cli.trainer.callback_metrics["test/acc"]),
                        train_images=len(cli.datamodule.train_set))  # fmt: skip
-        except Exception as err:  # report every config, even after one fails
+        except (Exception, SystemExit) as err:  # report every config, even after one fails (or exits)
             row["error"] = f"{type(err).__name__}: {err}"
         rows.append({**row, "seconds": round(time.perf_counter() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
+        if args.json:  # after each config, so that a run cut short still leaves its rows
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
     print("\n| config | data | training images | seconds | test accuracy |\n| --- | --- | --- | --- | --- |")
     for r in rows:
         outcome = f"{100 * r['test_acc']:.2f}%" if "test_acc" in r else "FAILED: " + r["error"]
         images = r.get("train_images", "")
         print(f"| `{r['config']}` | {r['data']} | {images} | {r['seconds']:.0f} | {outcome} |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import yaml
 from lightning.pytorch import Callback, seed_everything
 
 from litvision.cli import LitvisionCLI
-from litvision.reproduce.data_sources import SOURCES, DataSource
+from litvision.reproduce.data_sources import CIFAR10_MEAN, CIFAR10_STD, FOLDER, SOURCES, DataSource
 from litvision.reproduce.plain import train_one_epoch
 from litvision.reproduce.plan import load_scale
 
@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--data-source", choices=SOURCES, default="offline", help="as litvision reproduce")
     parser.add_argument("--scale", default="full", help="as litvision reproduce (synthetic needs smoke)")
     parser.add_argument("--synthetic-size", type=int, default=50000, help="training images, synthetic")
+    parser.add_argument("--data-dir", type=Path, help="instead: a CIFAR-10 image folder (train/, test/)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--epochs", type=int, default=2, help="the first is warm-up, the others are timed")
     parser.add_argument("--batch-size", type=int, help="default: the config's")
@@ -169,11 +170,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeats of (a), (b), (c); medians of ratios")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
-    source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
-    data_args, _ = source.run_args(yaml.safe_load(args.config.read_text()))
-    if args.data_source == "synthetic":
-        data_args.append(f"--data.train_size={args.synthetic_size}")
+    # --data-dir: a CIFAR-10 image folder, e.g. the GPU check's JPEG copy or a subset (no ../shared there)
+    data_args = [f"--data={FOLDER}", f"--data.data_dir={args.data_dir}", f"--data.mean={CIFAR10_MEAN}",
+                 f"--data.std={CIFAR10_STD}"]  # fmt: skip
+    if not args.data_dir:
+        scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
+        source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
+        data_args, _ = source.run_args(yaml.safe_load(args.config.read_text()))
+        if args.data_source == "synthetic":
+            data_args.append(f"--data.train_size={args.synthetic_size}")
     rounds = []
     for _ in range(args.rounds):
         a, _ = run_lightning(args, data_args, in_memory=False)
@@ -190,7 +195,7 @@ def main() -> None:
         torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     )
     precision = rounds[0]["b"]["precision"]
-    print(f"\n{args.config.name}, {args.data_source} data, {device}, precision {precision}, "
+    print(f"\n{args.config.name}, {args.data_dir or args.data_source} data, {device}, precision {precision}, "
           f"augment {args.augment}, {args.epochs} epochs per run (the first untimed)")  # fmt: skip
     print(f"{'':32} {'images/s':>10} {'CPU s/1k img':>12} {'epochs (s)':>24}")
     for number, result in enumerate(rounds, 1):
