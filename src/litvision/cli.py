@@ -14,15 +14,15 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
-    RichModelSummary,
     RichProgressBar,
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport
+from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport, quiet_console
 from litvision.data import ImageDataModule
 from litvision.errors import LitvisionError, one_line_cause
 from litvision.module import ImageClassifier
+from litvision.predict import PredictionWriter, run_dir_arguments
 from litvision.runs import load_checkpoint
 
 DEFAULT_SEED = 42
@@ -63,10 +63,11 @@ class LitvisionCLI(LightningCLI):
 
     @staticmethod
     def default_callbacks() -> list[Callback]:
+        # No model summary here: Lightning adds its rich one itself (beside a rich progress bar), and says
+        # "already configured" on the console when one is given.
         return [
             LearningRateMonitor(logging_interval="epoch"),
             RichProgressBar(),
-            RichModelSummary(max_depth=1),
             TestReport(),
             RunInfo(),
             RandomState(),
@@ -80,8 +81,6 @@ class LitvisionCLI(LightningCLI):
         off: list[type[Callback]] = []
         if config.get("enable_progress_bar") is False:
             off.append(RichProgressBar)
-        if config.get("enable_model_summary") is False:
-            off.append(RichModelSummary)
         if config.get("enable_checkpointing") is False:
             off.append(ModelCheckpoint)
         if config.get("logger") in (False, None, []):
@@ -98,6 +97,7 @@ class LitvisionCLI(LightningCLI):
         for key in ("num_classes", "input_shape", "class_names"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -136,6 +136,14 @@ class LitvisionCLI(LightningCLI):
         if every < 0:
             raise LitvisionError(f"checkpoint_every_n_steps={every} is invalid: use 0 (off) or a step count")
         _name_run_after_config(config)
+        if self.subcommand == "predict":
+            # A prediction logs no metric: no TensorBoard run (it would be an empty one in the run list)
+            # and no config.yaml; predictions.csv goes to the checkpoint's run directory.
+            config["trainer.logger"] = False
+            # Nor restore the checkpoint callbacks' state (nothing trains), nor warn that they are missing.
+            config["trainer.enable_checkpointing"] = False
+            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used")
+            self.save_config_callback = None
         if config.get("ckpt_path"):
             _resume_in_place(config, fit=self.subcommand == "fit")
 
@@ -249,6 +257,7 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of ``litvision``, ``lightning`` and ``python -m litvision``."""
     # Lightning's own use of a deprecated torch API; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    quiet_console()
     argv = sys.argv[1:] if args is None else list(args)
     if argv[:1] == ["analyze"]:  # analysis tools: never imported by training
         from litvision.analysis.cli import main as analyze
@@ -258,6 +267,8 @@ def main(args: list[str] | None = None) -> None:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     try:
+        if argv[:1] == ["predict"] and len(argv) > 1 and not argv[1].startswith("-"):
+            args = run_dir_arguments(argv[1:])  # litvision predict RUN_DIR ...
         LitvisionCLI(args=args)
     except Exception as err:
         # An error in a datamodule's constructor reaches us wrapped by the argument parser.
