@@ -22,8 +22,8 @@ def is_hidden(path: str | Path, root: str | Path | None = None) -> bool:
 
 
 def is_image_file(path: str | Path) -> bool:
-    """A visible file with one of torchvision's image extensions (any case)."""
-    return not is_hidden(path) and str(path).lower().endswith(IMG_EXTENSIONS)
+    """A file name with one of torchvision's image extensions (any case)."""
+    return str(path).lower().endswith(IMG_EXTENSIONS)
 
 
 def find_images(root: Path) -> list[Path]:
