@@ -72,3 +72,23 @@ def synthetic_eurosat(per_class: int = 60) -> Path:
             pixels = colour + stripes + rng.normal(0, 25, (64, 64, 3))
             Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / name / f"{name}_{n}.jpg")
     return root
+
+
+def eurosat_rgb(per_class: int | None = None) -> Path:
+    """The real EuroSAT RGB images as they come, one flat folder per class (``<Class>/<Class>_<n>.jpg``);
+    with ``per_class``, only the first that many of each class (by file number)."""
+    root = OFFLINE / f"eurosat-rgb-{per_class or 'all'}"
+    if root.is_dir():
+        return root
+    with tarfile.open(_require(SHARED / "eurosat-rgb.tar.xz")) as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 2 or not parts[-1].lower().endswith(".jpg"):
+                continue
+            number = int(Path(parts[-1]).stem.rsplit("_", 1)[-1])
+            if per_class is not None and number > per_class:
+                continue
+            target = root / parts[-2] / parts[-1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+    return root

@@ -97,6 +97,7 @@ def test_a_folder_of_new_images_any_layout_and_size(run_dir, tmp_path):
     assert all(r["predicted"] in CLASSES for r in rows)
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_write_each_image_once_in_order(run_dir, test_split_rows, tmp_path):
     output = tmp_path / "ddp.csv"
     litvision(
