@@ -90,7 +90,7 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert "Test accuracy per class" in result.stdout
     assert (run / "checkpoints" / "last.ckpt").exists() and (run / "config.yaml").exists()
 
-    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0}).Reload()
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"val/acc", "val/loss", "train/loss", "train/acc", "test/acc", "val/acc_best"} <= scalars
     per_class = {t for t in scalars if t.startswith("val/acc_class/")}
@@ -107,7 +107,7 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     experiment = HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
     assert [m.name.tag for m in experiment.metric_infos] == ["val/acc_best", "test/acc", "test/acc_macro"]
     # One chart per split with every class's accuracy (the CUSTOM SCALARS tab).
-    layout = LayoutProto.FromString(events.PluginTagToContent("custom_scalars")["custom_scalars__config__"])
+    layout = LayoutProto.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
     assert charts == {split: [f"^{split}/acc_class/"] for split in ("train", "val", "test")}
 
