@@ -8,12 +8,16 @@ from typing import Any
 from lightning.fabric.utilities.logger import _convert_params
 from lightning.pytorch.loggers import TensorBoardLogger as _TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import hparams
 
 from litvision.module import SPLITS
 
 # The HPARAMS tab's metric columns: each run's value is the last one logged under the tag.
 HPARAMS_METRICS = ("val/acc_best", "test/acc", "test/acc_macro")
+# TensorBoard shows five hyperparameter columns at first (the others are a tick away), those that differ
+# between runs first, else by name. A run cannot know what differs from the others: these are marked.
+HEADLINE_HPARAMS = ("model", "optimizer", "lr", "batch_size", "imbalance")
 
 
 class TensorBoardLogger(_TensorBoardLogger):
@@ -34,8 +38,14 @@ class TensorBoardLogger(_TensorBoardLogger):
     ) -> None:
         params = _convert_params(params)
         self.hparams.update(params)  # saved as hparams.yaml
+        experiment, start, end = hparams(user_hparams(params), dict.fromkeys(HPARAMS_METRICS, 0.0))
+        plugin_data = experiment.value[0].metadata.plugin_data
+        content = HParamsPluginData.FromString(plugin_data.content)
+        for info in content.experiment.hparam_infos:
+            info.differs = info.name in HEADLINE_HPARAMS
+        plugin_data.content = content.SerializeToString()
         writer = self.experiment._get_file_writer()
-        for summary in hparams(user_hparams(params), dict.fromkeys(HPARAMS_METRICS, 0.0)):
+        for summary in (experiment, start, end):
             writer.add_summary(summary, step)
         self.experiment.add_custom_scalars(
             {"accuracy per class": {split: ["Multiline", [rf"^{split}/acc_class/"]] for split in SPLITS}}
