@@ -106,6 +106,9 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert not [k for k in shown if k.startswith("_") or "class_path" in k or "init_args" in k]
     experiment = HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
     assert [m.name.tag for m in experiment.metric_infos] == ["val/acc_best", "test/acc", "test/acc_macro"]
+    # TensorBoard shows five columns at first, those marked as differing first: the headline ones.
+    headline = {i.name for i in experiment.hparam_infos if i.differs}
+    assert headline == {"model", "optimizer", "lr", "batch_size", "imbalance"}
     # One chart per split with every class's accuracy (the CUSTOM SCALARS tab).
     layout = LayoutProto.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
