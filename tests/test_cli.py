@@ -16,6 +16,7 @@ from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar.layout_pb2 import Layout as LayoutProto
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from test_ddp import assert_quiet
 
 from litvision.cli import LitvisionCLI, main
 
@@ -89,6 +90,7 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert results["checkpoint"].endswith(".ckpt") and "best-epoch" in results["checkpoint"]
     assert "Test accuracy per class" in result.stdout
     assert (run / "checkpoints" / "last.ckpt").exists() and (run / "config.yaml").exists()
+    assert_quiet(result)
 
     events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
