@@ -74,10 +74,11 @@ def synthetic_eurosat(per_class: int = 60) -> Path:
     return root
 
 
-def eurosat_rgb(per_class: int | None = None) -> Path:
+def eurosat_rgb(every: int = 1) -> Path:
     """The real EuroSAT RGB images as they come, one flat folder per class (``<Class>/<Class>_<n>.jpg``);
-    with ``per_class``, only the first that many of each class (by file number)."""
-    root = OFFLINE / f"eurosat-rgb-{per_class or 'all'}"
+    with ``every`` > 1, every ``every``-th image of each class (by file number): a subset in which the
+    classes keep their proportions (2,000 to 3,000 images each in the whole set)."""
+    root = OFFLINE / f"eurosat-rgb-every-{every}"
     if root.is_dir():
         return root
     with tarfile.open(_require(SHARED / "eurosat-rgb.tar.xz")) as tar:
@@ -85,8 +86,7 @@ def eurosat_rgb(per_class: int | None = None) -> Path:
             parts = Path(member.name).parts
             if not member.isfile() or len(parts) < 2 or not parts[-1].lower().endswith(".jpg"):
                 continue
-            number = int(Path(parts[-1]).stem.rsplit("_", 1)[-1])
-            if per_class is not None and number > per_class:
+            if int(Path(parts[-1]).stem.rsplit("_", 1)[-1]) % every:
                 continue
             target = root / parts[-2] / parts[-1]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,11 @@ two DDP processes. Each written predicted class is compared with the argmax of t
 computed here independently (the model rebuilt from the run's config, a plain loop over the test
 images), and each row's probabilities are summed.
 
-EuroSAT (real RGB images, ``--eurosat-per-class`` of each class, as a flat ``<Class>/*.jpg`` folder):
+EuroSAT (real RGB images, every ``--eurosat-every``-th of each class, as a flat ``<Class>/*.jpg`` folder):
 the same simple CNN trains through ImageFolderDataModule with report 001's albumentations policy (the
 tricks config's), and the test split's class counts are compared with the folder's proportions.
 
-    python benchmarks/predictions.py --epochs 1 --eurosat-per-class 300
+    python benchmarks/predictions.py --epochs 1 --eurosat-every 10
 
 The data comes from ``../shared/data`` (extracted once into ``.offline/``); the script exits with a
 message when it is absent.
@@ -94,8 +94,8 @@ def cifar(work: Path, epochs: int, limit: float) -> dict[str, object]:
     }
 
 
-def eurosat(work: Path, per_class: int, epochs: int) -> dict[str, object]:
-    data = eurosat_rgb(per_class)
+def eurosat(work: Path, every: int, epochs: int) -> dict[str, object]:
+    data = eurosat_rgb(every)
     tricks = yaml.safe_load((ROOT / "configs/densenet121_factorized_tricks_eurosat.yaml").read_text())
     policy = json.dumps(tricks["data"]["init_args"]["policy"])
     litvision(
@@ -111,9 +111,9 @@ def eurosat(work: Path, per_class: int, epochs: int) -> dict[str, object]:
     predicted, files = independent_argmax(run_dir, data)
     litvision(work, "predict", str(run_dir), *QUIET)
     return {
-        "images_per_class": dict(folder),
+        "images_per_class": dict(sorted(folder.items())),
         "test_images_per_class": test,
-        "test_share_per_class": {n: round(test[n] / folder[n], 4) for n in folder},
+        "test_share_per_class": {n: round(test[n] / folder[n], 4) for n in sorted(folder)},
         "test_acc": results["acc"],
         "predictions": check(run_dir / "predictions.csv", predicted, files, work),
     }
@@ -123,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--limit-train-batches", type=float, default=1.0, help="CIFAR-10 training batches")
-    parser.add_argument("--eurosat-per-class", type=int, default=300)
+    parser.add_argument("--eurosat-every", type=int, default=10, help="EuroSAT: every n-th image per class")
     parser.add_argument("--only", choices=["cifar", "eurosat"])
     args = parser.parse_args()
     out: dict[str, object] = {}
@@ -134,7 +134,7 @@ def main() -> None:
             print(json.dumps(out, indent=2), flush=True)
         if args.only in (None, "eurosat"):
             (Path(tmp) / "eurosat").mkdir()
-            out["eurosat_flat"] = eurosat(Path(tmp) / "eurosat", args.eurosat_per_class, args.epochs)
+            out["eurosat_flat"] = eurosat(Path(tmp) / "eurosat", args.eurosat_every, args.epochs)
     print(json.dumps(out, indent=2))
 
 
