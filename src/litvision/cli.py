@@ -136,13 +136,15 @@ class LitvisionCLI(LightningCLI):
         if every < 0:
             raise LitvisionError(f"checkpoint_every_n_steps={every} is invalid: use 0 (off) or a step count")
         _name_run_after_config(config)
+        if self.subcommand in ("validate", "test", "predict"):
+            # Nothing trains: no checkpoint callbacks, whose state Lightning would restore from the checkpoint
+            # (warning that their folder changed), nor a warning that they are missing.
+            config["trainer.enable_checkpointing"] = False
+            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used")
         if self.subcommand == "predict":
             # A prediction logs no metric: no TensorBoard run (it would be an empty one in the run list)
             # and no config.yaml; predictions.csv goes to the checkpoint's run directory.
             config["trainer.logger"] = False
-            # Nor restore the checkpoint callbacks' state (nothing trains), nor warn that they are missing.
-            config["trainer.enable_checkpointing"] = False
-            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used")
             self.save_config_callback = None
         if config.get("ckpt_path"):
             _resume_in_place(config, fit=self.subcommand == "fit")
