@@ -78,6 +78,11 @@ def test_in_memory_true_refuses_a_policy(tmp_path):
         data.check_options()
 
 
+def test_a_policy_without_augment_is_refused(tmp_path):
+    with pytest.raises(LitvisionError, match="a policy is given but augment is false"):
+        folder_data(tmp_path, augment=False)
+
+
 @pytest.mark.parametrize(
     "entry, message",
     [

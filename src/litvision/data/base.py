@@ -176,6 +176,8 @@ class ImageDataModule(LightningDataModule):
         if in_memory not in (True, False, "auto"):
             raise LitvisionError(f"in_memory={in_memory!r} is invalid: use true, false or auto")
         self.in_memory = in_memory
+        if policy and not augment:  # a policy never goes unused without a word
+            raise LitvisionError("a policy is given but augment is false: set augment: true to train with it")
         self.policy = AlbumentationsPolicy(policy) if policy else None
         self.predict_dir = Path(predict_dir) if predict_dir is not None else None
         self._said_file_path = False
