@@ -12,8 +12,8 @@ tricks config's), and the test split's class counts are compared with the folder
 
     python benchmarks/predictions.py --epochs 1 --eurosat-every 10
 
-The data comes from ``../shared/data`` (extracted once into ``.offline/``); the script exits with a
-message when it is absent.
+The data comes from ``../shared/data`` through the reproduction's offline data source (extracted once
+into ``data/reproduce/``); the script exits with a message when it is absent.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,13 +31,46 @@ from pathlib import Path
 
 import torch
 import yaml
-from offline_data import CIFAR10_MEAN, CIFAR10_STD, ROOT, cifar10_jpeg, eurosat_rgb
 from torch.utils.data import DataLoader
 
+from litvision.errors import LitvisionError
+from litvision.reproduce.data_sources import CIFAR10_MEAN, CIFAR10_STD, DataSource
+from litvision.reproduce.plan import Scale
 from litvision.runs import load_run
 
+ROOT = Path(__file__).resolve().parents[1]
 LITVISION = [sys.executable, "-m", "litvision"]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.accelerator=cpu"]
+
+
+def offline_copy(dataset: str) -> Path:
+    """The folder of the offline copy of ``dataset`` as it comes (extracted once), or exit saying why."""
+    try:
+        source = DataSource("offline", Scale("full"), ROOT / "data", ROOT.parent / "shared" / "data")
+        return source.prepare(dataset)
+    except LitvisionError as err:
+        sys.exit(f"skipped: {err}")
+
+
+def eurosat_rgb(every: int = 1) -> Path:
+    """The real EuroSAT RGB images as they come, one flat folder per class (``<Class>/<Class>_<n>.jpg``);
+    with ``every`` > 1, every ``every``-th image of each class (by file number): a subset in which the
+    classes keep their proportions (2,000 to 3,000 images each in the whole set)."""
+    images = offline_copy("eurosat") / "2750"
+    if every == 1:
+        return images
+    root = ROOT / "data" / "reproduce" / f"offline-eurosat-every-{every}"
+    if root.is_dir():
+        return root
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for folder in sorted(p for p in images.iterdir() if p.is_dir()):
+        (partial / folder.name).mkdir(parents=True)
+        for f in folder.glob("*.jpg"):
+            if int(f.stem.rsplit("_", 1)[-1]) % every == 0:
+                os.link(f, partial / folder.name / f.name)
+    partial.rename(root)
+    return root
 
 
 def litvision(cwd: Path, *args: str) -> None:
@@ -72,11 +107,11 @@ def check(csv_path: Path, predicted: list[str], files: list[str], cwd: Path) -> 
 
 
 def cifar(work: Path, epochs: int, limit: float) -> dict[str, object]:
-    data = cifar10_jpeg()
+    data = offline_copy("cifar10")  # train/<class>/*.jpg, test/<class>/*.jpg
     litvision(
         work, "fit", f"--config={ROOT / 'configs/cnn_cifar.yaml'}",
         "--data=litvision.data.ImageFolderDataModule", f"--data.data_dir={data}",
-        f"--data.mean={list(CIFAR10_MEAN)}", f"--data.std={list(CIFAR10_STD)}", "--data.num_workers=2",
+        f"--data.mean={CIFAR10_MEAN}", f"--data.std={CIFAR10_STD}", "--data.num_workers=2",
         f"--trainer.max_epochs={epochs}", f"--trainer.limit_train_batches={limit}", *QUIET,
     )  # fmt: skip
     run_dir = work / "lightning_logs/cnn_cifar/version_0"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lightning.fabric.utilities.logger import _convert_params
 from lightning.pytorch.loggers import TensorBoardLogger as _TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import hparams
 
 from litvision.module import SPLITS
+from litvision.private_api import logger_params, tensorboard_file_writer
 
 # The HPARAMS tab's metric columns: each run's value is the last one logged under the tag.
 HPARAMS_METRICS = ("val/acc_best", "test/acc", "test/acc_macro")
@@ -36,7 +36,7 @@ class TensorBoardLogger(_TensorBoardLogger):
     def log_hyperparams(
         self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None
     ) -> None:
-        params = _convert_params(params)
+        params = logger_params(params)
         self.hparams.update(params)  # saved as hparams.yaml
         experiment, start, end = hparams(user_hparams(params), dict.fromkeys(HPARAMS_METRICS, 0.0))
         plugin_data = experiment.value[0].metadata.plugin_data
@@ -44,7 +44,7 @@ class TensorBoardLogger(_TensorBoardLogger):
         for info in content.experiment.hparam_infos:
             info.differs = info.name in HEADLINE_HPARAMS
         plugin_data.content = content.SerializeToString()
-        writer = self.experiment._get_file_writer()
+        writer = tensorboard_file_writer(self.experiment)
         for summary in (experiment, start, end):
             writer.add_summary(summary, step)
         self.experiment.add_custom_scalars(

@@ -8,8 +8,6 @@ classes and its preprocessing come from the run's ``config.yaml``, the weights f
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from rich.console import Console
 from litvision.data.files import NO_LABEL
 from litvision.errors import LitvisionError
 from litvision.runs import find_checkpoint
+from litvision.utils import csv_text, write_json, write_text
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -126,16 +125,12 @@ class PredictionWriter(BasePredictionWriter):
 
 def write_predictions(rows: list[dict[str, Any]], path: Path, with_json: bool) -> None:
     """``rows`` as CSV at ``path`` (every class's probability left to the JSON) and, if ``with_json``,
-    as JSON beside it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    as JSON beside it; each file written atomically."""
     fields = [key for key in rows[0] if key != "probabilities"]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
+    table = [[f"{row[k]:.6f}" if isinstance(row[k], float) else row[k] for k in fields] for row in rows]
+    write_text(path, csv_text([fields, *table]))
     if with_json:
-        path.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+        write_json(path.with_suffix(".json"), rows)
 
 
 def run_dir_arguments(argv: list[str]) -> list[str]:

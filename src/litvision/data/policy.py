@@ -15,7 +15,6 @@ reproducible and resume exactly.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from litvision.errors import LitvisionError
+from litvision.utils import import_object
 
 # albumentations keeps its seeds in numpy's and Python's generators, which take any 32-bit value.
 _SEED_BOUND = 2**32
@@ -41,11 +41,9 @@ def build_transform(spec: Mapping[str, Any] | str) -> A.BasicTransform:
             "{class_path: albumentations.<Transform>, init_args: {...}}"
         )
     path = str(spec["class_path"])
-    module_name, _, name = path.rpartition(".")
     try:
-        module = importlib.import_module(module_name or "albumentations")
-        cls = getattr(module, name)
-    except (ImportError, AttributeError):
+        cls = import_object(path if "." in path else f"albumentations.{path}")
+    except LitvisionError:
         cls = None
     if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
         raise LitvisionError(
