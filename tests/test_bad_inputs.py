@@ -104,12 +104,22 @@ CASES = [
     (
         "image folder missing",
         ["fit", DIGITS, FOLDER, "--data.data_dir={tmp}/nowhere"],
-        "image folder '{tmp}/nowhere/train' not found",
+        "image folder '{tmp}/nowhere' not found",
     ),
     (
         "image folder without images",
         ["fit", DIGITS, FOLDER, "--data.data_dir={tmp}/empty"],
-        "no images found under '{tmp}/empty/train'",
+        "class folder(s) ['a'] of '{tmp}/empty/train' hold no image files",
+    ),
+    (
+        "test classes that training lacks",
+        ["fit", DIGITS, FOLDER, "--data.data_dir={tmp}/unknown"],
+        "'{tmp}/unknown/test' has classes ['emu'] that '{tmp}/unknown/train' does not have",
+    ),
+    (
+        "unknown augmentation in a policy",
+        ["fit", DIGITS, FOLDER, "--data.data_dir={tmp}/corrupt", "--data.policy=[{class_path: Flipp}]"],
+        "policy transform 'Flipp' is not an albumentations transform",
     ),
     (
         "corrupt image",
@@ -166,6 +176,9 @@ def prepare(tmp: Path) -> None:
             folder.mkdir(parents=True)
             for i in range(10):
                 Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    for split, label in (("train", "cat"), ("test", "emu")):
+        (tmp / "unknown" / split / label).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp / "unknown" / split / label / "0.png")
     good = (tmp / "corrupt/train/b/0.png").read_bytes()
     (tmp / "corrupt/train/b/broken.png").write_bytes(good[: len(good) // 2])  # a truncated download
     torch.save({"state_dict": {"w": torch.zeros(2)}, "loops": {}}, tmp / "whole.ckpt")

@@ -14,7 +14,9 @@ import yaml
 from conftest import CONFIGS, ROOT
 from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar.layout_pb2 import Layout as LayoutProto
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from test_ddp import assert_quiet
 
 from litvision.cli import LitvisionCLI, main
 from litvision.models import SimpleCNN
@@ -90,24 +92,31 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert results["checkpoint"].endswith(".ckpt") and "best-epoch" in results["checkpoint"]
     assert "Test accuracy per class" in result.stdout
     assert (run / "checkpoints" / "last.ckpt").exists() and (run / "config.yaml").exists()
+    assert_quiet(result)
 
-    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0}).Reload()
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"val/acc", "val/loss", "train/loss", "train/acc", "test/acc", "hp_metric"} <= scalars
+    assert {"val/acc", "val/loss", "train/loss", "train/acc", "test/acc", "val/acc_best"} <= scalars
     per_class = {t for t in scalars if t.startswith("val/acc_class/")}
     assert per_class == {f"val/acc_class/{d}" for d in range(10)}
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
     assert len(events.Scalars("val/acc")) == 2  # one point per epoch
     hparams = events.PluginTagToContent("hparams")
     session = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
-    assert {
-        "backbone/class_path",
-        "optimizer/init_args/lr",
-        "batch_size",
-        "val_size",
-    } <= session.hparams.keys()
+    # What a user varies, readable: class names, numbers as numbers, booleans as words.
+    shown = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in session.hparams.items()}
+    assert {"model": "RowRNN", "model/cell": "lstm", "optimizer": "Adam", "lr": 0.003, "batch_size": 64.0,
+            "oversample": "false", "label_smoothing": 0.0} .items() <= shown.items()  # fmt: skip
+    assert not [k for k in shown if k.startswith("_") or "class_path" in k or "init_args" in k]
     experiment = HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
-    assert [m.name.tag for m in experiment.metric_infos] == ["hp_metric"]
+    assert [m.name.tag for m in experiment.metric_infos] == ["val/acc_best", "test/acc", "test/acc_macro"]
+    # TensorBoard shows five columns at first, those marked as differing first: the headline ones.
+    headline = {i.name for i in experiment.hparam_infos if i.differs}
+    assert headline == {"model", "optimizer", "lr", "batch_size", "imbalance"}
+    # One chart per split with every class's accuracy (the CUSTOM SCALARS tab).
+    layout = LayoutProto.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts == {split: [f"^{split}/acc_class/"] for split in ("train", "val", "test")}
 
 
 def test_litvision_script_and_module_entry_point(in_tmp):

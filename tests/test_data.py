@@ -140,11 +140,13 @@ def test_image_folder_resize_and_grayscale(tmp_path):
 
 
 def test_image_folder_missing_or_empty(tmp_path):
-    with pytest.raises(DataNotFoundError, match=r"image folder '.*train' not found"):
+    with pytest.raises(DataNotFoundError, match=r"image folder '.*nowhere' not found"):
+        ImageFolderDataModule(tmp_path / "nowhere")
+    with pytest.raises(DataNotFoundError, match="has no class sub-folders"):
         ImageFolderDataModule(tmp_path)
     (tmp_path / "train" / "cat").mkdir(parents=True)
     (tmp_path / "test" / "cat").mkdir(parents=True)
-    with pytest.raises(DataNotFoundError, match="no images found"):
+    with pytest.raises(DataNotFoundError, match=r"folder\(s\) \['cat'\] of '.*train' hold no image"):
         ImageFolderDataModule(tmp_path)
 
 

@@ -14,6 +14,10 @@ from litvision.private_api import (
     cli_build_trainer,
     cli_callback_keys,
     strategy_checkpoint_io,
+
+
+    logger_params,
+    tensorboard_file_writer,
 )
 
 VERSIONS = f"Lightning {lightning.__version__}, torch {torch.__version__}"
@@ -27,7 +31,9 @@ def test_lightning_cli_private_methods_build_the_trainer_we_ask_for():
         keys = cli_callback_keys(cli)
     except AttributeError as err:
         pytest.fail(f"LightningCLI._parser(...).callback_keys is gone in {VERSIONS}: {err}")
-    assert keys == ["checkpoint"], f"LightningCLI._parser(...).callback_keys changed in {VERSIONS}"
+    assert keys == ["checkpoint", "predictions"], (
+        f"LightningCLI._parser(...).callback_keys changed in {VERSIONS}"
+    )
     marker = ModelCheckpoint(filename="marker")
     try:
         trainer = cli_build_trainer(cli, {"logger": False, "max_epochs": 3, "callbacks": None}, [marker])
@@ -70,3 +76,24 @@ def test_a_strategy_keeps_the_checkpoint_io_it_was_given_in_checkpoint_io():
         "with_atomic_checkpoints would replace a user's own"
     )
     assert strategy_checkpoint_io("ddp") is None
+
+
+def test_logger_params_and_tensorboard_file_writer(tmp_path):
+    from argparse import Namespace
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    try:
+        params = logger_params(Namespace(lr=0.1))
+    except (ImportError, TypeError) as err:
+        pytest.fail(f"lightning.fabric.utilities.logger._convert_params changed in {VERSIONS}: {err}")
+    assert params == {"lr": 0.1}, f"_convert_params no longer turns a Namespace into a dict in {VERSIONS}"
+    writer = SummaryWriter(tmp_path)
+    try:
+        file_writer = tensorboard_file_writer(writer)
+    except AttributeError as err:
+        pytest.fail(f"SummaryWriter._get_file_writer is gone in {VERSIONS}: {err}")
+    assert callable(getattr(file_writer, "add_summary", None)), (
+        f"SummaryWriter._get_file_writer() no longer gives a writer with add_summary in {VERSIONS}"
+    )
+    writer.close()

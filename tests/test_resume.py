@@ -35,7 +35,9 @@ KILL_AT = 31  # mid-way through the second epoch, 3 steps after the last mid-epo
 
 
 def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    # The tests' helpers (the crash callback) importable, beside whatever litvision is on the path.
+    paths = [str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     return subprocess.run(
         [sys.executable, "-m", "litvision", *RUN, *args], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -64,8 +66,37 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_killed_run_resumes_to_the_same_weights_metrics_and_curves(uninterrupted, tmp_path):
+    kill_and_resume(tmp_path, uninterrupted)
+
+
+# Report 001's kind of policy (flips, rotations, shift-scale-rotate), drawn in the loader processes.
+POLICY = [
+    "--data.augment=true",
+    "--data.policy=[{class_path: albumentations.HorizontalFlip}, "
+    "{class_path: albumentations.RandomRotate90}, {class_path: albumentations.Affine, "
+    "init_args: {translate_percent: 0.1, rotate: [-15, 15], p: 1.0}}]",
+]
+
+
+@pytest.mark.slow
+def test_killed_run_with_an_albumentations_policy_resumes_bitwise(tmp_path):
+    uninterrupted = tmp_path / "uninterrupted"
+    uninterrupted.mkdir()
+    done = fit(uninterrupted, *POLICY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "because AlbumentationsPolicy" in done.stdout + done.stderr, "the policy is in use"
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    kill_and_resume(killed, uninterrupted / "lightning_logs/digits_lstm/version_0", *POLICY)
+
+
+def kill_and_resume(tmp_path: Path, uninterrupted: Path, *args: str) -> None:
+    """Kill a run mid-epoch, resume it, and check that it ends as ``uninterrupted`` did."""
     killed = fit(
-        tmp_path, "--trainer.callbacks+=helpers.crash.KillAtStep", f"--trainer.callbacks.step={KILL_AT}"
+        tmp_path,
+        *args,
+        "--trainer.callbacks+=helpers.crash.KillAtStep",
+        f"--trainer.callbacks.step={KILL_AT}",
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
     run = tmp_path / "lightning_logs/digits_lstm/version_0"
@@ -73,7 +104,7 @@ def test_killed_run_resumes_to_the_same_weights_metrics_and_curves(uninterrupted
     assert STEPS_PER_EPOCH < saved["global_step"] < KILL_AT <= 2 * STEPS_PER_EPOCH, "a mid-epoch checkpoint"
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
-    resumed = fit(tmp_path, "--ckpt_path=last")
+    resumed = fit(tmp_path, *args, "--ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     assert [p.name for p in (tmp_path / "lightning_logs/digits_lstm").iterdir()] == ["version_0"]

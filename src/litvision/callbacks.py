@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
+import re
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,28 @@ from rich.table import Table
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies
 from litvision.utils import git_state, write_json
+
+# Lightning's console messages that a user of litvision cannot act on.
+_NOT_ACTIONABLE = (
+    "💡 Tip:",  # advertisements for Lightning's cloud services
+    "LightningCLI's args parameter",  # `litvision predict RUN_DIR` hands the CLI its translated arguments
+)
+
+
+def quiet_console() -> None:
+    """Leave out of the console the warnings and messages a user cannot act on, in every process (DDP
+    runs main() in each): Lightning's advice to ``sync_dist`` the epoch metrics, which torchmetrics has
+    synchronised already (a user's own ``self.log`` keys keep the advice), and the messages above."""
+    from litvision.module import SPLITS
+
+    splits = "|".join(SPLITS)
+    warnings.filterwarnings(
+        "ignore",
+        message=rf"It is recommended to use `self.log\('({splits})/(loss|acc|acc_macro|acc_best|acc_class/)",
+    )
+    warnings.filterwarnings("ignore", message=rf"({'|'.join(map(re.escape, _NOT_ACTIONABLE))})")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.cli"):
+        logging.getLogger(name).addFilter(lambda record: not record.getMessage().startswith(_NOT_ACTIONABLE))
 
 
 class TestReport(Callback):

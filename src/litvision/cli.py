@@ -14,16 +14,16 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
-    RichModelSummary,
     RichProgressBar,
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport
+from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport, quiet_console
 from litvision.checkpoint_io import with_atomic_checkpoints
 from litvision.data import ImageDataModule
 from litvision.errors import LitvisionError, one_line_errors
 from litvision.module import ImageClassifier
+from litvision.predict import PredictionWriter, run_dir_arguments
 from litvision.private_api import cli_build_trainer, cli_callback_keys
 from litvision.utils import load_checkpoint
 
@@ -75,10 +75,11 @@ class LitvisionCLI(LightningCLI):
 
     @staticmethod
     def default_callbacks() -> list[Callback]:
+        # No model summary here: Lightning adds its rich one itself (beside a rich progress bar), and says
+        # "already configured" on the console when one is given.
         return [
             LearningRateMonitor(logging_interval="epoch"),
             RichProgressBar(),
-            RichModelSummary(max_depth=1),
             TestReport(),
             RunInfo(),
             RandomState(),
@@ -93,8 +94,6 @@ class LitvisionCLI(LightningCLI):
         off: list[type[Callback]] = []
         if config.get("enable_progress_bar") is False:
             off.append(RichProgressBar)
-        if config.get("enable_model_summary") is False:
-            off.append(RichModelSummary)
         if config.get("enable_checkpointing") is False:
             off.append(ModelCheckpoint)
         if config.get("logger") in (False, None, []):
@@ -112,6 +111,7 @@ class LitvisionCLI(LightningCLI):
         for key in ("num_classes", "input_shape", "class_names"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -150,6 +150,16 @@ class LitvisionCLI(LightningCLI):
         if every < 0:
             raise LitvisionError(f"checkpoint_every_n_steps={every} is invalid: use 0 (off) or a step count")
         _name_run_after_config(config)
+        if self.subcommand in ("validate", "test", "predict"):
+            # Nothing trains: no checkpoint callbacks, whose state Lightning would restore from the checkpoint
+            # (warning that their folder changed), nor a warning that they are missing.
+            config["trainer.enable_checkpointing"] = False
+            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used")
+        if self.subcommand == "predict":
+            # A prediction logs no metric: no TensorBoard run (it would be an empty one in the run list)
+            # and no config.yaml; predictions.csv goes to the checkpoint's run directory.
+            config["trainer.logger"] = False
+            self.save_config_callback = None
         if config.get("ckpt_path"):
             _resume_in_place(config, fit=self.subcommand == "fit")
 
@@ -263,9 +273,13 @@ def main(args: list[str] | None = None) -> None:
     """Training: Lightning's CLI on :class:`LitvisionCLI` (``litvision.commands.main`` dispatches here)."""
     # Lightning's own use of a deprecated torch API; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    quiet_console()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
+    argv = sys.argv[1:] if args is None else list(args)
     with one_line_errors(_prog()):
+        if argv[:1] == ["predict"] and len(argv) > 1 and not argv[1].startswith("-"):
+            args = run_dir_arguments(argv[1:])  # litvision predict RUN_DIR ...
         # An error in a datamodule's constructor reaches us wrapped by the argument parser.
         LitvisionCLI(args=args)
 

@@ -35,7 +35,8 @@ class ImageClassifierBase(LightningModule):
     Metrics are torchmetrics objects, updated every step and computed (and synchronised across
     devices) once per epoch: ``{split}/loss``, ``{split}/acc``, ``{split}/acc_macro`` and one
     ``{split}/acc_class/<class name>`` per class, plus a confusion-matrix figure at the end of
-    validation and test. ``hp_metric`` (the HPARAMS tab) is the best validation accuracy so far.
+    validation and test. ``val/acc_best`` (a metric of the HPARAMS tab) is the best validation accuracy
+    so far.
 
     Args:
         backbone: builds the network as ``backbone(num_classes, input_shape)``.
@@ -96,6 +97,8 @@ class ImageClassifierBase(LightningModule):
             )
         self.num_classes = num_classes
         self.net = backbone(num_classes, tuple(input_shape))
+        if not compile:  # the model summary's input and FLOP counts (a compiled net would compile there)
+            self.example_input_array = torch.zeros(1, *input_shape)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.log_confusion_matrix = log_confusion_matrix
@@ -174,7 +177,7 @@ class ImageClassifierBase(LightningModule):
             return
         acc = self._log_epoch("val")
         self.val_acc_best.update(acc)
-        self.log("hp_metric", self.val_acc_best.compute())
+        self.log("val/acc_best", self.val_acc_best.compute())
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

@@ -16,9 +16,13 @@ if TYPE_CHECKING:  # the data package imports this module: it need not load the 
     from lightning.pytorch.plugins.io import CheckpointIO
 
 
+    from torch.utils.tensorboard import SummaryWriter
+
+
 def cli_callback_keys(cli: LightningCLI) -> list[str]:
     """The config keys of the callbacks added with ``parser.add_lightning_class_args`` (our
-    ``--checkpoint``), which LightningCLI instantiates and adds to the trainer itself."""
+    ``--checkpoint`` and ``--predictions``), which LightningCLI instantiates and adds to the trainer
+    itself."""
     return list(cli._parser(cli.subcommand).callback_keys)
 
 
@@ -35,6 +39,20 @@ def strategy_checkpoint_io(strategy: Any) -> CheckpointIO | None:
     was given none (the public ``checkpoint_io`` property makes a default one instead of saying so); None
     for a strategy named by a string."""
     return getattr(strategy, "_checkpoint_io", None)
+
+
+def logger_params(params: Any) -> dict[str, Any]:
+    """Hyperparameters as Lightning's loggers take them (a dict, an ``argparse.Namespace`` or None) turned
+    into a dict, as its own ``log_hyperparams`` does first."""
+    from lightning.fabric.utilities.logger import _convert_params
+
+    return _convert_params(params)
+
+
+def tensorboard_file_writer(writer: SummaryWriter) -> Any:
+    """The file writer of a ``SummaryWriter``, made if need be: our HPARAMS summaries are written through
+    its ``add_summary`` (``SummaryWriter.add_hparams`` would write them into a run folder of their own)."""
+    return writer._get_file_writer()
 
 
 class IndexBatchesLoader(DataLoader):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_info
 from rich.console import Console
 from rich.table import Table
 from sklearn.model_selection import train_test_split
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from litvision.data.device_augment import BatchTransform
+from litvision.data.files import UnlabelledImages
 from litvision.data.imbalance import (
     ImbalanceProfile,
     NoisyCopies,
@@ -34,8 +36,10 @@ from litvision.data.memory import (
     InMemorySubset,
     as_batch,
     cached_decode,
+    image_files,
     yields_batches,
 )
+from litvision.data.policy import AlbumentationsPolicy
 from litvision.data.resumable import Item, ResumableDataLoader, SeededSampler, seeded, split_item
 from litvision.errors import DataNotFoundError, LitvisionError
 
@@ -131,6 +135,13 @@ class ImageDataModule(LightningDataModule):
             split fits (4 GiB, and a quarter of the GPU's free memory); ``false``: the
             torchvision/PIL loader path, with ``num_workers`` processes. Images read from files are
             decoded once and cached next to them (``.litvision-<split>-<key>.pt``).
+        policy: the training augmentation as a list of albumentations transforms
+            (``{class_path, init_args}`` each), in place of the dataset's own; see ``data/policy.py``.
+            It runs on the file path: with ``in_memory: auto`` a dataset given one is read from its
+            files (said once at setup), and ``in_memory: true`` refuses it.
+        predict_dir: a folder of images (any layout, nested or flat, no labels needed) for
+            ``litvision predict``; by default it predicts on the test split. The images are converted
+            and resized to the model's input shape and normalised as the test images are.
     """
 
     name: str = "dataset"
@@ -152,6 +163,8 @@ class ImageDataModule(LightningDataModule):
         noise_variances: Sequence[float] | None = None,
         noise_classes: Sequence[int] | None = None,
         in_memory: bool | Literal["auto"] = "auto",
+        policy: list[dict[str, Any]] | None = None,
+        predict_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         # Logged with the model's hyperparameters (HPARAMS tab); the shape is the model's to log.
@@ -163,6 +176,11 @@ class ImageDataModule(LightningDataModule):
         if in_memory not in (True, False, "auto"):
             raise LitvisionError(f"in_memory={in_memory!r} is invalid: use true, false or auto")
         self.in_memory = in_memory
+        if policy and not augment:  # a policy never goes unused without a word
+            raise LitvisionError("a policy is given but augment is false: set augment: true to train with it")
+        self.policy = AlbumentationsPolicy(policy) if policy else None
+        self.predict_dir = Path(predict_dir) if predict_dir is not None else None
+        self._said_file_path = False
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.val_size = val_size
@@ -186,6 +204,9 @@ class ImageDataModule(LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.predict_set: Dataset | None = None
+        # Where each predicted image comes from: file paths, or None for data sets held as arrays.
+        self.predict_files: list[str] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -203,16 +224,28 @@ class ImageDataModule(LightningDataModule):
         """Deterministic transforms applied to every split before augmentation (e.g. a resize)."""
         return []
 
+    def train_augmentations(self) -> list[Callable]:
+        """What augments training images: the ``policy`` if given, else :meth:`augmentations`; none
+        without ``augment``."""
+        if not self.augment:
+            return []
+        return [self.policy] if self.policy is not None else self.augmentations()
+
     def train_transform(self) -> Callable:
-        return self._transform(self.augmentations() if self.augment else [])
+        return self._transform(self.train_augmentations())
 
     def eval_transform(self) -> Callable:
         return self._transform([])
 
+    def predict_transform(self) -> Callable:
+        """:meth:`eval_transform` for images of any size: each is resized to the input shape first."""
+        # The eval transform's own resize (if any) then finds the right size, which v2 leaves untouched.
+        return v2.Compose([v2.ToImage(), v2.Resize(self.input_shape[1:]), self.eval_transform()])
+
     def batch_transform(self, train: bool) -> BatchTransform:
         """What :meth:`train_transform` or :meth:`eval_transform` do after :meth:`preprocessing`, for
         whole uint8 batches on their device (the in-memory path)."""
-        return BatchTransform(self.augmentations() if train and self.augment else [], self.mean, self.std)
+        return BatchTransform(self.train_augmentations() if train else [], self.mean, self.std)
 
     def _transform(self, augmentations: list[Callable]) -> Callable:
         return v2.Compose(
@@ -250,11 +283,17 @@ class ImageDataModule(LightningDataModule):
             if self.imbalance is not None or self.noise_variances or self.oversample:
                 self._report_class_counts()
             self.val_set = self._subset(source, targets, val_idx, train=False) if len(val_idx) else None
+        if stage == "predict" and self.predict_dir is not None:
+            images = UnlabelledImages(self.predict_dir, "L" if self.input_shape[0] == 1 else "RGB")
+            images.transform = self.predict_transform()
+            self.predict_set, self.predict_files = images, images.files
+            return
         if stage in ("test", "predict", None) and self.test_set is None:
             dataset, targets = self.load_split(train=False)
             self._check_labels(targets, "test")
             source = self._source(dataset, "test")
             self.test_set = self._subset(source, targets, range(len(targets)), train=False)
+            self.predict_set, self.predict_files = self.test_set, image_files(dataset)
 
     def decode(self, dataset: Dataset, split: str) -> torch.Tensor:
         """Every image of the ``split`` dataset as one uint8 tensor (N, C, H, W), as the PIL path has it
@@ -274,9 +313,12 @@ class ImageDataModule(LightningDataModule):
             return False
         try:
             self.batch_transform(train=True)
-        except LitvisionError:  # an augmentation with no whole-batch version
+        except LitvisionError as err:  # an augmentation with no whole-batch version
             if self.in_memory is True:
                 raise
+            if not self._said_file_path:
+                self._said_file_path = True
+                rank_zero_info(f"{self.name}: read from the image files, not from memory, because {err}")
             return False
         if self.in_memory is True:
             return True
@@ -397,7 +439,7 @@ class ImageDataModule(LightningDataModule):
         return self._loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
+        return self._loader(self.predict_set)
 
     def _download(self, make: Callable[..., Any], download: bool, how_to_supply: str) -> None:
         """Check that ``make(download=False)`` finds the data; else download it or explain how to get it."""

@@ -1,4 +1,4 @@
-"""The user's own images: ``root/train/<class>/*`` and ``root/test/<class>/*``."""
+"""The user's own images, in any of the usual folder layouts."""
 
 from __future__ import annotations
 
@@ -7,34 +7,55 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
-from litvision.data.base import ImageDataModule
+from litvision.data.base import ImageDataModule, check_split_size, stratified_split
+from litvision.data.files import is_hidden, is_image_file, open_image
 from litvision.errors import DataNotFoundError, LitvisionError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _first_image(folder: Path) -> Path | None:
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in IMG_EXTENSIONS:
-            return path
-    return None
+class _VisibleImageFolder(ImageFolder):
+    """torchvision's ``ImageFolder`` minus hidden class folders, hidden files and non-image files."""
+
+    def __init__(self, root: Path, loader: Callable[[str], Image.Image]) -> None:
+        super().__init__(
+            str(root), loader=loader, is_valid_file=lambda p: is_image_file(p) and not is_hidden(p, root),
+            allow_empty=True,
+        )  # fmt: skip
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = class_folders(Path(directory))
+        return classes, {name: i for i, name in enumerate(classes)}
+
+
+def class_folders(root: Path) -> list[str]:
+    """The names of the visible sub-folders of ``root``, sorted: its classes."""
+    return sorted(e.name for e in root.iterdir() if e.is_dir() and not is_hidden(e))
 
 
 class ImageFolderDataModule(ImageDataModule):
-    """Any folder of images laid out as ``root/train/<class>/*`` and ``root/test/<class>/*``.
+    """Any folder of images, in one of three layouts:
 
-    Class names are the sub-folder names of ``train/``, in sorted order (torchvision's
-    ``ImageFolder``). Images are converted to RGB (or to grey with ``grayscale``) and, if
-    ``image_size`` is given, resized to it; otherwise every image must have the size of the first.
-    An unreadable image stops the run with its path; ``skip_corrupt`` checks every image at setup
-    instead and leaves the unreadable ones out, with a warning that lists them.
-    Augmentation is a random crop with 1/8 padding and a horizontal flip, as for CIFAR-10.
+    - ``root/train/<class>/*`` and ``root/test/<class>/*``: the test split is ``test/``;
+    - ``root/train/<class>/*`` alone, or ``root/<class>/*`` alone (EuroSAT's layout, and that of most
+      downloaded data sets): ``test_size`` of the images is held out as a seeded stratified test split
+      (seed ``split_seed``), and the validation split is carved from the rest.
+
+    Class names are the sub-folder names, in sorted order (torchvision's ``ImageFolder``). Images may
+    sit at any depth under their class folder; hidden files and folders (``.DS_Store``,
+    ``.ipynb_checkpoints``) and files without an image extension are skipped. A class folder without
+    images, and test classes that are not training classes, stop the run with their names.
+
+    Images are converted to RGB (or to grey with ``grayscale``) and, if ``image_size`` is given,
+    resized to it; otherwise every image must have the size of the first. An unreadable image stops
+    the run with its path; ``skip_corrupt`` checks every image at setup instead and leaves the
+    unreadable ones out, with a warning that lists them. Augmentation is a random crop with 1/8 padding
+    and a horizontal flip, as for CIFAR-10, unless ``policy`` gives another.
     """
 
     name = "image folder"
@@ -47,72 +68,100 @@ class ImageFolderDataModule(ImageDataModule):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         skip_corrupt: bool = False,
+        test_size: int | float = 0.2,
         **kwargs,
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.skip_corrupt = skip_corrupt
         self.image_size = image_size
         self.grayscale = grayscale
+        check_split_size(test_size, "test_size")
+        self.test_size = test_size
         channels = 1 if grayscale else 3
         self.mean = tuple(mean)[:channels] if grayscale else tuple(mean)
         self.std = tuple(std)[:channels] if grayscale else tuple(std)
         if len(self.mean) != channels or len(self.std) != channels:
             raise LitvisionError(f"mean={list(mean)} and std={list(std)} need {channels} values each")
-        self.class_names = self._scan_classes()
+        self.train_root, self.test_root = self._layout()
+        # Scanned now, so that a bad layout stops the run before anything is written.
+        self._folders = {"train": self._scan(self.train_root)}
+        self.class_names = self._folders["train"].classes
+        if self.test_root is not None:
+            self._folders["test"] = self._scan(self.test_root)
+            unknown = sorted(set(self._folders["test"].classes) - set(self.class_names))
+            if unknown:
+                raise LitvisionError(
+                    f"'{self.test_root}' has classes {unknown} that '{self.train_root}' does not have: "
+                    f"test classes must be training classes ({', '.join(self.class_names)})"
+                )
+        self._checked: set[str] = set()
         if image_size is not None:
             size = (image_size, image_size)
         else:
-            first = _first_image(self.data_dir / "train")
-            if first is None:
-                raise DataNotFoundError(f"no images found under '{self.data_dir / 'train'}'")
-            width, height = Image.open(first).size
+            width, height = Image.open(self._folders["train"].samples[0][0]).size
             size = (height, width)
         self.input_shape = (channels, *size)
 
-    def _scan_classes(self) -> list[str]:
-        for split in ("train", "test"):
-            if not (self.data_dir / split).is_dir():
-                raise DataNotFoundError(
-                    f"image folder '{self.data_dir / split}' not found: lay out your images as "
-                    f"'{self.data_dir}/train/<class>/*.jpg' and '{self.data_dir}/test/<class>/*.jpg'"
-                )
-        classes = sorted(p.name for p in (self.data_dir / "train").iterdir() if p.is_dir())
-        if not classes:
-            raise DataNotFoundError(f"'{self.data_dir / 'train'}' has no class sub-folders")
-        return classes
+    def _layout(self) -> tuple[Path, Path | None]:
+        """The training folder and the test folder (None: the test split is held out of training)."""
+        root = self.data_dir
+        if not root.is_dir():
+            raise DataNotFoundError(
+                f"image folder '{root}' not found: lay out your images as '{root}/<class>/*.jpg', or as "
+                f"'{root}/train/<class>/*.jpg' with an optional '{root}/test/<class>/*.jpg'"
+            )
+        if (root / "train").is_dir():
+            return root / "train", root / "test" if (root / "test").is_dir() else None
+        if (root / "test").is_dir():
+            raise DataNotFoundError(f"'{root}' has a 'test' folder but no 'train' folder beside it")
+        return root, None
+
+    def _scan(self, root: Path) -> ImageFolder:
+        if not class_folders(root):
+            raise DataNotFoundError(
+                f"'{root}' has no class sub-folders: put each class's images in '{root}/<class>/'"
+            )
+        folder = _VisibleImageFolder(root, self._load_image)
+        counts = dict.fromkeys(folder.classes, 0)
+        for _, target in folder.samples:
+            counts[folder.classes[target]] += 1
+        empty = [name for name, n in counts.items() if n == 0]
+        if empty:
+            raise DataNotFoundError(
+                f"class folder(s) {empty} of '{root}' hold no image files (.jpg, .png, ...): add images "
+                "or remove the folder(s)"
+            )
+        return folder
+
+    def _readable_folder(self, split: str) -> ImageFolder:
+        """The split's folder, with unreadable images left out when ``skip_corrupt`` (checked once)."""
+        folder = self._folders[split]
+        if self.skip_corrupt and split not in self._checked:  # decode every image now, not mid-epoch
+            self._checked.add(split)
+            bad = {path for path, _ in folder.samples if not self._readable(path)}
+            if bad:
+                listed = ", ".join(sorted(bad)[:5])
+                rank_zero_warn(f"left out {len(bad)} unreadable image(s) of '{folder.root}': {listed}")
+                folder.samples = [s for s in folder.samples if s[0] not in bad]
+                folder.targets = [t for _, t in folder.samples]
+                folder.imgs = folder.samples
+        return folder
 
     def load_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
-        folder = self.data_dir / ("train" if train else "test")
-        try:
-            dataset = ImageFolder(folder, loader=self._load_image, allow_empty=True)
-        except FileNotFoundError as err:
-            raise DataNotFoundError(f"'{folder}': {err}") from None
-        unknown = sorted(set(dataset.classes) - set(self.class_names))
-        if unknown:
-            raise LitvisionError(f"'{folder}' has classes {unknown} that 'train/' does not have")
-        if self.skip_corrupt:  # decode every image once now, rather than fail mid-epoch
-            bad = [path for path, _ in dataset.samples if not self._readable(path)]
-            if bad:
-                rank_zero_warn(f"left out {len(bad)} unreadable image(s) of '{folder}': {', '.join(bad[:5])}")
-                dataset.samples = [s for s in dataset.samples if s[0] not in set(bad)]
-                dataset.targets = [t for _, t in dataset.samples]
-                dataset.imgs = dataset.samples
-        # Map the split's own class indices onto the training classes, so a test folder that lacks a
-        # class still gets the right labels.
-        remap = [self.class_names.index(c) for c in dataset.classes]
-        dataset.target_transform = remap.__getitem__
-        return dataset, [remap[t] for t in dataset.targets]
+        if self.test_root is None:  # one folder: a seeded stratified test split is held out of it
+            folder = self._readable_folder("train")
+            kept, held = stratified_split(folder.targets, self.test_size, self.split_seed)
+            indices = kept if train else held
+            return Subset(folder, indices.tolist()), [folder.targets[i] for i in indices]
+        folder = self._readable_folder("train" if train else "test")
+        # Map the split's own class indices onto the training classes, so that a test folder that
+        # lacks a class still gets the right labels.
+        remap = [self.class_names.index(c) for c in folder.classes]
+        folder.target_transform = remap.__getitem__
+        return folder, [remap[t] for t in folder.targets]
 
     def _load_image(self, path: str) -> Image.Image:
-        try:
-            with open(path, "rb") as f:
-                return Image.open(f).convert("L" if self.grayscale else "RGB")
-        except (OSError, SyntaxError, ValueError) as err:  # PIL's ways of saying "not a readable image"
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise LitvisionError(
-                f"image '{path}' cannot be read ({reason}); "
-                "repair or remove it, or set data.skip_corrupt: true to leave unreadable images out"
-            ) from None
+        return open_image(path, "L" if self.grayscale else "RGB")
 
     def _readable(self, path: str) -> bool:
         try:
