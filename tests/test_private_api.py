@@ -13,10 +13,8 @@ from litvision.private_api import (
     IndexBatchesLoader,
     cli_build_trainer,
     cli_callback_keys,
-    strategy_checkpoint_io,
-
-
     logger_params,
+    strategy_checkpoint_io,
     tensorboard_file_writer,
 )
 

@@ -14,8 +14,6 @@ if TYPE_CHECKING:  # the data package imports this module: it need not load the 
     from lightning.pytorch import Callback, Trainer
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.plugins.io import CheckpointIO
-
-
     from torch.utils.tensorboard import SummaryWriter
 
 
