@@ -13,16 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_data import write_images
+
+from litvision.callbacks import RandomState
 
 BATCH_SIZE = 8
 STEPS_PER_EPOCH = 7  # (3 * 18 images - 12 held out + 14 noisy copies of class "b") / 8
@@ -174,3 +178,17 @@ def test_resume_without_a_previous_run_is_one_line(tmp_path):
         )
     )
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_random_state_restores_every_global_generator_exactly():
+    """What dropout, Python's and NumPy's random draws give after a resume is what they would have given
+    without the interruption, cached Gaussians included (random.gauss and NumPy draw normals in pairs)."""
+    callback = RandomState()
+    random.gauss(0, 1), np.random.normal(), torch.rand(1)  # leave a cached second normal in each
+    saved = callback.state_dict()
+    expected = [random.gauss(0, 1), random.random(), np.random.normal(), np.random.rand(), torch.rand(3)]
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)  # a new process: seeded afresh
+    callback.load_state_dict(saved)
+    callback.on_train_batch_start(None, None, None, 0)  # type: ignore[arg-type]
+    drawn = [random.gauss(0, 1), random.random(), np.random.normal(), np.random.rand(), torch.rand(3)]
+    assert drawn[:4] == expected[:4] and torch.equal(drawn[4], expected[4])

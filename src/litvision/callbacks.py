@@ -114,7 +114,10 @@ class RandomState(Callback):
         self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+        _, python, gauss_next = random.getstate()
+        states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(python)}
+        # random.gauss draws its normals in pairs and caches the second: part of the generator's state.
+        states["python_gauss"] = gauss_next
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         states["numpy"] = {
             "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -135,7 +138,7 @@ class RandomState(Callback):
             return
         states, self._pending = self._pending, None
         torch.set_rng_state(states["torch"])
-        random.setstate((3, tuple(states["python"]), None))
+        random.setstate((3, tuple(states["python"]), states.get("python_gauss")))
         numpy = states["numpy"]
         keys = numpy["keys"].numpy().astype(np.uint32)
         np.random.set_state(("MT19937", keys, numpy["pos"], numpy["gauss"][0], numpy["gauss"][1]))
