@@ -244,3 +244,34 @@ def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):
     assert "test/acc" in cli.trainer.callback_metrics  # the last weights were tested
     # No logger, no run directory: only Lightning's copy of the config lands in default_root_dir.
     assert [p.name for p in in_tmp.iterdir()] == ["config.yaml"]
+
+
+def test_a_checkpoint_of_non_finite_weights_is_never_written(in_tmp, capsys):
+    """An update that diverges after a finite loss leaves nan weights; the checkpoint due at that step is
+    refused with one line, and the last one on disk holds the last finite weights."""
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            quiet(
+                "fit",
+                *SMALL_DATA,
+                "--model.backbone=litvision.models.SimpleCNN",
+                "--trainer.max_epochs=3",
+                "--checkpoint_every_n_steps=3",  # 4 steps per epoch: checkpoints at steps 3, 4, then 6
+                "--trainer.callbacks+=helpers.crash.NonFiniteWeightsAtStep",
+                "--trainer.callbacks.step=6",
+            )
+        )
+    assert exit_.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1].split(": error: ", 1)[1]
+    assert error.startswith("the weights became non-finite (nan or inf) at step 6, epoch 1, in 1 of ")
+    assert (
+        "(first: 'net.conv.0.weight'); no checkpoint of them was written, the last good checkpoint is"
+        in error
+    )
+    saved = torch.load(
+        in_tmp / "lightning_logs/default/version_0/checkpoints/last.ckpt",
+        map_location="cpu",
+        weights_only=True,
+    )
+    assert saved["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
