@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 from collections import Counter
 from pathlib import Path
@@ -283,3 +284,27 @@ def test_cifar10_and_mnist_files_give_the_same_batches_on_both_paths(dataset, tm
     test_images = torch.cat([x for x, _ in loaded[True]["test"]])
     assert torch.allclose(test_images, expected, atol=1e-5)
     assert torch.cat([y for _, y in loaded[True]["test"]]).tolist() == [i % 10 for i in range(20)]
+
+
+def test_a_run_trains_each_epoch_on_that_epochs_seeded_draws(in_tmp, monkeypatch):
+    """What a real run trained on (recorded by a callback) is, epoch by epoch, what its seeded sampler
+    draws for that epoch, a new order each epoch: Lightning advances the sampler's epoch."""
+    from conftest import ROOT
+    from helpers.record import image_digest
+
+    from litvision.cli import main
+
+    main([
+        "fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}", "--trainer.max_epochs=2",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--trainer.callbacks+=helpers.record.RecordTrainingImages", "--test_after_fit=false",
+    ])  # fmt: skip
+    recorded = json.loads((in_tmp / "trained-rank0.json").read_text())
+    monkeypatch.setenv("PL_GLOBAL_SEED", "42")
+    data = DigitsDataModule(batch_size=64, val_size=0.1)
+    data.setup("fit")
+    sampler = data.train_dataloader().sampler
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        assert recorded[epoch] == [image_digest(data.train_set[item][0]) for item in sampler], epoch
+    assert recorded[0] != recorded[1] and sorted(recorded[0]) == sorted(recorded[1])
