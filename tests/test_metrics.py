@@ -138,3 +138,17 @@ def labels_and_predictions(confmat: list[list[int]]) -> tuple[np.ndarray, np.nda
     """One (label, prediction) pair per image counted in a confusion matrix (rows: true class)."""
     pairs = [(t, q) for t, row in enumerate(confmat) for q, n in enumerate(row) for _ in range(n)]
     return np.array([t for t, _ in pairs]), np.array([q for _, q in pairs])
+
+
+def test_shot_groups_follow_the_thresholds():
+    """Many-shot: more than ``many_shot`` training images; few-shot: fewer than ``few_shot``; the rest,
+    bounds included, medium-shot (Liu et al. 2019)."""
+    confmat = [[1, 0, 0, 0], [0, 2, 0, 0], [1, 0, 3, 0], [0, 0, 0, 4]]  # accuracies 1, 1, 0.75, 1
+    results = TestReport.results(confmat, list("abcd"))
+    groups = TestReport(many_shot=100, few_shot=20).shot_groups(results, [101, 100, 20, 19])["shot_groups"]
+    assert groups == {
+        "many_shot": {"acc": 1.0, "classes": 1},
+        "medium_shot": {"acc": pytest.approx(0.875), "classes": 2},
+        "few_shot": {"acc": 1.0, "classes": 1},
+    }
+    assert [v["train_images"] for v in results["per_class"].values()] == [101, 100, 20, 19]
