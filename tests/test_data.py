@@ -300,6 +300,7 @@ def test_a_run_trains_each_epoch_on_that_epochs_seeded_draws(in_tmp, monkeypatch
         "--trainer.callbacks+=helpers.record.RecordTrainingImages", "--test_after_fit=false",
     ])  # fmt: skip
     recorded = json.loads((in_tmp / "trained-rank0.json").read_text())
+    assert not list(in_tmp.rglob("test_results.json")), "--test_after_fit=false: no test after fit"
     monkeypatch.setenv("PL_GLOBAL_SEED", "42")
     data = DigitsDataModule(batch_size=64, val_size=0.1)
     data.setup("fit")
