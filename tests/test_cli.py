@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ from conftest import CONFIGS, ROOT
 from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from test_resume import scalars
 
 from litvision.cli import LitvisionCLI, main
 
@@ -96,6 +97,9 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert per_class == {f"val/acc_class/{d}" for d in range(10)}
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
     assert len(events.Scalars("val/acc")) == 2  # one point per epoch
+    val_acc = [e.value for e in events.Scalars("val/acc")]
+    hp_metric = [e.value for e in events.Scalars("hp_metric")]
+    assert hp_metric[-2:] == [val_acc[0], max(val_acc)], "hp_metric is the best val/acc so far"
     hparams = events.PluginTagToContent("hparams")
     session = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
     assert {
@@ -154,6 +158,18 @@ def test_fit_resumes_from_a_checkpoint(in_tmp):
     assert recorder.epochs == [2]
     assert resumed.trainer.global_step == 3 * steps_per_epoch
     assert last.exists(), "the first run's checkpoint is kept"
+    # Another run's checkpoint continues that run, in its directory; a checkpoint from elsewhere (no
+    # run directory around it) starts a new run from its weights and state.
+    runs = in_tmp / "lightning_logs/default"
+    assert resumed.trainer.log_dir == first.trainer.log_dir
+    assert (runs / "version_0/config.resume-1.yaml").is_file()
+    foreign = in_tmp / "elsewhere/copy.ckpt"
+    foreign.parent.mkdir()
+    shutil.copy(last, foreign)
+    fresh = LitvisionCLI(args=[*common, "--trainer.max_epochs=4", f"--ckpt_path={foreign}"])
+    assert Path(fresh.trainer.log_dir).resolve() == runs / "version_1"
+    assert fresh.trainer.global_step == 4 * steps_per_epoch
+    assert not (runs / "version_1/config.resume-1.yaml").exists()
 
 
 def test_dataset_shape_and_classes_reach_the_model(in_tmp):
@@ -223,13 +239,21 @@ def test_one_cycle_spans_the_whole_fit_per_step(in_tmp):
     assert config.scheduler.last_epoch == cli.trainer.global_step
 
 
-def test_reduce_on_plateau_watches_validation_loss(in_tmp):
+def test_reduce_on_plateau_halves_the_lr_when_validation_loss_stalls(in_tmp):
+    """With a learning rate too small to move the validation loss by 5%, every epoch after the first is
+    a plateau: patience 0 halves the rate at each of them (2 halvings in 3 epochs)."""
     cli = fit_small(
-        {"model": {"lr_scheduler": {"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",
-                                    "init_args": {"patience": 0, "factor": 0.5}}}}, in_tmp)  # fmt: skip
+        {"model": {"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 1e-4}},
+                   "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                                    "init_args": {"patience": 0, "factor": 0.5, "threshold": 0.05}}}},
+        in_tmp, epochs=3,
+    )  # fmt: skip
     config = cli.trainer.lr_scheduler_configs[0]
     assert config.monitor == "val/loss" and config.interval == "epoch"
-    assert math.isfinite(config.scheduler.best), "stepped with the monitored validation loss"
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.25e-4)
+    # The best it saw is the first epoch's validation loss (never 5% better since), not another metric.
+    first_val_loss = scalars(Path(cli.trainer.log_dir))["val/loss"][0][1]
+    assert config.scheduler.best == pytest.approx(first_val_loss, rel=1e-6)
 
 
 def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):
