@@ -5,8 +5,9 @@ and a run killed mid-epoch resumes exactly where it stopped.
 On the file path, datasets draw a sample's augmentation from its own seed (:func:`seeded`), not from a
 worker's random stream; on the in-memory path, a batch's crops, flips and noise all come from one
 generator seeded with its first item's seed (``memory.batch_generator``). Either way a batch does not
-depend on the number of workers, on which worker made it, or on where the epoch was resumed. :class:`ResumableDataLoader` remembers how many batches of
-the epoch were consumed and, restored from a checkpoint, skips exactly those.
+depend on the number of workers, on which worker made it, or on where the epoch was resumed.
+:class:`ResumableDataLoader` remembers how many batches of the epoch were consumed and, restored from a
+checkpoint, skips exactly those.
 """
 
 from __future__ import annotations
