@@ -15,9 +15,11 @@ from conftest import CONFIGS, ROOT
 from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-from test_resume import scalars
 
 from litvision.cli import LitvisionCLI, main
+from litvision.models import SimpleCNN
+from litvision.module import ImageClassifier
+from litvision.utils import read_scalars
 
 BIN = Path(sys.executable).parent
 SYNTHETIC = "--data=litvision.data.SyntheticDataModule"
@@ -122,6 +124,10 @@ def test_litvision_script_and_module_entry_point(in_tmp):
     assert results["checkpoint"] is None  # no validation split: the last weights are tested
     help_ = run_script(sys.executable, "-m", "litvision", "--help", cwd=in_tmp)
     assert help_.returncode == 0 and "{fit,validate,test,predict}" in help_.stdout
+    listed = " ".join(help_.stdout.split())  # the help text is wrapped to the terminal
+    assert "'litvision analyze TOOL RUN_DIR'" in listed and "'litvision reproduce'" in listed
+    reproduce = run_script(sys.executable, "-m", "litvision", "reproduce", "--help", cwd=in_tmp)
+    assert reproduce.returncode == 0 and "{run,report,sweep,plain}" in reproduce.stdout
 
 
 def test_missing_data_is_one_line_and_leaves_nothing(in_tmp):
@@ -239,6 +245,18 @@ def test_one_cycle_spans_the_whole_fit_per_step(in_tmp):
     assert config.scheduler.last_epoch == cli.trainer.global_step
 
 
+def test_one_cycle_keeps_a_given_total_steps_even_a_bad_one():
+    """The fit's length fills in total_steps only where none was given: a bad value reaches PyTorch's
+    check instead of being replaced because the error's text mentions total_steps."""
+    from functools import partial
+
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    given = ImageClassifier(SimpleCNN, lr_scheduler=partial(OneCycleLR, max_lr=0.1, total_steps=0))
+    with pytest.raises(ValueError, match="total_steps"):
+        given.configure_optimizers()
+
+
 def test_reduce_on_plateau_halves_the_lr_when_validation_loss_stalls(in_tmp):
     """With a learning rate too small to move the validation loss by 5%, every epoch after the first is
     a plateau: patience 0 halves the rate at each of them (2 halvings in 3 epochs)."""
@@ -252,7 +270,7 @@ def test_reduce_on_plateau_halves_the_lr_when_validation_loss_stalls(in_tmp):
     assert config.monitor == "val/loss" and config.interval == "epoch"
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.25e-4)
     # The best it saw is the first epoch's validation loss (never 5% better since), not another metric.
-    first_val_loss = scalars(Path(cli.trainer.log_dir))["val/loss"][0][1]
+    first_val_loss = read_scalars(Path(cli.trainer.log_dir), ["val/loss"])["val/loss"][0].value
     assert config.scheduler.best == pytest.approx(first_val_loss, rel=1e-6)
 
 

@@ -96,3 +96,29 @@ def test_ddp_oversampled_run_reports_what_one_process_measures(in_tmp):
     assert distributed["per_class"].keys() == alone["per_class"].keys()
     for name, result in alone["per_class"].items():
         assert distributed["per_class"][name]["acc"] == result["acc"]
+
+
+def test_ddp_epochs_draw_new_samples(in_tmp):
+    """Under DDP Lightning wraps the datamodule's seeded sampler; the wrapper must pass each epoch on to
+    it (Lightning >= 2.6.1), or every epoch repeats epoch 0's draws: the same oversampled images and
+    augmentation, only dealt out to the ranks in another order."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "litvision", "fit", "--model.backbone=litvision.models.SimpleCNN",
+            "--data=litvision.data.SyntheticDataModule", "--data.input_shape=[1,8,8]", "--data.train_size=64",
+            "--data.val_size=0", "--data.batch_size=8", "--data.imbalance=LongTailImbalance",
+            "--data.imbalance.ratio=4", "--data.oversample=true", "--trainer.max_epochs=2",
+            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--test_after_fit=false", "--trainer.callbacks+=helpers.record.RecordTrainingImages",
+        ],
+        cwd=in_tmp, env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((in_tmp / f"trained-rank{r}.json").read_text()) for r in (0, 1)]
+    for seen in ranks:
+        assert len(seen[0]) == len(seen[1]) > 0 and seen[0] != seen[1]
+    # Drawn with replacement, a new epoch draws other images. (Not the multiset: the wrapper pads the
+    # ranks' shares with images of its own shuffle, which changes every epoch whatever the sampler does.)
+    drawn = [set(ranks[0][epoch] + ranks[1][epoch]) for epoch in (0, 1)]
+    assert drawn[0] != drawn[1], "epoch 1 repeats epoch 0's draws"

@@ -11,13 +11,14 @@ import torch
 from lightning.pytorch import Trainer
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, recall_score
 from test_data import write_images
-from test_resume import scalars
 
+from litvision.analysis.heads import score
 from litvision.callbacks import TestReport
-from litvision.cli import main
+from litvision.commands import main
 from litvision.data import SyntheticDataModule
 from litvision.models import SimpleCNN
 from litvision.module import ImageClassifier
+from litvision.utils import read_scalars
 
 
 def constructed_predictions(num_classes: int = 5, n: int = 400, seed: int = 0):
@@ -109,7 +110,7 @@ def run_with_a_missing_and_an_unpredicted_class(cwd: Path) -> tuple[dict, dict[s
     assert confmat[3].sum() == 0 and confmat[:, 2].sum() == 0, (
         "d absent from the test split, c from predictions"
     )
-    return results, {tag: values[-1][1] for tag, values in scalars(run).items()}
+    return results, {tag: values[-1].value for tag, values in read_scalars(run).items()}
 
 
 def test_tensorboard_and_test_results_agree_with_a_missing_and_an_unpredicted_class(in_tmp):
@@ -123,11 +124,11 @@ def test_tensorboard_and_test_results_agree_with_a_missing_and_an_unpredicted_cl
     assert results["per_class"]["c"]["acc"] == 0 and results["per_class"]["d"]["support"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="unified in #16")
 def test_macro_accuracy_is_the_mean_over_the_classes_with_test_images(in_tmp):
-    """The documented definition (README: the mean of the per-class accuracies), as scikit-learn's
-    balanced accuracy: a class with no test image has no accuracy to average. TensorBoard's
-    test/acc_macro counts a class predicted but absent, test_results.json counts every class."""
+    """The documented definition (litvision.metrics.accuracies, #16), as scikit-learn's balanced
+    accuracy: a class with no test image has no accuracy to average, even when it is predicted. Before
+    #16, TensorBoard's test/acc_macro counted a class predicted but absent and test_results.json every
+    class; on a real run, the two now agree with each other and with scikit-learn."""
     results, logged = run_with_a_missing_and_an_unpredicted_class(in_tmp)
     y, p = labels_and_predictions(results["confusion_matrix"])
     assert logged["test/acc_macro"] == pytest.approx(results["acc_macro"])
@@ -152,3 +153,33 @@ def test_shot_groups_follow_the_thresholds():
         "few_shot": {"acc": 1.0, "classes": 1},
     }
     assert [v["train_images"] for v in results["per_class"].values()] == [101, 100, 20, 19]
+
+
+def test_macro_accuracy_is_balanced_accuracy_where_a_class_is_absent():
+    """One definition (litvision.metrics.accuracies) for training, the test report and the heads:
+    scikit-learn's balanced accuracy, which leaves out a class with no image even if it is predicted."""
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0, 2, 0, 1, 1, 2])  # class 2: no image, predicted twice
+    confmat = confusion_matrix(y, p, labels=range(3))
+    logits = torch.nn.functional.one_hot(torch.from_numpy(p), 3).float()
+    counts = ImageClassifier(SimpleCNN, num_classes=3).test_metrics
+    counts.update(logits, torch.from_numpy(y))
+    expected = balanced_accuracy_score(y, p)
+    assert counts.compute()["acc_macro"].item() == pytest.approx(expected)
+    assert TestReport.results(confmat.tolist(), list("abc"))["acc_macro"] == pytest.approx(expected)
+    assert score(y, p, list("abc"))["acc_macro"] == pytest.approx(expected)
+
+
+def test_tensorboard_and_test_results_agree_when_the_test_split_lacks_a_class(in_tmp):
+    write_images(in_tmp / "data" / "train", {"a": 12, "b": 12, "c": 12}, (8, 8))
+    write_images(in_tmp / "data" / "test", {"a": 6, "b": 6}, (8, 8))  # no image of class c
+    main(["fit", "--data=litvision.data.ImageFolderDataModule", "--data.data_dir=data",
+          "--data.image_size=8", "--data.val_size=6", "--data.batch_size=12",
+          "--model.backbone=litvision.models.SimpleCNN", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"])  # fmt: skip
+    (run,) = (in_tmp / "lightning_logs").glob("*/version_0")
+    results = json.loads((run / "test_results.json").read_text())
+    logged = read_scalars(run, ["test/acc_macro"])["test/acc_macro"][-1].value
+    assert logged == pytest.approx(results["acc_macro"], abs=1e-6)
+    per_class = [results["per_class"][c]["acc"] for c in "ab"]
+    assert results["acc_macro"] == pytest.approx(sum(per_class) / 2)

@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from litvision.analysis import compare, confusion, curves, feature_maps, heads, landscape, tsne
-from litvision.errors import one_line_cause
+from litvision.errors import one_line_errors
 
 TOOLS = (tsne, feature_maps, confusion, heads, curves, compare, landscape)
+BY_NAME = {tool.TOOL.name: tool.TOOL for tool in TOOLS}  # what each tool declares: name, figures, done
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,11 +27,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Run one tool; bad input ends the program with one line on stderr and exit status 1."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+    with one_line_errors("litvision analyze"):
         args.run(args)
-    except Exception as err:
-        cause = one_line_cause(err)
-        if cause is None:
-            raise
-        print(f"litvision analyze: error: {cause}", file=sys.stderr)
-        raise SystemExit(1) from None

@@ -14,31 +14,43 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
+from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 from torch.utils.data import BatchSampler, WeightedRandomSampler
 
 from litvision.analysis.common import (
+    Tool,
     add_features_argument,
     add_run_arguments,
     extract,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
+from litvision.metrics import accuracies
 from litvision.plotting import confusion_matrix_figure, plt
+from litvision.utils import run_label
 
 HEADS = {"backbone": "backbone's own head", "svm": "SVM head", "crt": "cRT head"}
 
 
+TOOL = Tool(
+    "svm-head",
+    (
+        "svm_head.png",
+        "svm_head_confusion.png",
+    ),
+    "svm_head.json",
+)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "svm-head",
+        TOOL.name,
         help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)",
         description="Freeze the trained backbone, map the run's training split (as trained on, imbalance "
         "included) and the test split to features, and fit two new heads: a class-weighted linear SVM "
@@ -236,13 +248,12 @@ def predict(head: nn.Linear, features: np.ndarray) -> np.ndarray:
 
 
 def score(labels: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro accuracy (mean of the per-class accuracies) and per-class accuracy."""
-    counts = confusion_matrix(labels, predicted, labels=np.arange(len(names)))
-    per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+    """Accuracy, macro and per-class accuracy (:func:`litvision.metrics.accuracies`)."""
+    values = accuracies(confusion_matrix(labels, predicted, labels=np.arange(len(names))))
     return {
-        "acc": float(accuracy_score(labels, predicted)),
-        "acc_macro": float(balanced_accuracy_score(labels, predicted)),
-        "per_class": {n: float(a) for n, a in zip(names, per_class)},
+        "acc": values["acc"].item(),
+        "acc_macro": values["acc_macro"].item(),
+        "per_class": dict(zip(names, values["acc_class"].tolist())),
     }
 
 

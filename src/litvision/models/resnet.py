@@ -73,6 +73,7 @@ class CifarResNet(ClassifierNet):
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.stage_names = ["stem", *(f"stages.{i}" for i in range(len(layers))), "pool"]
         self.num_features = in_planes
         self.head = nn.Linear(in_planes, num_classes)
         for m in self.modules():
@@ -84,5 +85,5 @@ class CifarResNet(ClassifierNet):
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         return self.pool(self.stages(self.stem(x)))
