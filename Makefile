@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install litvision with its dev tools
 
-demo: $(STAMP) ## train an LSTM on the bundled digits (offline, about a minute on 2 cores)
+demo: $(STAMP) ## train an LSTM on the bundled digits (offline, ~20 s on 2 quiet cores once installed)
 	$(BIN)/litvision fit --config configs/digits_lstm.yaml
 
-test: $(STAMP) ## run the test suite (no slow tests; under 10 minutes on 2 cores)
+test: $(STAMP) ## run the test suite without the slow tests (target: under 10 minutes on 2 cores)
 	$(BIN)/pytest -m "not slow"
 
 test-all: $(STAMP) ## run every test, slow ones included

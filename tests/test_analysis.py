@@ -13,7 +13,10 @@ import torch
 import yaml
 from conftest import ROOT
 from PIL import Image
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, confusion_matrix
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litvision.analysis.feature_maps import kind_of, output_shapes
@@ -21,6 +24,7 @@ from litvision.analysis.heads import load_head
 from litvision.commands import main
 from litvision.models import ARCHITECTURES, VGG, CifarResNet
 from litvision.runs import load_run
+from litvision.utils import read_scalars
 
 CLASSES = ["class_0", "class_1", "class_2", "class_3"]
 # A SimpleCNN on 4 classes of 16x16 synthetic images; class 0 keeps half its training images, so that
@@ -148,7 +152,22 @@ def test_confusion_rows_sum_to_one_and_agree_with_the_test_results(run_dir):
     assert_png(folder / "confusion.png")
 
 
-def test_svm_head_accuracy_is_that_of_its_saved_head(run_dir):
+def test_confusion_of_the_last_checkpoint_on_the_validation_split(run_dir, tmp_path):
+    """``--checkpoint last --split val``: the last weights' predictions on the 32 validation images."""
+    analyze("confusion", run_dir, "--checkpoint", "last", "--split", "val", "--output", tmp_path / "val")
+    counts = [[int(v) for v in list(row.values())[1:]] for row in read_csv(tmp_path / "val/confusion.csv")]
+    run = load_run(run_dir, "last")
+    run.datamodule.setup("fit")
+    val = run.datamodule.val_set
+    images = torch.stack([val[i][0] for i in range(len(val))])
+    labels = [val[i][1] for i in range(len(val))]
+    run.model.eval()
+    with torch.no_grad():
+        predicted = run.model(images).argmax(dim=1).numpy()
+    assert len(val) == 32 and counts == confusion_matrix(labels, predicted, labels=range(4)).tolist()
+
+
+def test_svm_head_is_scikit_learns_svm_on_the_same_features(run_dir):
     analyze("svm-head", run_dir, "--class-weight", "0=2,class_1=0.5", "--crt-epochs", 3)
     folder = run_dir / "analysis"
     results = json.loads((folder / "svm_head.json").read_text())
@@ -160,14 +179,29 @@ def test_svm_head_accuracy_is_that_of_its_saved_head(run_dir):
     assert results["train_class_counts"]["class_0"] < results["train_class_counts"]["class_1"]
 
     run.datamodule.setup("test")
+    train = run.datamodule.train_set  # the run's config has no augmentation: eval-transformed images
+    train_images = torch.stack([train[i][0] for i in range(len(train))])
+    train_labels = np.array([train[i][1] for i in range(len(train))])
     images = torch.stack([run.datamodule.test_set[i][0] for i in range(48)])
     labels = np.arange(48) % 4
+    net = run.model.net
     with torch.no_grad():
-        features = run.model.net.pre_logits(run.model.net.pooled_features(images))
+        train_features = net.pre_logits(net.pooled_features(train_images)).numpy()
+        features = net.pre_logits(net.pooled_features(images))
         for key in ("svm", "crt"):
             head = load_head(folder / f"{key}_head.npz")
             predicted = head(features).argmax(dim=1).numpy()
             assert results["heads"][key]["acc"] == accuracy_score(labels, predicted)
+            if key == "svm":
+                saved_svm = head(features).numpy()
+    # An SVM fitted here by scikit-learn on the same features, with the same options, scores the test
+    # images as the tool's saved head does (its standardisation folded into its weights).
+    independent = make_pipeline(
+        StandardScaler(), LinearSVC(C=1.0, class_weight={0: 2.0, 1: 0.5}, max_iter=1000, random_state=0)
+    ).fit(train_features, train_labels)
+    np.testing.assert_allclose(
+        saved_svm, independent.decision_function(features.numpy()), rtol=1e-3, atol=1e-3
+    )
     test_results = json.loads((run_dir / "test_results.json").read_text())
     assert results["heads"]["backbone"]["acc"] == pytest.approx(test_results["acc"])
     rows = read_csv(folder / "svm_head.csv")
@@ -218,7 +252,10 @@ def test_compare_tabulates_runs_with_or_without_run_info(run_dir, tmp_path):
     assert old["parameters"] == new["parameters"] and old["epochs"] == new["epochs"] == "3"
     test_acc = json.loads((run_dir / "test_results.json").read_text())["acc"]
     assert new["test_acc"] == old["test_acc"] == f"{100 * test_acc:.2f}"
-    assert float(new["val_acc_best"]) >= float(new["val_acc_final"])
+    # What TensorBoard shows, per epoch.
+    val_acc = [e.value for e in read_scalars(run_dir, ["val/acc"])["val/acc"]]
+    assert new["val_acc_best"] == f"{100 * max(val_acc):.2f}"
+    assert new["val_acc_final"] == f"{100 * val_acc[-1]:.2f}"
     assert float(old["wall_time_s"]) > 0
     per_class = list(csv.reader((tmp_path / "table.csv").open()))
     assert per_class[0] == ["class", "new", "old"] and [r[0] for r in per_class[1:5]] == CLASSES
@@ -266,6 +303,14 @@ def test_loss_landscape_records_every_step_of_every_run(tmp_path):
         assert first[0] == pytest.approx(first[1])
     results = json.loads((output / "loss_landscape.json").read_text())
     assert len(results["runs"]) == 4 and set(results["mean_band_width"]) == {"VGG-A", "VGG-A with BatchNorm"}
+    for variant in ("VGG-A", "VGG-A with BatchNorm"):  # the headline number, from the CSV's losses
+        widths = []
+        for step in ("1", "2", "3"):
+            losses = [float(r["loss"]) for r in rows if r["variant"] == variant and r["step"] == step]
+            widths.append(max(losses) - min(losses))
+        assert results["mean_band_width"][variant] == pytest.approx(
+            np.mean(widths), abs=2e-6
+        )  # CSV: 6 places
     assert yaml.safe_load((output / "config.yaml").read_text())["steps"] == 3
     assert_png(output / "loss_landscape.png")
     assert "analysis/loss_landscape" in image_tags(output)

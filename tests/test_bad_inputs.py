@@ -240,6 +240,24 @@ def test_corrupt_images_can_be_skipped(tmp_path):
     assert f"left out 1 unreadable image(s) of '{tmp_path}/corrupt/train': " in done.stderr
 
 
+def test_an_unreadable_image_in_a_loader_worker_is_one_line(tmp_path):
+    """Read by a loader process, the image's LitvisionError reaches the main process wrapped in PyTorch's
+    text of the worker's traceback; the user still sees the one line."""
+    prepare(tmp_path)
+    args = [
+        "fit", DIGITS, FOLDER, f"--data.data_dir={tmp_path}/corrupt", "--data.in_memory=false",
+        "--data.num_workers=2", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    done = litvision(args, tmp_path)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"litvision: error: image '{tmp_path}/corrupt/train/b/broken.png' cannot be read (image file is "
+        "truncated); repair or remove it, or set data.skip_corrupt: true to leave unreadable images out"
+    ), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "DataLoader worker" not in done.stderr
+
+
 def markdown() -> str:
     """Run every case and tabulate its message (the last line of stderr, or the parser's error lines)."""
     import tempfile

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +21,7 @@ from test_ddp import assert_quiet
 from litvision.cli import LitvisionCLI, main
 from litvision.models import SimpleCNN
 from litvision.module import ImageClassifier
+from litvision.utils import read_scalars
 
 BIN = Path(sys.executable).parent
 SYNTHETIC = "--data=litvision.data.SyntheticDataModule"
@@ -101,6 +102,9 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert per_class == {f"val/acc_class/{d}" for d in range(10)}
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
     assert len(events.Scalars("val/acc")) == 2  # one point per epoch
+    val_acc = [e.value for e in events.Scalars("val/acc")]
+    hp_metric = [e.value for e in events.Scalars("hp_metric")]
+    assert hp_metric[-2:] == [val_acc[0], max(val_acc)], "hp_metric is the best val/acc so far"
     hparams = events.PluginTagToContent("hparams")
     session = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
     # What a user varies, readable: class names, numbers as numbers, booleans as words.
@@ -169,6 +173,18 @@ def test_fit_resumes_from_a_checkpoint(in_tmp):
     assert recorder.epochs == [2]
     assert resumed.trainer.global_step == 3 * steps_per_epoch
     assert last.exists(), "the first run's checkpoint is kept"
+    # Another run's checkpoint continues that run, in its directory; a checkpoint from elsewhere (no
+    # run directory around it) starts a new run from its weights and state.
+    runs = in_tmp / "lightning_logs/default"
+    assert resumed.trainer.log_dir == first.trainer.log_dir
+    assert (runs / "version_0/config.resume-1.yaml").is_file()
+    foreign = in_tmp / "elsewhere/copy.ckpt"
+    foreign.parent.mkdir()
+    shutil.copy(last, foreign)
+    fresh = LitvisionCLI(args=[*common, "--trainer.max_epochs=4", f"--ckpt_path={foreign}"])
+    assert Path(fresh.trainer.log_dir).resolve() == runs / "version_1"
+    assert fresh.trainer.global_step == 4 * steps_per_epoch
+    assert not (runs / "version_1/config.resume-1.yaml").exists()
 
 
 def test_dataset_shape_and_classes_reach_the_model(in_tmp):
@@ -250,13 +266,21 @@ def test_one_cycle_keeps_a_given_total_steps_even_a_bad_one():
         given.configure_optimizers()
 
 
-def test_reduce_on_plateau_watches_validation_loss(in_tmp):
+def test_reduce_on_plateau_halves_the_lr_when_validation_loss_stalls(in_tmp):
+    """With a learning rate too small to move the validation loss by 5%, every epoch after the first is
+    a plateau: patience 0 halves the rate at each of them (2 halvings in 3 epochs)."""
     cli = fit_small(
-        {"model": {"lr_scheduler": {"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",
-                                    "init_args": {"patience": 0, "factor": 0.5}}}}, in_tmp)  # fmt: skip
+        {"model": {"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 1e-4}},
+                   "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                                    "init_args": {"patience": 0, "factor": 0.5, "threshold": 0.05}}}},
+        in_tmp, epochs=3,
+    )  # fmt: skip
     config = cli.trainer.lr_scheduler_configs[0]
     assert config.monitor == "val/loss" and config.interval == "epoch"
-    assert math.isfinite(config.scheduler.best), "stepped with the monitored validation loss"
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.25e-4)
+    # The best it saw is the first epoch's validation loss (never 5% better since), not another metric.
+    first_val_loss = read_scalars(Path(cli.trainer.log_dir), ["val/loss"])["val/loss"][0].value
+    assert config.scheduler.best == pytest.approx(first_val_loss, rel=1e-6)
 
 
 def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):
@@ -271,3 +295,34 @@ def test_trainer_flags_turn_off_the_default_callbacks(in_tmp):
     assert "test/acc" in cli.trainer.callback_metrics  # the last weights were tested
     # No logger, no run directory: only Lightning's copy of the config lands in default_root_dir.
     assert [p.name for p in in_tmp.iterdir()] == ["config.yaml"]
+
+
+def test_a_checkpoint_of_non_finite_weights_is_never_written(in_tmp, capsys):
+    """An update that diverges after a finite loss leaves nan weights; the checkpoint due at that step is
+    refused with one line, and the last one on disk holds the last finite weights."""
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            quiet(
+                "fit",
+                *SMALL_DATA,
+                "--model.backbone=litvision.models.SimpleCNN",
+                "--trainer.max_epochs=3",
+                "--checkpoint_every_n_steps=3",  # 4 steps per epoch: checkpoints at steps 3, 4, then 6
+                "--trainer.callbacks+=helpers.crash.NonFiniteWeightsAtStep",
+                "--trainer.callbacks.step=6",
+            )
+        )
+    assert exit_.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1].split(": error: ", 1)[1]
+    assert error.startswith("the weights became non-finite (nan or inf) at step 6, epoch 1, in 1 of ")
+    assert (
+        "(first: 'net.conv.0.weight'); no checkpoint of them was written, the last good checkpoint is"
+        in error
+    )
+    saved = torch.load(
+        in_tmp / "lightning_logs/default/version_0/checkpoints/last.ckpt",
+        map_location="cpu",
+        weights_only=True,
+    )
+    assert saved["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 from collections import Counter
 from pathlib import Path
@@ -186,3 +187,127 @@ def test_failed_download_explains_and_leaves_no_folder(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"download failed: <urlopen error .*Name or service"):
         data._download(unreachable, download=True, how_to_supply="fetch it")
     assert not (tmp_path / "new").exists()
+
+
+def write_cifar10(
+    root: Path, monkeypatch: pytest.MonkeyPatch, per_batch: int = 8, test: int = 20
+) -> np.ndarray:
+    """CIFAR-10 as its python archive extracts: ``cifar-10-batches-py/`` with five pickled training
+    batches, a test batch and ``batches.meta``. torchvision checks each file's md5 against the real
+    archive's: the expected sums are set to those of the files written. Returns the test images (N, 32,
+    32, 3)."""
+    import hashlib
+    import pickle
+
+    from torchvision.datasets import CIFAR10
+
+    folder = root / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def write(name: str, entry: dict) -> tuple[str, str]:
+        (folder / name).write_bytes(pickle.dumps(entry))
+        return name, hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    def batch(name: str, n: int) -> tuple[tuple[str, str], np.ndarray]:
+        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        # The archive's layout: one row per image, the red plane, then green, then blue, row-major.
+        rows = images.transpose(0, 3, 1, 2).reshape(n, 3072)
+        labels = [i % 10 for i in range(n)]
+        return write(name, {"batch_label": name, "data": rows, "labels": labels}), images
+
+    train = [batch(f"data_batch_{i}", per_batch)[0] for i in range(1, 6)]
+    test_file, test_images = batch("test_batch", test)
+    meta_file = write("batches.meta", {"label_names": CIFAR10DataModule.class_names, "num_vis": 3072})
+    monkeypatch.setattr(CIFAR10, "train_list", [list(f) for f in train])
+    monkeypatch.setattr(CIFAR10, "test_list", [list(test_file)])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": meta_file[1]})
+    return test_images
+
+
+def write_mnist(root: Path, train: int = 40, test: int = 20) -> np.ndarray:
+    """MNIST as torchvision keeps it after a download: the four idx files, uncompressed, in
+    ``MNIST/raw/`` (torchvision checks that they exist; no checksum). Returns the test images."""
+    folder = root / "MNIST" / "raw"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    test_images = None
+    for prefix, n in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % 10
+        # idx format: a big-endian magic number (0x08: unsigned bytes; then the number of dimensions),
+        # the big-endian size of each dimension, the data.
+        header = np.array([0x0803, n, 28, 28], dtype=">i4").tobytes()
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            np.array([0x0801, n], ">i4").tobytes() + labels.tobytes()
+        )
+        test_images = images
+    return test_images
+
+
+def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x, y) for x, y, *_ in loader]
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "mnist"])
+def test_cifar10_and_mnist_files_give_the_same_batches_on_both_paths(dataset, tmp_path, monkeypatch):
+    """The flagship configs' default path decodes the archives in memory (TorchvisionDataModule.decode);
+    the torchvision/PIL loaders read them image by image. From the files in their real formats, both give
+    the same validation and test batches, bit for bit, and the test images are the pixels written."""
+    if dataset == "cifar10":
+        module, written = CIFAR10DataModule, write_cifar10(tmp_path, monkeypatch)
+    else:
+        module, written = MNISTDataModule, write_mnist(tmp_path)
+    loaded = {}
+    for in_memory in (True, False):
+        data = module(
+            data_dir=tmp_path, download=False, val_size=10, batch_size=8, num_workers=0, augment=False,
+            in_memory=in_memory,
+        )  # fmt: skip
+        data.prepare_data()  # finds the files: no download
+        data.setup("fit")
+        data.setup("test")
+        assert len(data.train_set) == 30 and len(data.test_set) == 20
+        loaded[in_memory] = {
+            "val": batches(data.val_dataloader()),
+            "test": batches(data.test_dataloader()),
+            "train": batches(data.train_dataloader()),  # no augmentation: the same on both paths
+        }
+    for split in ("val", "test", "train"):
+        for (x, y), (x_pil, y_pil) in zip(loaded[True][split], loaded[False][split], strict=True):
+            assert torch.equal(x, x_pil) and torch.equal(y, y_pil), split
+    # The pixels written, in the file's layout, normalised with the dataset's statistics.
+    pixels = (
+        torch.as_tensor(written).reshape(20, 28, 28, 1) if dataset == "mnist" else torch.as_tensor(written)
+    )
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (data.mean, data.std))
+    expected = (pixels.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    test_images = torch.cat([x for x, _ in loaded[True]["test"]])
+    assert torch.allclose(test_images, expected, atol=1e-5)
+    assert torch.cat([y for _, y in loaded[True]["test"]]).tolist() == [i % 10 for i in range(20)]
+
+
+def test_a_run_trains_each_epoch_on_that_epochs_seeded_draws(in_tmp, monkeypatch):
+    """What a real run trained on (recorded by a callback) is, epoch by epoch, what its seeded sampler
+    draws for that epoch, a new order each epoch: Lightning advances the sampler's epoch."""
+    from conftest import ROOT
+    from helpers.record import image_digest
+
+    from litvision.cli import main
+
+    main([
+        "fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}", "--trainer.max_epochs=2",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--trainer.callbacks+=helpers.record.RecordTrainingImages", "--test_after_fit=false",
+    ])  # fmt: skip
+    recorded = json.loads((in_tmp / "trained-rank0.json").read_text())
+    assert not list(in_tmp.rglob("test_results.json")), "--test_after_fit=false: no test after fit"
+    monkeypatch.setenv("PL_GLOBAL_SEED", "42")
+    data = DigitsDataModule(batch_size=64, val_size=0.1)
+    data.setup("fit")
+    sampler = data.train_dataloader().sampler
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        assert recorded[epoch] == [image_digest(data.train_set[item][0]) for item in sampler], epoch
+    assert recorded[0] != recorded[1] and sorted(recorded[0]) == sorted(recorded[1])

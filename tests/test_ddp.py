@@ -6,11 +6,40 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import ROOT
+from helpers.record import image_digest
+
+from litvision.data import DigitsDataModule, StepImbalance
+
+# The installed script, with tests/ on the path for the recording callback.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
+
+
+def assert_ranks_trained_on_their_shares(cwd: Path, data: DigitsDataModule, epochs: int = 2) -> list[Counter]:
+    """What the ranks of the real run trained on (recorded by ``RecordTrainingImages``) is, per epoch, the
+    epoch's seeded draws shared out: each draw on one rank, plus the one repeat with which Lightning's
+    ``DistributedSamplerWrapper`` evens out an odd count (it also shuffles which rank gets which draw)."""
+    os.environ["PL_GLOBAL_SEED"] = "42"  # the run's seed, as seed_everything leaves it
+    try:
+        data.setup("fit")
+        loader = data.train_dataloader()
+    finally:
+        del os.environ["PL_GLOBAL_SEED"]
+    sampler = loader.sampler if loader.batch_sampler is None else loader.batch_sampler.sampler
+    records = [json.loads((cwd / f"trained-rank{rank}.json").read_text()) for rank in (0, 1)]
+    trained = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        draws = Counter(image_digest(data.train_set[item][0]) for item in sampler)
+        both = Counter(records[0][epoch] + records[1][epoch])
+        assert len(records[0][epoch]) == len(records[1][epoch]) == (sampler.num_samples + 1) // 2
+        assert not draws - both and sum((both - draws).values()) == sampler.num_samples % 2, epoch
+        trained.append(draws)  # what the ranks trained on, the padding repeat left out
+    return trained
 
 
 @pytest.mark.parametrize("in_memory", ["true", "false"], ids=["in_memory", "pil"])
@@ -21,10 +50,13 @@ def test_ddp_two_processes_fit_and_report_once(in_memory, in_tmp):
             f"--config={ROOT / 'configs/digits_lstm.yaml'}",
             "--trainer.max_epochs=2", "--trainer.accelerator=cpu", "--trainer.devices=2",
             "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false", f"--data.in_memory={in_memory}",
+            "--trainer.callbacks+=helpers.record.RecordTrainingImages",
         ],
-        cwd=in_tmp, capture_output=True, text=True, timeout=600,
+        cwd=in_tmp, env=ENV, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    data = DigitsDataModule(batch_size=64, val_size=0.1, in_memory=in_memory == "true")
+    assert_ranks_trained_on_their_shares(in_tmp, data)
     runs = list((in_tmp / "lightning_logs" / "digits_lstm").iterdir())
     assert len(runs) == 1, "both ranks must log to one run"
     results = json.loads((runs[0] / "test_results.json").read_text())
@@ -55,10 +87,16 @@ def test_ddp_oversampled_run_reports_what_one_process_measures(in_tmp):
             litvision, "fit", config, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
             "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false",
             "--data.imbalance=StepImbalance", "--data.imbalance.fraction=0.2", "--data.oversample=true",
+            "--trainer.callbacks+=helpers.record.RecordTrainingImages",
         ],
-        cwd=in_tmp, capture_output=True, text=True, timeout=600,
+        cwd=in_tmp, env=ENV, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr[-3000:]
+    data = DigitsDataModule(
+        batch_size=64, val_size=0.1, imbalance=StepImbalance(fraction=0.2), oversample=True
+    )
+    first, second = assert_ranks_trained_on_their_shares(in_tmp, data)
+    assert first != second, "the same draws in both epochs: the sampler's epoch did not advance"
     distributed = json.loads((in_tmp / "lightning_logs/digits_lstm/version_0/test_results.json").read_text())
     single = subprocess.run(
         [litvision, "test", config, f"--ckpt_path={distributed['checkpoint']}",
@@ -74,31 +112,10 @@ def test_ddp_oversampled_run_reports_what_one_process_measures(in_tmp):
         assert distributed["per_class"][name]["acc"] == result["acc"]
 
 
-def test_oversampling_gives_each_rank_its_own_share():
-    """Lightning wraps the datamodule's sampler for DDP; the two ranks' draws must not overlap in
-    position (each takes every other draw of one shared sequence)."""
-    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-
-    from litvision.data import LongTailImbalance, SyntheticDataModule
-
-    data = SyntheticDataModule(train_size=400, imbalance=LongTailImbalance(ratio=5), oversample=True)
-    data.setup("fit")
-    sampler = data.train_dataloader().sampler
-    shares = []
-    for rank in (0, 1):
-        torch.manual_seed(0)  # every rank starts from the same seed, as under seed_everything
-        shares.append(list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)))
-    torch.manual_seed(0)
-    draws = list(sampler)
-    assert shares[0] == draws[0::2] and shares[1] == draws[1::2]
-    assert len(shares[0]) + len(shares[1]) == len(data.train_set)
-
-
 def test_ddp_epochs_draw_new_samples(in_tmp):
     """Under DDP Lightning wraps the datamodule's seeded sampler; the wrapper must pass each epoch on to
     it (Lightning >= 2.6.1), or every epoch repeats epoch 0's draws: the same oversampled images and
     augmentation, only dealt out to the ranks in another order."""
-    path = os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
     result = subprocess.run(
         [
             sys.executable, "-m", "litvision", "fit", "--model.backbone=litvision.models.SimpleCNN",
@@ -107,17 +124,15 @@ def test_ddp_epochs_draw_new_samples(in_tmp):
             "--data.imbalance.ratio=4", "--data.oversample=true", "--trainer.max_epochs=2",
             "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--test_after_fit=false", "--trainer.callbacks+=helpers.epoch_order.RecordOrder",
-            "--trainer.callbacks.folder=order",
+            "--test_after_fit=false", "--trainer.callbacks+=helpers.record.RecordTrainingImages",
         ],
-        cwd=in_tmp, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": path},
+        cwd=in_tmp, env=ENV, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((in_tmp / "order" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = [json.loads((in_tmp / f"trained-rank{r}.json").read_text()) for r in (0, 1)]
     for seen in ranks:
-        assert len(seen["0"]) == len(seen["1"]) > 0 and seen["0"] != seen["1"]
+        assert len(seen[0]) == len(seen[1]) > 0 and seen[0] != seen[1]
     # Drawn with replacement, a new epoch draws other images. (Not the multiset: the wrapper pads the
     # ranks' shares with images of its own shuffle, which changes every epoch whatever the sampler does.)
-    drawn = [set(ranks[0][epoch] + ranks[1][epoch]) for epoch in ("0", "1")]
+    drawn = [set(ranks[0][epoch] + ranks[1][epoch]) for epoch in (0, 1)]
     assert drawn[0] != drawn[1], "epoch 1 repeats epoch 0's draws"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ def constructed_predictions(num_classes: int = 5, n: int = 400, seed: int = 0):
     preds = torch.where(
         torch.rand(n, generator=g) < 0.6, target, torch.randint(0, num_classes - 1, (n,), generator=g)
     )
+    preds[preds == num_classes - 1] = 0  # the last class is never predicted
     logits = torch.randn(n, num_classes, generator=g)
     logits[torch.arange(n), preds] += 10
     return logits, target, preds
@@ -35,6 +37,7 @@ def constructed_predictions(num_classes: int = 5, n: int = 400, seed: int = 0):
 
 def test_epoch_metrics_match_sklearn():
     logits, target, preds = constructed_predictions()
+    assert (target == 4).any() and not (preds == 4).any()
     model = ImageClassifier(SimpleCNN, num_classes=5, class_names=list("abcde"))
     metrics = model.test_metrics
     for chunk in range(0, len(target), 64):  # updated per step, computed once
@@ -84,6 +87,72 @@ def test_logged_per_class_test_accuracy_matches_predictions(tmp_path):
         assert logged[f"test/acc_class/{name}"].item() == pytest.approx(recall)
     assert logged["test/acc"].item() == pytest.approx(accuracy_score(y, p))
     assert (model.confusion["test"].numpy() == confusion_matrix(y, p, labels=range(4))).all()
+
+
+def run_with_a_missing_and_an_unpredicted_class(cwd: Path) -> tuple[dict, dict[str, float]]:
+    """A real run tested on an image folder whose test split lacks class "d", with a checkpoint whose
+    head never predicts class "c" (its bias pushed down): test_results.json and the TensorBoard scalars."""
+    write_images(cwd / "images/train", {"a": 6, "b": 6, "c": 6, "d": 6}, (8, 8))
+    write_images(cwd / "images/test", {"a": 5, "b": 4, "c": 3}, (8, 8))  # no "d"
+    common = [
+        "--data=litvision.data.ImageFolderDataModule", "--data.data_dir=images", "--data.val_size=0",
+        "--data.batch_size=8", "--data.num_workers=0", "--model.backbone=litvision.models.SimpleCNN",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    ]  # fmt: skip
+    main(["fit", *common, "--trainer.max_epochs=1", "--test_after_fit=false"])
+    checkpoint = torch.load(cwd / "lightning_logs/default/version_0/checkpoints/last.ckpt", weights_only=True)
+    checkpoint["state_dict"]["net.head.bias"][2] = -1e9
+    torch.save(checkpoint, cwd / "never_c.ckpt")
+    main(["test", *common, f"--ckpt_path={cwd / 'never_c.ckpt'}"])
+    run = cwd / "lightning_logs/default/version_1"
+    results = json.loads((run / "test_results.json").read_text())
+    confmat = np.array(results["confusion_matrix"])
+    assert confmat[3].sum() == 0 and confmat[:, 2].sum() == 0, (
+        "d absent from the test split, c from predictions"
+    )
+    return results, {tag: values[-1].value for tag, values in read_scalars(run).items()}
+
+
+def test_tensorboard_and_test_results_agree_with_a_missing_and_an_unpredicted_class(in_tmp):
+    results, logged = run_with_a_missing_and_an_unpredicted_class(in_tmp)
+    y, p = labels_and_predictions(results["confusion_matrix"])
+    assert logged["test/acc"] == pytest.approx(results["acc"]) and results["acc"] == pytest.approx(
+        accuracy_score(y, p)
+    )
+    for name in "abc":  # the classes with test images; "c" is never predicted
+        assert logged[f"test/acc_class/{name}"] == pytest.approx(results["per_class"][name]["acc"])
+    assert results["per_class"]["c"]["acc"] == 0 and results["per_class"]["d"]["support"] == 0
+
+
+def test_macro_accuracy_is_the_mean_over_the_classes_with_test_images(in_tmp):
+    """The documented definition (litvision.metrics.accuracies, #16), as scikit-learn's balanced
+    accuracy: a class with no test image has no accuracy to average, even when it is predicted. Before
+    #16, TensorBoard's test/acc_macro counted a class predicted but absent and test_results.json every
+    class; on a real run, the two now agree with each other and with scikit-learn."""
+    results, logged = run_with_a_missing_and_an_unpredicted_class(in_tmp)
+    y, p = labels_and_predictions(results["confusion_matrix"])
+    assert logged["test/acc_macro"] == pytest.approx(results["acc_macro"])
+    assert results["acc_macro"] == pytest.approx(balanced_accuracy_score(y, p))
+
+
+def labels_and_predictions(confmat: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """One (label, prediction) pair per image counted in a confusion matrix (rows: true class)."""
+    pairs = [(t, q) for t, row in enumerate(confmat) for q, n in enumerate(row) for _ in range(n)]
+    return np.array([t for t, _ in pairs]), np.array([q for _, q in pairs])
+
+
+def test_shot_groups_follow_the_thresholds():
+    """Many-shot: more than ``many_shot`` training images; few-shot: fewer than ``few_shot``; the rest,
+    bounds included, medium-shot (Liu et al. 2019)."""
+    confmat = [[1, 0, 0, 0], [0, 2, 0, 0], [1, 0, 3, 0], [0, 0, 0, 4]]  # accuracies 1, 1, 0.75, 1
+    results = TestReport.results(confmat, list("abcd"))
+    groups = TestReport(many_shot=100, few_shot=20).shot_groups(results, [101, 100, 20, 19])["shot_groups"]
+    assert groups == {
+        "many_shot": {"acc": 1.0, "classes": 1},
+        "medium_shot": {"acc": pytest.approx(0.875), "classes": 2},
+        "few_shot": {"acc": 1.0, "classes": 1},
+    }
+    assert [v["train_images"] for v in results["per_class"].values()] == [101, 100, 20, 19]
 
 
 def test_macro_accuracy_is_balanced_accuracy_where_a_class_is_absent():

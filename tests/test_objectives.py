@@ -88,3 +88,19 @@ def test_irm_resets_the_optimizer_when_the_full_weight_switches_on(tmp_path, lab
     assert trainer.global_step > 7
     assert steps.steps == trainer.global_step - 7, "Adam's state restarted at the anneal step"
     assert torch.isfinite(trainer.callback_metrics["train/irm_penalty"])
+
+
+def test_irm_weight_above_one_divides_the_whole_loss_and_anneals_at_weight_one():
+    torch.manual_seed(0)
+    logits = torch.randn(40, 5, requires_grad=True)
+    target, env = torch.randint(0, 5, (40,)), torch.arange(40) % 2
+    penalty = (irm_penalty(logits[env == 0], target[env == 0], F.cross_entropy)
+               + irm_penalty(logits[env == 1], target[env == 1], F.cross_entropy)) / 2  # fmt: skip
+    risk = F.cross_entropy(logits, target)
+    strong = classifier(irm_weight=10.0)
+    strong.log = lambda *args, **kwargs: None  # no trainer to log to in this unit test
+    # Divided by the weight, to keep the gradient scale (DomainBed): not risk + 10 * penalty.
+    assert torch.allclose(strong.compute_loss(logits, target, env), (risk + 10.0 * penalty) / 10.0)
+    annealing = classifier(irm_weight=10.0, irm_anneal_steps=5)  # step 0 < 5: weight 1, no division
+    annealing.log = lambda *args, **kwargs: None
+    assert torch.allclose(annealing.compute_loss(logits, target, env), risk + penalty)

@@ -149,9 +149,19 @@ def test_scale_arguments_apply_by_pattern_later_entries_winning(in_root):
     quick = load_scale("quick", PLANS / "scales")
     plans = load_all_plans()
     cnn, lstm, resnet = plans["000"].runs["cnn"], plans["002"].runs["lstm"], plans["004"].runs["final"]
-    assert "--trainer.max_epochs=5" in quick.run_args(cnn) and "--data.batch_size=128" in quick.run_args(cnn)
-    assert "--trainer.max_epochs=10" in quick.run_args(lstm)
-    assert "--trainer.limit_train_batches=8" in quick.run_args(resnet)
+    # "*" first, then "000/cnn" or "002/*" overriding its keys: each key once, with the last value.
+    assert quick.run_args(cnn) == [
+        "--trainer.max_epochs=5", "--trainer.limit_train_batches=1.0", "--data.batch_size=128",
+        "--data.num_workers=0",
+    ]  # fmt: skip
+    assert quick.run_args(lstm) == [
+        "--trainer.max_epochs=10", "--trainer.limit_train_batches=1.0", "--data.batch_size=128",
+        "--data.num_workers=0",
+    ]  # fmt: skip
+    assert quick.run_args(resnet) == [
+        "--trainer.max_epochs=1", "--trainer.limit_train_batches=8", "--data.batch_size=64",
+        "--data.num_workers=0",
+    ]  # fmt: skip
 
 
 def test_dry_run_prints_each_runs_command_and_writes_nothing(tmp_path, in_root, capsys):

@@ -138,7 +138,10 @@ class RandomState(Callback):
         self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+        _, python, gauss_next = random.getstate()
+        states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(python)}
+        # random.gauss draws its normals in pairs and caches the second: part of the generator's state.
+        states["python_gauss"] = gauss_next
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         states["numpy"] = {
             "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -159,7 +162,7 @@ class RandomState(Callback):
             return
         states, self._pending = self._pending, None
         torch.set_rng_state(states["torch"])
-        random.setstate((3, tuple(states["python"]), None))
+        random.setstate((3, tuple(states["python"]), states.get("python_gauss")))
         numpy = states["numpy"]
         keys = numpy["keys"].numpy().astype(np.uint32)
         np.random.set_state(("MT19937", keys, numpy["pos"], numpy["gauss"][0], numpy["gauss"][1]))
@@ -168,11 +171,12 @@ class RandomState(Callback):
 
 
 class FiniteLossGuard(Callback):
-    """Stops training at the first non-finite loss, naming the step, before any checkpoint of the
-    diverged weights is written (the last good one is kept).
+    """Stops training at the first non-finite loss, naming the step, and refuses to write a checkpoint
+    whose weights are not finite (an update can diverge after a finite loss): the last good one is kept.
 
-    The check reads the GPU only every ``trainer.log_every_n_steps`` steps, at epoch end and before a
-    checkpoint is saved; in between, the first bad step is recorded on the device, with no host sync.
+    The loss check reads the GPU only every ``trainer.log_every_n_steps`` steps, at epoch end and before
+    a checkpoint is saved; in between, the first bad step is recorded on the device, with no host sync.
+    The weights are checked once per checkpoint, with one read of the device, never per step.
     """
 
     def __init__(self) -> None:
@@ -202,6 +206,37 @@ class FiniteLossGuard(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         self._check(trainer)
+        self._check_weights(trainer, pl_module)
+
+    def _check_weights(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Raise before a checkpoint of non-finite weights (or buffers, e.g. batch-norm statistics) is
+        written. Metric states are left out: a running maximum starts at -inf."""
+        tensors = {**dict(pl_module.named_parameters()), **dict(pl_module.named_buffers())}
+        names = [k for k, v in tensors.items() if v.is_floating_point() and v.numel()]
+        if not names:
+            return
+        # One max-norm per tensor (nan propagates), stacked: one reduction and one host read per save.
+        inf = float("inf")
+        norms = torch.stack([torch.linalg.vector_norm(tensors[k].detach().float(), inf) for k in names])
+        bad = ~torch.isfinite(norms)
+        if not int(trainer.strategy.reduce(bad.sum().float(), reduce_op="max")):
+            return
+        broken = [name for name, b in zip(names, bad.tolist()) if b]
+        raise LitvisionError(
+            f"the weights became non-finite (nan or inf) at step {trainer.global_step}, epoch "
+            f"{trainer.current_epoch}, in {len(broken)} of {len(names)} tensors (first: '{broken[0]}'); "
+            f"no checkpoint of them was written, {self._kept(trainer)}; "
+            "lower the learning rate or clip gradients (trainer.gradient_clip_val)"
+        )
+
+    @staticmethod
+    def _kept(trainer: Trainer) -> str:
+        # A callback names its file before writing it: only the files on disk count.
+        saved = [
+            cb.best_model_path for cb in trainer.checkpoint_callbacks if Path(cb.best_model_path).is_file()
+        ]
+        last = max(saved, key=lambda p: Path(p).stat().st_mtime, default="")
+        return f"the last good checkpoint is '{last}'" if last else "no checkpoint was saved before it"
 
     def _check(self, trainer: Trainer) -> None:
         if self._first_bad is None:
@@ -210,9 +245,7 @@ class FiniteLossGuard(Callback):
         lrs, self._lrs = self._lrs, {}
         if first_bad < 0:
             return
-        saved = [cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path]
-        last = max(saved, key=lambda p: Path(p).stat().st_mtime, default="")
-        kept = f"the last good checkpoint is '{last}'" if last else "no checkpoint was saved before it"
+        kept = self._kept(trainer)
         lr = ", ".join(f"{v:g}" for v in sorted(set(lrs.get(first_bad, []))))
         raise LitvisionError(
             f"the training loss became non-finite (nan or inf) at step {first_bad}, epoch "

@@ -1,10 +1,11 @@
-"""A callback that kills its own process, as a crash or an OOM kill would: for the resume tests."""
+"""Callbacks that break a run on purpose, as a crash, an OOM kill or a diverging update would."""
 
 from __future__ import annotations
 
 import os
 import signal
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 
@@ -17,3 +18,16 @@ class KillAtStep(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
         if trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NonFiniteWeightsAtStep(Callback):
+    """Make the first weight nan right after training step ``step``, as an update that diverges after a
+    finite loss would: the checkpoint saved at that step would hold them."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))

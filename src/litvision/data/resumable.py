@@ -1,11 +1,13 @@
 """Training batches that do not depend on how they were produced, so that a run is bitwise reproducible
 and a run killed mid-epoch resumes exactly where it stopped.
 
-:class:`SeededSampler` fixes each epoch's order *and* one random seed per draw from (run seed, epoch);
-datasets draw their augmentation for a sample from its seed (:func:`seeded`), not from a worker's random
-stream. The augmentation of a sample thus does not depend on the number of workers, on which worker
-made it, or on where the epoch was resumed. :class:`ResumableDataLoader` remembers how many batches of
-the epoch were consumed and, restored from a checkpoint, skips exactly those.
+:class:`SeededSampler` fixes each epoch's order *and* one random seed per draw from (run seed, epoch).
+On the file path, datasets draw a sample's augmentation from its own seed (:func:`seeded`), not from a
+worker's random stream; on the in-memory path, a batch's crops, flips and noise all come from one
+generator seeded with its first item's seed (``memory.batch_generator``). Either way a batch does not
+depend on the number of workers, on which worker made it, or on where the epoch was resumed.
+:class:`ResumableDataLoader` remembers how many batches of the epoch were consumed and, restored from a
+checkpoint, skips exactly those.
 """
 
 from __future__ import annotations
