@@ -76,7 +76,7 @@ def write_run(cwd: Path, in_memory: bool) -> Path:
 
 
 def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    # This checkout's litvision and the tests' helpers (the crash callback), before whatever else is on the path.
+    # This checkout's litvision and the tests' helpers (the crash callback) before the rest of the path.
     paths = [str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     return subprocess.run(
