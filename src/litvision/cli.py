@@ -143,6 +143,9 @@ class LitvisionCLI(LightningCLI):
         check_options = getattr(self.datamodule, "check_options", None)
         if check_options is not None:
             check_options()
+        check_datamodule = getattr(self.model, "check_datamodule", None)
+        if check_datamodule is not None:
+            check_datamodule(self.datamodule)
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]
