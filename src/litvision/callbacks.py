@@ -21,6 +21,17 @@ from rich.table import Table
 from litvision.errors import LitvisionError
 
 
+def shot_groups(
+    accuracy: list[float], train_counts: list[int], many_shot: int = 100, few_shot: int = 20
+) -> dict[str, dict[str, float]]:
+    """Mean per-class accuracy of the many-shot (> ``many_shot`` training images), medium and few-shot
+    (< ``few_shot``) classes (Liu et al. 2019), with the number of classes in each; empty groups left out."""
+    groups: dict[str, list[float]] = {"many_shot": [], "medium_shot": [], "few_shot": []}
+    for a, n in zip(accuracy, train_counts):
+        groups["many_shot" if n > many_shot else "few_shot" if n < few_shot else "medium_shot"].append(a)
+    return {g: {"acc": sum(a) / len(a), "classes": len(a)} for g, a in groups.items() if a}
+
+
 class TestReport(Callback):
     """After a test run, prints per-class test accuracy as a table and saves it, with the confusion
     matrix and the checkpoint tested, as ``test_results.json`` in the run directory."""
@@ -77,17 +88,12 @@ class TestReport(Callback):
         }
 
     def shot_groups(self, results: dict[str, Any], train_counts: list[int]) -> dict[str, Any]:
-        """Mean per-class accuracy of the many-shot (> ``many_shot`` training images), medium and
-        few-shot (< ``few_shot``) classes (Liu et al. 2019), for runs on imbalanced training sets. The
-        counts are the real images kept, noisy copies left out."""
-        groups: dict[str, list[float]] = {"many_shot": [], "medium_shot": [], "few_shot": []}
+        """:func:`shot_groups` of the test's per-class accuracy, for runs on imbalanced training sets.
+        The counts are the real images kept, noisy copies left out."""
         for v, n in zip(results["per_class"].values(), train_counts):
             v["train_images"] = n
-            group = "many_shot" if n > self.many_shot else "few_shot" if n < self.few_shot else "medium_shot"
-            groups[group].append(v["acc"])
-        return {
-            "shot_groups": {g: {"acc": sum(a) / len(a), "classes": len(a)} for g, a in groups.items() if a}
-        }
+        accuracy = [v["acc"] for v in results["per_class"].values()]
+        return {"shot_groups": shot_groups(accuracy, train_counts, self.many_shot, self.few_shot)}
 
     @staticmethod
     def table(results: dict[str, Any]) -> Table:
