@@ -18,7 +18,7 @@ import yaml
 from litvision.errors import LitvisionError
 
 TABLE_KINDS = ("runs", "per_class")
-ANALYSIS_TOOLS = ("curves", "tsne", "feature-maps", "confusion", "svm-head", "loss-landscape")
+ANALYSIS_TOOLS = ("curves", "tsne", "feature-maps", "confusion", "svm-head", "rebalance", "loss-landscape")
 
 
 @dataclass(frozen=True)

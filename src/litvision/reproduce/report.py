@@ -114,6 +114,23 @@ def _svm(result: RunResult, head: str) -> float | None:
         return None
 
 
+def _rebalanced(result: RunResult, method: str) -> float | None:
+    """Test accuracy of a classifier re-balancing method (``litvision analyze rebalance``)."""
+    data = read_json(result.directory / "analysis" / "rebalance.json") if result.finished else None
+    try:
+        return 100 * float(data["methods"][method]["acc"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _shot_group(result: RunResult, group: str) -> float | None:
+    """Mean test accuracy of the many-, medium- or few-shot classes (imbalanced runs only)."""
+    try:
+        return _pct(result.test["shot_groups"][group]["acc"])  # type: ignore[index]
+    except (TypeError, KeyError):
+        return None
+
+
 @dataclass(frozen=True)
 class Metric:
     header: str
@@ -137,6 +154,12 @@ METRICS: dict[str, Metric] = {
     "wall_time_s": Metric("time (s)", lambda r: r.wall_time_s if r.finished else None, accuracy=False),
     "svm_head_acc": Metric("test accuracy (%)", lambda r: _svm(r, "svm")),
     "crt_head_acc": Metric("test accuracy (%)", lambda r: _svm(r, "crt")),
+    "test_many_shot": Metric("many-shot test accuracy (%)", lambda r: _shot_group(r, "many_shot")),
+    "test_medium_shot": Metric("medium-shot test accuracy (%)", lambda r: _shot_group(r, "medium_shot")),
+    "test_few_shot": Metric("few-shot test accuracy (%)", lambda r: _shot_group(r, "few_shot")),
+    "posthoc_acc": Metric("test accuracy (%)", lambda r: _rebalanced(r, "posthoc")),
+    "tau_norm_acc": Metric("test accuracy (%)", lambda r: _rebalanced(r, "tau_norm")),
+    "lws_acc": Metric("test accuracy (%)", lambda r: _rebalanced(r, "lws")),
 }
 
 

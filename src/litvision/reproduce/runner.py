@@ -47,9 +47,10 @@ FIGURES = {
     "feature-maps": ["feature_maps_*.png"],
     "confusion": ["confusion.png"],
     "svm-head": ["svm_head.png", "svm_head_confusion.png"],
+    "rebalance": [],  # a table only (rebalance.json, rebalance.csv)
     "loss-landscape": ["loss_landscape.png"],
 }
-DONE_FILE = {"svm-head": "svm_head.json", "feature-maps": "feature_maps.json"}
+DONE_FILE = {"svm-head": "svm_head.json", "feature-maps": "feature_maps.json", "rebalance": "rebalance.json"}
 
 
 def now() -> str:
