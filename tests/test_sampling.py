@@ -94,7 +94,7 @@ def test_mixup_and_cutmix_mix_images_and_labels_by_the_same_share():
 
 def test_a_mixed_batch_trains_on_both_labels_and_counts_the_larger_share():
     model = ImageClassifier(SimpleCNN, num_classes=4, input_shape=(1, 8, 8))
-    x, y, partner = torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 0]), torch.tensor([1, 2, 3, 0, 0])
+    x, y, partner = torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 0]), torch.tensor([1, 1, 2, 3, 1])
     logits = model(x)
     loss = model._step(MixedBatch(x, y, None, partner, 0.3), "train")
     expected = 0.3 * torch.nn.functional.cross_entropy(logits, y) + 0.7 * torch.nn.functional.cross_entropy(
