@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-all lint format tensorboard benchmark clean
 .PHONY: reproduce-all reproduce-quick reproduce-000 reproduce-001 reproduce-002 reproduce-003 reproduce-004
+.PHONY: reproduce-longtail reproduce-longtail-cpu
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -77,6 +78,12 @@ reproduce-003: $(STAMP) ## rerun report 003 (CIFAR-10: multi-kernel CNN, 3 learn
 
 reproduce-004: $(STAMP) ## rerun report 004 (CIFAR-10: ResNet-18 ablations, VGG-A, BN) -> reports/REPORT.md
 	$(REPRODUCE) run 004 $(REPRODUCE_ARGS)
+
+reproduce-longtail: $(STAMP) ## CIFAR-10-LT, every long-tailed method, 200 epochs (a GPU) -> reports/REPORT.md
+	$(REPRODUCE) run cifar10_lt $(REPRODUCE_ARGS)
+
+reproduce-longtail-cpu: $(STAMP) ## the same at the CPU study's budget (~1 h, 2 cores) -> reports/longtail_cpu/
+	$(REPRODUCE) run cifar10_lt --scale longtail_cpu --data-source $(QUICK_DATA) $(REPRODUCE_ARGS)
 
 clean: ## remove caches (keeps .venv, data and the runs in lightning_logs/)
 	rm -rf .pytest_cache .ruff_cache
