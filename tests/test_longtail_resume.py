@@ -28,7 +28,8 @@ KILL_AT = (
 
 
 def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    # This checkout's litvision (src) first, then the crash helper (tests).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
     return subprocess.run(
         [sys.executable, "-m", "litvision", *RUN, *args], cwd=cwd, env=env, capture_output=True, text=True
     )

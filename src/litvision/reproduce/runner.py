@@ -300,7 +300,7 @@ class Reproduction:
         if not all(is_finished(d) for d in run_dirs):
             return None
         out = self.analysis_dir(plan, analysis)
-        done = out / DONE_FILE.get(analysis.tool, FIGURES[analysis.tool][0])
+        done = out / (DONE_FILE.get(analysis.tool) or FIGURES[analysis.tool][0])
         newest_run = max(((d / MARKER).stat().st_mtime for d in run_dirs), default=0.0)
         previous = statuses.get(analysis.key, {})
         if done.is_file() and done.stat().st_mtime >= newest_run and previous.get("status") == "done":
