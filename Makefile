@@ -10,7 +10,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-all lint format tensorboard benchmark clean
-.PHONY: reproduce-all reproduce-quick reproduce-000 reproduce-001 reproduce-002 reproduce-003 reproduce-004
+.PHONY: reproduce-all reproduce-quick reproduce-cpu reproduce-000 reproduce-001 reproduce-002 reproduce-003 reproduce-004
 .PHONY: reproduce-longtail reproduce-longtail-cpu
 
 help: ## list the targets
@@ -45,14 +45,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 tensorboard: $(STAMP) ## serve TensorBoard on lightning_logs/ (http://localhost:6006)
 	$(BIN)/tensorboard --logdir lightning_logs
 
-benchmark: $(STAMP) ## throughput (DataLoader, in memory, plain loop) and litvision vs a plain loop; needs ../shared/data
+benchmark: $(STAMP) ## throughput: Lightning with the DataLoader, in memory, and the plain loop; needs ../shared/data
 	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/cnn_cifar_vs_plain.py
 
 # Reproduction of the five reports (docs/reproduce.md): every run is an ordinary `litvision fit`, a
-# finished run is never redone, so an interrupted target resumes. More options through REPRODUCE_ARGS,
+# finished run is never redone, so an interrupted target resumes. `all` is the five numbered reports;
+# the long-tail study (cifar10_lt, docs/longtail.md) runs only by name. More options through REPRODUCE_ARGS,
 # e.g. make reproduce-all REPRODUCE_ARGS="--jobs 2" (runs at once; default one per visible GPU).
-REPRODUCE = $(BIN)/python -m litvision.reproduce
+REPRODUCE = $(BIN)/litvision reproduce
 # reproduce-quick reads the offline copies in ../shared/data where they exist, else downloads; it runs
 # two at a time, each on half the cores (a 2-core CPU spends much of each run starting Python).
 QUICK_DATA ?= $(if $(wildcard ../shared/data),offline,download)
@@ -63,6 +63,9 @@ reproduce-all: $(STAMP) ## rerun every experiment of the five reports (a GPU box
 
 reproduce-quick: $(STAMP) ## all of it scaled down for a 2-core CPU, < 30 min -> reports/quick/REPORT.md
 	$(REPRODUCE) run all --scale quick --data-source $(QUICK_DATA) --jobs $(QUICK_JOBS) $(REPRODUCE_ARGS)
+
+reproduce-cpu: $(STAMP) ## every row a 2-core CPU can train, on the real data in ../shared/data (hours; resumes) -> reports/cpu/REPORT.md
+	$(REPRODUCE) run 002 000 001 003 004 --scale cpu --data-source offline $(REPRODUCE_ARGS)
 
 reproduce-000: $(STAMP) ## rerun report 000 (CIFAR-10: CNN, VGG-16, imbalance, IRM) -> reports/REPORT.md
 	$(REPRODUCE) run 000 $(REPRODUCE_ARGS)
@@ -82,7 +85,7 @@ reproduce-004: $(STAMP) ## rerun report 004 (CIFAR-10: ResNet-18 ablations, VGG-
 reproduce-longtail: $(STAMP) ## CIFAR-10-LT, every long-tailed method, 200 epochs (a GPU) -> reports/REPORT.md
 	$(REPRODUCE) run cifar10_lt $(REPRODUCE_ARGS)
 
-reproduce-longtail-cpu: $(STAMP) ## the same at the CPU study's budget (~1 h, 2 cores) -> reports/longtail_cpu/
+reproduce-longtail-cpu: $(STAMP) ## the same at the CPU study's budget, 2 seeds (~2 h, 2 cores; resumes) -> reports/longtail_cpu/
 	$(REPRODUCE) run cifar10_lt --scale longtail_cpu --data-source $(QUICK_DATA) $(REPRODUCE_ARGS)
 
 clean: ## remove caches (keeps .venv, data and the runs in lightning_logs/)

@@ -1,11 +1,7 @@
-"""Every config, trained for one real epoch on offline data through the CLI, then tested.
-
-The data each config names is swapped for what this machine has (../shared/data): CIFAR-10 configs
-read the CIFAR-10 JPEG copy, MNIST configs the MNIST test split (first 8,000 images to train, last
-2,000 to test), EuroSAT configs synthetic EuroSAT-shaped images in the real archive's layout; the
-digits need nothing. Pretrained weights cannot be downloaded here, so they start from random ones.
-It prints, per config, the data used, the seconds of the run and its test accuracy after one epoch:
-a check that every recipe runs end to end, not a reproduction of the reports' numbers.
+"""Every config, trained for one real epoch through the CLI on the data of a reproduction's data source
+(``litvision reproduce``'s ``--data-source``, default the offline copies in ../shared/data), then
+tested. ImageNet weights that cannot be had start from random ones. It prints, per config, the data,
+the seconds of the run and its test accuracy: a check that every recipe runs end to end, not a result.
 
     python benchmarks/one_epoch.py                     # every config
     python benchmarks/one_epoch.py configs/vgga_cifar.yaml --limit-train-batches 20
@@ -19,89 +15,48 @@ import time
 from pathlib import Path
 
 import yaml
-from offline_data import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    MNIST_MEAN,
-    MNIST_STD,
-    OFFLINE,
-    ROOT,
-    cifar10_jpeg,
-    mnist_test_split_folder,
-    synthetic_eurosat,
-)
 
 from litvision.cli import LitvisionCLI
+from litvision.reproduce.data_sources import SOURCES, DataSource
+from litvision.reproduce.plan import load_scale
 
-FOLDER = "--data=litvision.data.ImageFolderDataModule"
-
-
-def offline_data_args(config: Path, eurosat_per_class: int) -> tuple[str, list[str]]:
-    spec = yaml.safe_load(config.read_text())
-    data = spec["data"]["class_path"].rsplit(".", 1)[-1]
-    args = []
-    if spec["model"]["backbone"].get("init_args", {}).get("pretrained"):
-        args.append("--model.backbone.init_args.pretrained=false")
-    if data == "CIFAR10DataModule":
-        return "CIFAR-10 (JPEG copy)", [
-            *args, FOLDER, f"--data.data_dir={cifar10_jpeg()}",
-            f"--data.mean={list(CIFAR10_MEAN)}", f"--data.std={list(CIFAR10_STD)}",
-        ]  # fmt: skip
-    if data == "MNISTDataModule":
-        return "MNIST test split 8k/2k", [
-            *args, FOLDER, f"--data.data_dir={mnist_test_split_folder()}", "--data.grayscale=true",
-            "--data.augment=false", "--data.val_size=800",
-            f"--data.mean={list(MNIST_MEAN)}", f"--data.std={list(MNIST_STD)}",
-        ]  # fmt: skip
-    if data == "EuroSATDataModule":
-        root = synthetic_eurosat(eurosat_per_class)
-        return f"synthetic EuroSAT {10 * eurosat_per_class}", [
-            *args,
-            f"--data.data_dir={root}",
-            "--data.download=false",
-        ]
-    return data, args
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", type=Path, help="default: every config in configs/")
+    parser.add_argument("--data-source", choices=SOURCES, default="offline", help="as litvision reproduce")
+    parser.add_argument("--scale", default="full", help="as litvision reproduce: full, quick or smoke")
     parser.add_argument("--limit-train-batches", type=float, default=1.0, help="1.0: the whole epoch")
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument(
-        "--eurosat-per-class", type=int, default=60, help="synthetic EuroSAT images per class"
-    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
+    source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
     rows = []
     for config in args.configs or sorted((ROOT / "configs").glob("*.yaml")):
-        data, data_args = offline_data_args(config, args.eurosat_per_class)
+        data_args, dataset = source.run_args(yaml.safe_load(config.read_text()))
+        row = {"config": config.stem, "data": source.describe(dataset) if dataset else "its own"}
         start = time.perf_counter()
         try:
-            cli = LitvisionCLI(
-                args=[
-                    "fit",
-                    f"--config={config}",
-                    *data_args,
-                    f"--data.num_workers={args.num_workers}",
-                    "--trainer.max_epochs=1",
-                    f"--trainer.limit_train_batches={args.limit_train_batches}",
-                    f"--trainer.logger.save_dir={OFFLINE / 'one_epoch_logs'}",
-                    "--trainer.enable_progress_bar=false",
-                ]  # fmt: skip
-            )
-            metrics = cli.trainer.callback_metrics
-            result = {"test_acc": float(metrics["test/acc"]), "train_images": len(cli.datamodule.train_set)}
+            cli = LitvisionCLI(args=[
+                "fit", f"--config={config}", *data_args, f"--data.num_workers={args.num_workers}",
+                "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.limit_train_batches}",
+                f"--trainer.logger.save_dir={ROOT / 'lightning_logs' / 'one_epoch'}",
+                "--trainer.enable_progress_bar=false",
+            ])  # fmt: skip
+            row.update(test_acc=float(cli.trainer.callback_metrics["test/acc"]),
+                       train_images=len(cli.datamodule.train_set))  # fmt: skip
         except Exception as err:  # report every config, even after one fails
-            result = {"error": f"{type(err).__name__}: {err}"}
-        rows.append({"config": config.stem, "data": data, "seconds": time.perf_counter() - start, **result})
+            row["error"] = f"{type(err).__name__}: {err}"
+        rows.append({**row, "seconds": round(time.perf_counter() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{'config':34} {'data':24} {'train imgs':>10} {'seconds':>8} {'test acc':>9}")
+    print("\n| config | data | training images | seconds | test accuracy |\n| --- | --- | --- | --- | --- |")
     for r in rows:
-        outcome = f"{100 * r['test_acc']:8.2f}%" if "test_acc" in r else "FAILED " + r["error"]
-        print(
-            f"{r['config']:34} {r['data']:24} {r.get('train_images', ''):>10} {r['seconds']:8.0f} {outcome}"
-        )
+        outcome = f"{100 * r['test_acc']:.2f}%" if "test_acc" in r else "FAILED: " + r["error"]
+        images = r.get("train_images", "")
+        print(f"| `{r['config']}` | {r['data']} | {images} | {r['seconds']:.0f} | {outcome} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -16,9 +16,9 @@ from PIL import Image
 from sklearn.metrics import accuracy_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from litvision.analysis.feature_maps import default_layers, kind_of, output_shapes
+from litvision.analysis.feature_maps import kind_of, output_shapes
 from litvision.analysis.heads import load_head
-from litvision.cli import main
+from litvision.commands import main
 from litvision.models import ARCHITECTURES, VGG, CifarResNet
 from litvision.runs import load_run
 
@@ -112,7 +112,7 @@ def test_feature_maps_record_the_default_stages(run_dir):
     with np.load(folder / "feature_maps.npz", allow_pickle=False) as arrays:
         assert arrays["2/conv.1"].shape == (4, 16, 16) and arrays["2/conv.5"].shape == (8, 4, 4)
         with torch.no_grad():
-            features = run.model.net.forward_features(image[None])[0].numpy()
+            features = run.model.net.pooled_features(image[None])[0].numpy()
         np.testing.assert_allclose(arrays["2/fc"], features, rtol=1e-5, atol=1e-6)
     assert "analysis/feature_maps/2" in image_tags(run_dir)
 
@@ -163,7 +163,7 @@ def test_svm_head_accuracy_is_that_of_its_saved_head(run_dir):
     images = torch.stack([run.datamodule.test_set[i][0] for i in range(48)])
     labels = np.arange(48) % 4
     with torch.no_grad():
-        features = run.model.net.forward_head(run.model.net.forward_features(images), pre_logits=True)
+        features = run.model.net.pre_logits(run.model.net.pooled_features(images))
         for key in ("svm", "crt"):
             head = load_head(folder / f"{key}_head.npz")
             predicted = head(features).argmax(dim=1).numpy()
@@ -302,27 +302,30 @@ def test_bad_input_is_one_line(run_dir, tmp_path, capsys, args, message):
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES, ids=lambda a: a.__name__)
-def test_default_layers_are_drawable_stages(architecture):
-    """Every architecture gets default layers; feature maps among them shrink from one to the next."""
+def test_declared_stages_are_drawable_and_shrink(architecture):
+    """Every architecture declares its stages; feature maps among them shrink from one to the next, and
+    the last stage of a CNN outputs its pooled features."""
     shape = (1, 8, 8) if architecture.__name__ == "RowRNN" else (3, 32, 32)
     net = architecture(10, shape).eval()
-    shapes = output_shapes(net, torch.randn(1, *shape))
-    layers = default_layers(net, shapes)
-    assert layers and all(kind_of(shapes[n]) != "unsupported" for n in layers)
+    x = torch.randn(1, *shape)
+    shapes = output_shapes(net, x)
+    layers = net.stage_names
+    assert layers and all(n in shapes and kind_of(shapes[n]) != "unsupported" for n in layers)
     sides = [shapes[n][1] for n in layers if kind_of(shapes[n]) == "maps"]
     assert sides[1:] == sorted(set(sides[1:]), reverse=True)  # after the stem, one layer per resolution
+    if len(sides) > 1:
+        assert int(np.prod(shapes[layers[-1]])) == net.num_features
 
 
-def test_default_layers_of_the_cifar_resnet_and_vgg():
-    resnet = CifarResNet(10, layers=(1, 1, 1, 1), width=8).eval()
-    assert default_layers(resnet, output_shapes(resnet, torch.randn(1, 3, 32, 32))) == [
-        "stem",
-        "stages.0",
-        "stages.1",
-        "stages.2",
-        "stages.3",
+def test_stages_of_the_cifar_resnet_and_vgg():
+    resnet = CifarResNet(10, layers=(1, 1, 1, 1), width=8)
+    assert resnet.stage_names == ["stem", "stages.0", "stages.1", "stages.2", "stages.3", "pool"]
+    vgg = VGG(10, depth=11, batch_norm=True)
+    assert vgg.stage_names == [
+        "features.2",
+        "features.6",
+        "features.13",
+        "features.20",
+        "features.27",
         "pool",
     ]
-    vgg = VGG(10, depth=11, batch_norm=True).eval()
-    layers = default_layers(vgg, output_shapes(vgg, torch.randn(1, 3, 32, 32)))
-    assert layers == ["features.2", "features.6", "features.13", "features.20", "features.27", "pool"]

@@ -17,6 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from litvision.cli import LitvisionCLI, main
+from litvision.models import SimpleCNN
+from litvision.module import ImageClassifier
 
 BIN = Path(sys.executable).parent
 SYNTHETIC = "--data=litvision.data.SyntheticDataModule"
@@ -118,6 +120,10 @@ def test_litvision_script_and_module_entry_point(in_tmp):
     assert results["checkpoint"] is None  # no validation split: the last weights are tested
     help_ = run_script(sys.executable, "-m", "litvision", "--help", cwd=in_tmp)
     assert help_.returncode == 0 and "{fit,validate,test,predict}" in help_.stdout
+    listed = " ".join(help_.stdout.split())  # the help text is wrapped to the terminal
+    assert "'litvision analyze TOOL RUN_DIR'" in listed and "'litvision reproduce'" in listed
+    reproduce = run_script(sys.executable, "-m", "litvision", "reproduce", "--help", cwd=in_tmp)
+    assert reproduce.returncode == 0 and "{run,report,sweep,plain}" in reproduce.stdout
 
 
 def test_missing_data_is_one_line_and_leaves_nothing(in_tmp):
@@ -221,6 +227,18 @@ def test_one_cycle_spans_the_whole_fit_per_step(in_tmp):
     assert config.interval == "step"
     assert config.scheduler.total_steps == cli.trainer.global_step
     assert config.scheduler.last_epoch == cli.trainer.global_step
+
+
+def test_one_cycle_keeps_a_given_total_steps_even_a_bad_one():
+    """The fit's length fills in total_steps only where none was given: a bad value reaches PyTorch's
+    check instead of being replaced because the error's text mentions total_steps."""
+    from functools import partial
+
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    given = ImageClassifier(SimpleCNN, lr_scheduler=partial(OneCycleLR, max_lr=0.1, total_steps=0))
+    with pytest.raises(ValueError, match="total_steps"):
+        given.configure_optimizers()
 
 
 def test_reduce_on_plateau_watches_validation_loss(in_tmp):

@@ -1,4 +1,4 @@
-"""python -m litvision.compare: several runs' per-class test accuracy side by side."""
+"""litvision analyze compare: several runs' per-class test accuracy side by side."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import json
 
 import pytest
 
+from litvision.analysis.cli import main as analyze
 from litvision.callbacks import TestReport
-from litvision.compare import main
+
+
+def main(argv: list[str]) -> None:
+    analyze(["compare", *argv])
 
 
 def write_run(folder, confmat, shot_groups=None):
@@ -34,9 +38,10 @@ def test_compare_writes_markdown_and_csv(tmp_path, capsys):
     assert (tmp_path / "out/table.md").read_text() == printed
 
 
-def test_compare_names_a_missing_run(tmp_path):
-    with pytest.raises(SystemExit, match="test_results.json not found"):
+def test_compare_names_a_missing_run(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         main([str(tmp_path)])
+    assert "test_results.json not found" in capsys.readouterr().err
 
 
 def test_compare_adds_a_run_table_and_leaves_unrecorded_values_empty(tmp_path, capsys):

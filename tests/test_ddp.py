@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,35 @@ def test_oversampling_gives_each_rank_its_own_share():
     draws = list(sampler)
     assert shares[0] == draws[0::2] and shares[1] == draws[1::2]
     assert len(shares[0]) + len(shares[1]) == len(data.train_set)
+
+
+def test_ddp_epochs_draw_new_samples(in_tmp):
+    """Under DDP Lightning wraps the datamodule's seeded sampler; the wrapper must pass each epoch on to
+    it (Lightning >= 2.6.1), or every epoch repeats epoch 0's draws: the same oversampled images and
+    augmentation, only dealt out to the ranks in another order."""
+    path = os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "litvision", "fit", "--model.backbone=litvision.models.SimpleCNN",
+            "--data=litvision.data.SyntheticDataModule", "--data.input_shape=[1,8,8]", "--data.train_size=64",
+            "--data.val_size=0", "--data.batch_size=8", "--data.imbalance=LongTailImbalance",
+            "--data.imbalance.ratio=4", "--data.oversample=true", "--trainer.max_epochs=2",
+            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--test_after_fit=false", "--trainer.callbacks+=helpers.epoch_order.RecordOrder",
+            "--trainer.callbacks.folder=order",
+        ],
+        cwd=in_tmp, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((in_tmp / "order" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for seen in ranks:
+        assert len(seen["0"]) == len(seen["1"]) > 0 and seen["0"] != seen["1"]
+    # Drawn with replacement, a new epoch draws other images. (Not the multiset: the wrapper pads the
+    # ranks' shares with images of its own shuffle, which changes every epoch whatever the sampler does.)
+    drawn = [set(ranks[0][epoch] + ranks[1][epoch]) for epoch in ("0", "1")]
+    assert drawn[0] != drawn[1], "epoch 1 repeats epoch 0's draws"
 
 
 @pytest.mark.slow

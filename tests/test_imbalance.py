@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from litvision.data import DigitsDataModule, LongTailImbalance, StepImbalance, SyntheticDataModule
+from litvision.data.imbalance import NoisyCopies
 from litvision.errors import LitvisionError
 
 VARIANCES = [round(0.1 * k, 1) for k in range(1, 10)]
@@ -122,6 +123,19 @@ def test_noise_copies_have_the_stated_variance_and_are_fresh_at_each_read():
     noise = torch.cat([data.train_set[copy_index][0] - original for _ in range(200)])
     assert noise.mean().abs() < 0.03 and abs(noise.var().item() - 0.4) < 0.03
     assert not torch.equal(data.train_set[copy_index][0], data.train_set[copy_index][0])
+
+
+def test_in_memory_noise_copies_make_batches_with_and_without_copies():
+    """The batch path reads copies by their own indices: a batch of originals needs none, and a noise
+    class with no training image (no copies at all) still trains."""
+    data = synthetic(train_size=60, num_classes=3, in_memory=True, noise_variances=[0.4], noise_classes=[2])
+    base, copies = data.train_set.dataset, data.train_set.copies
+    empty = NoisyCopies(base, [], [0.4])
+    x, y, env = empty.__getitems__([0, 1, 2])
+    assert torch.equal(x, base.__getitems__(np.array([0, 1, 2]))[0]) and env.tolist() == [0, 0, 0]
+    x, y, env = data.train_set.__getitems__([1, len(base), len(base) + 1])
+    assert env.tolist() == [0, 1, 1] and y.tolist()[1:] == [2, 2]
+    assert not torch.equal(x[1], base.__getitems__(np.array([copies[0]]))[0][0])  # noise was added
 
 
 def test_oversampling_draws_classes_uniformly():

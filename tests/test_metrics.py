@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Trainer
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, recall_score
+from test_data import write_images
 
+from litvision.analysis.heads import score
 from litvision.callbacks import TestReport
+from litvision.commands import main
 from litvision.data import SyntheticDataModule
 from litvision.models import SimpleCNN
 from litvision.module import ImageClassifier
+from litvision.utils import read_scalars
 
 
 def constructed_predictions(num_classes: int = 5, n: int = 400, seed: int = 0):
@@ -77,3 +84,33 @@ def test_logged_per_class_test_accuracy_matches_predictions(tmp_path):
         assert logged[f"test/acc_class/{name}"].item() == pytest.approx(recall)
     assert logged["test/acc"].item() == pytest.approx(accuracy_score(y, p))
     assert (model.confusion["test"].numpy() == confusion_matrix(y, p, labels=range(4))).all()
+
+
+def test_macro_accuracy_is_balanced_accuracy_where_a_class_is_absent():
+    """One definition (litvision.metrics.accuracies) for training, the test report and the heads:
+    scikit-learn's balanced accuracy, which leaves out a class with no image even if it is predicted."""
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0, 2, 0, 1, 1, 2])  # class 2: no image, predicted twice
+    confmat = confusion_matrix(y, p, labels=range(3))
+    logits = torch.nn.functional.one_hot(torch.from_numpy(p), 3).float()
+    counts = ImageClassifier(SimpleCNN, num_classes=3).test_metrics
+    counts.update(logits, torch.from_numpy(y))
+    expected = balanced_accuracy_score(y, p)
+    assert counts.compute()["acc_macro"].item() == pytest.approx(expected)
+    assert TestReport.results(confmat.tolist(), list("abc"))["acc_macro"] == pytest.approx(expected)
+    assert score(y, p, list("abc"))["acc_macro"] == pytest.approx(expected)
+
+
+def test_tensorboard_and_test_results_agree_when_the_test_split_lacks_a_class(in_tmp):
+    write_images(in_tmp / "data" / "train", {"a": 12, "b": 12, "c": 12}, (8, 8))
+    write_images(in_tmp / "data" / "test", {"a": 6, "b": 6}, (8, 8))  # no image of class c
+    main(["fit", "--data=litvision.data.ImageFolderDataModule", "--data.data_dir=data",
+          "--data.image_size=8", "--data.val_size=6", "--data.batch_size=12",
+          "--model.backbone=litvision.models.SimpleCNN", "--trainer.max_epochs=1",
+          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"])  # fmt: skip
+    (run,) = (in_tmp / "lightning_logs").glob("*/version_0")
+    results = json.loads((run / "test_results.json").read_text())
+    logged = read_scalars(run, ["test/acc_macro"])["test/acc_macro"][-1].value
+    assert logged == pytest.approx(results["acc_macro"], abs=1e-6)
+    per_class = [results["per_class"][c]["acc"] for c in "ab"]
+    assert results["acc_macro"] == pytest.approx(sum(per_class) / 2)

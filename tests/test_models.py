@@ -49,7 +49,7 @@ def test_contract(case):
         torch.manual_seed(0)
         model = arch(7, shape, **options)
         x = torch.randn(4, *shape, requires_grad=True)
-        features = model.forward_features(x)
+        features = model.pooled_features(x)
         assert features.shape == (4, model.num_features), shape
         logits = model(x)
         assert logits.shape == (4, 7)
@@ -59,8 +59,8 @@ def test_contract(case):
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
         model.eval()
         with torch.no_grad():
-            features = model.forward_features(x)
-            assert torch.equal(model.head(model.forward_head(features, pre_logits=True)), model(x))
+            features = model.pooled_features(x)
+            assert torch.equal(model.head(model.pre_logits(features)), model(x))
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: a.__name__)
@@ -112,7 +112,7 @@ def test_row_rnn_reads_rows_as_time_steps(cell, rnn_type):
     x = torch.randn(2, 3, 5, 7)
     y = x.clone()
     y[:, :, -1] += 1
-    assert not torch.allclose(model.forward_features(x), model.forward_features(y))
+    assert not torch.allclose(model.pooled_features(x), model.pooled_features(y))
 
 
 def test_simple_cnn_rejects_images_too_small_for_its_pooling():

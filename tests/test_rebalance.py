@@ -36,7 +36,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @torch.inference_mode()
 def features_and_labels(net: torch.nn.Module, dataset) -> tuple[np.ndarray, np.ndarray]:
     x, y = zip(*(dataset[i] for i in range(len(dataset))))
-    features = net.forward_head(net.forward_features(torch.stack(x)), pre_logits=True)
+    features = net.pre_logits(net.pooled_features(torch.stack(x)))
     return features.double().numpy(), np.asarray(y)
 
 

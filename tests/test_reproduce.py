@@ -1,21 +1,34 @@
-"""python -m litvision.reproduce: report plans, sweeps, the runner, the plain-loop reference, the report."""
+"""litvision reproduce: report plans, sweeps, the runner, the plain-loop reference, the report."""
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import shutil
+import statistics
+import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import ROOT
 
-from litvision.cli import main as litvision_main
+from litvision.commands import main as litvision_main
 from litvision.errors import LitvisionError
-from litvision.reproduce.__main__ import main
+from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
-from litvision.reproduce.plan import Scale, load_plan, load_scale, load_sweep, lookup, select_plans
+from litvision.reproduce.estimate import Progress
+from litvision.reproduce.plan import (
+    Scale,
+    available_plans,
+    load_plan,
+    load_scale,
+    load_sweep,
+    lookup,
+    select_plans,
+)
 from litvision.reproduce.report import METRICS
 from litvision.reproduce.runner import MARKER, Reproduction, is_finished
 
@@ -31,7 +44,26 @@ def in_root(monkeypatch):
 
 
 def load_all_plans():
-    return {p.stem: load_plan(p, ROOT, set(METRICS)) for p in select_plans(["all"], PLANS)}
+    return {p.stem: load_plan(p, ROOT, set(METRICS)) for p in available_plans(PLANS).values()}
+
+
+def test_all_means_the_five_numbered_reports_and_cifar10_lt_runs_by_name():
+    """``run all`` (and so make reproduce-quick) stays within the numbered reports: cifar10_lt's ten
+    ResNet-32 runs would not fit the quick scale's half hour."""
+    assert [p.stem for p in select_plans(["all"], PLANS)] == ["000", "001", "002", "003", "004"]
+    assert [p.stem for p in select_plans([], PLANS)] == ["000", "001", "002", "003", "004"]
+    assert [p.stem for p in select_plans(["cifar10_lt"], PLANS)] == ["cifar10_lt"]
+
+
+def test_analysis_tools_declare_their_outputs_and_rebalance_its_table():
+    """A plan may ask for any tool that declares the file showing it ran: rebalance writes a table only
+    and declares its JSON, so the runner waits on it; compare declares nothing and is not a plan tool."""
+    from litvision.analysis.cli import BY_NAME
+    from litvision.reproduce.plan import ANALYSIS_TOOLS
+
+    assert BY_NAME["rebalance"].figures == () and BY_NAME["rebalance"].done == "rebalance.json"
+    assert "rebalance" in ANALYSIS_TOOLS and "compare" not in ANALYSIS_TOOLS
+    assert all(BY_NAME[name].done for name in ANALYSIS_TOOLS)
 
 
 def test_every_report_has_a_plan_whose_rows_name_runs(in_root):
@@ -101,6 +133,14 @@ def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, c
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "analyses": [{"tool": "umap", "runs": ["a"]}]}, "tool 'umap'"),
         ({"title": "t", "sweeps": ["sweep.yaml"]}, "give either 'argument' with 'values', or 'points'"),
+        ({"title": "t", "tablez": []}, "unknown key 'tablez'"),
+        ({"title": "t", "runs": {"a": {"config": "configs/digits_lstm.yaml", "overides": {}}}},
+         "unknown key 'overides'"),
+        ({"title": "t", "tables": [{"title": "T", "kind": "other"}]}, "'tables.kind' is 'other'"),
+        ({"title": "t", "tables": [{"title": "T", "metrics": ["test_acc"],
+                                    "rows": [{"label": "x", "run": "a", "published": ["high"]}]}]},
+         "'tables.rows.published' is 'high'"),
+        ({"runs": {}}, "'title' is missing"),
     ],
 )  # fmt: skip
 def test_a_bad_plan_is_refused_in_one_line_naming_the_value(plan, message, tmp_path, in_root):
@@ -265,3 +305,157 @@ def test_offline_lstm_rows_land_where_the_plain_loop_lands(tmp_path, in_root):
     assert len(rows) == 4  # Elman, LSTM, unbalanced, augmented
     assert all(r["ours"] == r["plain_loop"] for r in rows)
     shutil.rmtree(tmp_path / "data")
+
+
+def write_mnist_files(folder: Path, counts: dict[str, int]) -> dict[str, np.ndarray]:
+    """The four MNIST files in their official format (gzipped idx), with ``counts`` images per split,
+    each image filled with its index (plus 200 in the test file), recognisable after the round trip."""
+    folder.mkdir(parents=True)
+    labels = {}
+    for prefix, n in counts.items():
+        fill = np.arange(n) + (200 if prefix == "t10k" else 0)
+        images = fill.astype(np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
+        labels[prefix] = np.arange(n, dtype=np.uint8) % 10
+        header = np.array([2051, n, 28, 28], ">i4").tobytes()
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes()))
+        header = np.array([2049, n], ">i4").tobytes()
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(header + labels[prefix].tobytes())
+        )
+    return labels
+
+
+def test_offline_source_reads_the_full_mnist_and_subsets_of_its_training_set(tmp_path):
+    """Offline, a scale without subset sizes trains on the official MNIST files through MNISTDataModule;
+    a scale with sizes draws its images per class from the training file (not the test file)."""
+    from PIL import Image
+
+    from litvision.data import MNISTDataModule
+
+    shared = tmp_path / "shared"
+    write_mnist_files(shared / "mnist", {"train": 60, "t10k": 30})
+    cpu = Scale("cpu")
+    source = DataSource("offline", cpu, tmp_path / "data", shared)
+    config = {"data": {"class_path": "litvision.data.MNISTDataModule"}}
+    args, dataset = source.run_args(config)
+    assert dataset == "mnist" and "--data.download=false" in args
+    data_dir = next(a.split("=", 1)[1] for a in args if a.startswith("--data.data_dir="))
+    datamodule = MNISTDataModule(data_dir=data_dir, download=False, val_size=0, batch_size=8)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    assert len(datamodule.train_set) == 60 and len(datamodule.test_set) == 30
+
+    quick = Scale("quick", scaled_down=True, data={"mnist": {"train": 2, "test": 1}})
+    args, _ = DataSource("offline", quick, tmp_path / "data", shared).run_args(config)
+    folder = Path(next(a.split("=", 1)[1] for a in args if a.startswith("--data.data_dir=")))
+    assert len(list((folder / "train").rglob("*.png"))) == 20
+    assert len(list((folder / "test").rglob("*.png"))) == 10
+    fills = [np.asarray(Image.open(p)).max() for p in sorted((folder / "train" / "0").iterdir())]
+    assert fills == [0, 10]  # class 0's first two images of the training file
+    assert [np.asarray(Image.open(p)).max() for p in (folder / "test" / "3").iterdir()] == [203]
+    assert f"--data={'litvision.data.ImageFolderDataModule'}" in args
+
+
+def test_offline_source_reads_the_real_eurosat_archive_whole_or_per_class(tmp_path):
+    from PIL import Image
+
+    from litvision.data.eurosat import CLASSES, EuroSATDataModule
+
+    shared, tree = tmp_path / "shared", tmp_path / "tree"
+    for name in CLASSES:
+        (tree / "eurosat" / "2750" / name).mkdir(parents=True)
+        for n in (1, 2, 10):  # numbered as in the real archive, where 10 sorts before 2 as text
+            Image.new("RGB", (64, 64), (n, 0, 0)).save(tree / "eurosat" / "2750" / name / f"{name}_{n}.jpg")
+    shared.mkdir()
+    with tarfile.open(shared / "eurosat-rgb.tar.xz", "w:xz") as tar:
+        tar.add(tree / "eurosat", arcname="eurosat")
+    config = {"data": {"class_path": "litvision.data.EuroSATDataModule"}}
+    for scale, per_class in ((Scale("cpu"), 3), (Scale("cpu", data={"eurosat": {"images": 2}}), 2)):
+        args, _ = DataSource("offline", scale, tmp_path / "data", shared).run_args(config)
+        data_dir = next(a.split("=", 1)[1] for a in args if a.startswith("--data.data_dir="))
+        datamodule = EuroSATDataModule(data_dir=data_dir, download=False, test_size=0, val_size=0)
+        datamodule.setup("fit")
+        assert len(datamodule.train_set) == 10 * per_class
+    kept = sorted(p.name for p in (Path(data_dir) / "Forest").iterdir())
+    assert kept == ["Forest_1.jpg", "Forest_2.jpg"]  # the first images by number, not by name
+
+
+def write_seeded_plan(folder: Path) -> None:
+    """One digits run with two seeds and one run this scale leaves to a GPU."""
+    folder.mkdir()
+    short = {"trainer.max_epochs": 1, "trainer.limit_train_batches": 4, "data.init_args.batch_size": 32}
+    plan = {
+        "title": "Digits",
+        "runs": {
+            "lstm": {"config": "configs/digits_lstm.yaml", "overrides": short},
+            "big": {"config": "configs/digits_lstm.yaml", "overrides": short},
+        },
+        "tables": [{"title": "Digits table", "metrics": ["test_acc"], "rows": [
+            {"label": "LSTM", "run": "lstm", "published": [97.0]},
+            {"label": "big", "run": "big", "published": [99.0]},
+        ]}],
+    }  # fmt: skip
+    (folder / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    (folder / "scales").mkdir()
+    scale = {
+        "description": "one short epoch.",
+        "scaled_down": False,
+        "seeds": {"900/lstm": 2},
+        "reduced": {"900/lstm": "one short epoch"},
+        "needs_gpu": {"900/big": "too big for a CPU."},
+    }
+    (folder / "scales" / "cpu.yaml").write_text(yaml.safe_dump(scale))
+
+
+def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_path, in_root, capsys):
+    plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
+    write_seeded_plan(plans)
+    main(["run", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
+          str(reports), "--no-analyses"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "2 runs at scale cpu" in out and "1 left to a GPU" in out and "progress: 2 finished" in out
+    first, second = runs / "cpu" / "900" / "lstm", runs / "cpu" / "900" / "lstm-seed1"
+    assert not (runs / "cpu" / "900" / "big").exists()
+    configs = [yaml.safe_load((d / "config.yaml").read_text()) for d in (first, second)]
+    assert [c["seed_everything"] for c in configs] == [42, 43]
+    assert [c["data"]["init_args"]["split_seed"] for c in configs] == [0, 1]
+    infos = [json.loads((d / "run_info.json").read_text()) for d in (first, second)]
+    assert infos[0]["split_checksum"] != infos[1]["split_checksum"]  # another validation split
+    accs = [100 * json.loads((d / "test_results.json").read_text())["acc"] for d in (first, second)]
+
+    mean, std = statistics.mean(accs), statistics.stdev(accs)
+    report = (reports / "cpu" / "REPORT.md").read_text()
+    assert (
+        f"| LSTM | 97.00 | {mean:.2f} ± {std:.2f} (2 seeds) | {mean - 97:+.2f} | one short epoch |" in report
+    )
+    assert "| big | 99.00 | needs a GPU |" in report
+    assert "too big for a CPU. `litvision fit --config=configs/digits_lstm.yaml" in report
+    rows = {r["row"]: r for r in csv.DictReader((reports / "cpu" / "results.csv").open())}
+    assert rows["LSTM"]["seeds"] == "2" and float(rows["LSTM"]["ours_std"]) == round(std, 2)
+    assert rows["big"]["status"] == "needs a GPU" and rows["big"]["ours"] == ""
+
+
+def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root, capsys, monkeypatch):
+    import litvision.reproduce.cli as entry
+
+    plans, runs = tmp_path / "plans", tmp_path / "runs"
+    write_seeded_plan(plans)
+    monkeypatch.setattr(entry, "LONG_HOURS", 0)  # any estimate is "too long"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs),
+              "--reports-dir", str(tmp_path / "reports"), "--no-analyses"])  # fmt: skip
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "add --yes to start it anyway" in err and len(err.splitlines()) == 1
+    assert not (runs / "cpu" / "900").exists()
+
+
+def test_progress_scales_the_estimate_by_the_finished_runs():
+    progress = Progress({"a": 10.0, "b": 10.0, "c": 20.0}, slots=2)
+    assert progress.left_seconds() == 20.0  # 40 s of runs on two slots
+    progress.start("a")
+    progress.end("a", 20.0, ok=True)  # twice as long as estimated
+    progress.start("b")
+    assert progress.left_seconds() == 2 * (10 + 20) / 2
+    assert progress.line().startswith("1 finished, 1 running, 1 left;")

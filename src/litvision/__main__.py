@@ -1,3 +1,3 @@
-from litvision.cli import main
+from litvision.commands import main
 
 main()

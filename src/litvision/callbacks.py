@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import random
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,17 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from litvision.errors import LitvisionError
-
-
-def shot_groups(
-    accuracy: list[float], train_counts: list[int], many_shot: int = 100, few_shot: int = 20
-) -> dict[str, dict[str, float]]:
-    """Mean per-class accuracy of the many-shot (> ``many_shot`` training images), medium and few-shot
-    (< ``few_shot``) classes (Liu et al. 2019), with the number of classes in each; empty groups left out."""
-    groups: dict[str, list[float]] = {"many_shot": [], "medium_shot": [], "few_shot": []}
-    for a, n in zip(accuracy, train_counts):
-        groups["many_shot" if n > many_shot else "few_shot" if n < few_shot else "medium_shot"].append(a)
-    return {g: {"acc": sum(a) / len(a), "classes": len(a)} for g, a in groups.items() if a}
+from litvision.metrics import accuracies, shot_groups
+from litvision.utils import git_state, write_json
 
 
 class TestReport(Callback):
@@ -65,24 +55,22 @@ class TestReport(Callback):
         Console().print(self.table(results))
         if log_dir is not None:
             path = Path(log_dir) / self.filename
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results, indent=2) + "\n")
+            write_json(path, results)
             Console().print(f"Test results saved to [bold]{path}[/bold]")
 
     @staticmethod
     def results(confmat: list[list[int]], class_names: list[str]) -> dict[str, Any]:
-        """Overall, macro and per-class accuracy from a confusion matrix (rows: true class)."""
-        support = [sum(row) for row in confmat]
-        correct = [confmat[i][i] for i in range(len(confmat))]
+        """Overall, macro and per-class accuracy (:func:`litvision.metrics.accuracies`) from a confusion
+        matrix (rows: true class)."""
+        values = {k: v.tolist() for k, v in accuracies(confmat).items()}
         per_class = {
-            name: {"acc": c / n if n else 0.0, "correct": c, "support": n}
-            for name, c, n in zip(class_names, correct, support)
+            name: {"acc": acc, "correct": row[i], "support": sum(row)}
+            for i, (name, acc, row) in enumerate(zip(class_names, values["acc_class"], confmat))
         }
-        total = sum(support)
         return {
-            "acc": sum(correct) / total if total else 0.0,
-            "acc_macro": sum(v["acc"] for v in per_class.values()) / len(per_class),
-            "num_samples": total,
+            "acc": values["acc"],
+            "acc_macro": values["acc_macro"],
+            "num_samples": sum(map(sum, confmat)),
             "per_class": per_class,
             "confusion_matrix": confmat,
         }
@@ -268,10 +256,7 @@ class RunInfo(Callback):
 
     def _write(self) -> None:
         assert self._path is not None
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self._info, indent=2) + "\n")
-        tmp.replace(self._path)  # never a half-written file
+        write_json(self._path, self._info)
 
     @staticmethod
     def describe(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
@@ -291,7 +276,7 @@ class RunInfo(Callback):
         device = trainer.strategy.root_device
         return {
             "litvision_version": litvision.__version__,
-            **_git_state(),
+            **git_state(),
             "python": sys.version.split()[0],
             "torch_version": torch.__version__,
             "lightning_version": lightning.__version__,
@@ -308,21 +293,3 @@ class RunInfo(Callback):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _git_state() -> dict[str, Any]:
-    """The commit of the litvision source tree and whether it had uncommitted changes (None outside git)."""
-    source = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}

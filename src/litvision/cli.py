@@ -21,11 +21,19 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport
 from litvision.data import ImageDataModule
-from litvision.errors import LitvisionError, one_line_cause
+from litvision.errors import LitvisionError, one_line_errors
 from litvision.module import ImageClassifier
-from litvision.runs import load_checkpoint
+from litvision.private_api import cli_build_trainer, cli_callback_keys
+from litvision.utils import load_checkpoint
 
 DEFAULT_SEED = 42
+COMMANDS = (
+    "litvision: train and evaluate image classifiers with Lightning (fit, validate, test, predict, below). "
+    "Two more commands: 'litvision analyze TOOL RUN_DIR' draws figures and tables of finished runs "
+    "(t-SNE, feature maps, confusion, SVM head, re-balancing, curves, compare, loss landscape); "
+    "'litvision reproduce' reruns the reports' experiments and writes the reproduction report. Each takes "
+    "--help."
+)
 
 
 class LitvisionCLI(LightningCLI):
@@ -49,7 +57,11 @@ class LitvisionCLI(LightningCLI):
             given.setdefault("precision", "bf16-mixed")
         callbacks = [*self.default_callbacks(), *given.pop("callbacks", [])]
         kwargs["trainer_defaults"] = {"logger": self.default_logger(), **given, "callbacks": callbacks}
-        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        kwargs["parser_kwargs"] = {
+            "default_env": False,
+            "description": COMMANDS,
+            **kwargs.get("parser_kwargs", {}),
+        }
         kwargs.setdefault("save_config_callback", KeepingSaveConfigCallback)
         super().__init__(*args, **kwargs)
 
@@ -74,7 +86,8 @@ class LitvisionCLI(LightningCLI):
         ]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = {**(init.get("trainer") or {}), **kwargs}
         # The project's callbacks step aside where the trainer's own flags turn their feature off
         # (Lightning refuses a progress bar with enable_progress_bar=False, and so on).
         off: list[type[Callback]] = []
@@ -88,11 +101,10 @@ class LitvisionCLI(LightningCLI):
             off.append(LearningRateMonitor)
         wanted = [cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, tuple(off))]
         self.trainer_defaults["callbacks"] = wanted
-        forced = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        forced = [init[key] for key in cli_callback_keys(self)]
         if config.get("enable_checkpointing") is not False:
-            every = self._get(self.config_init, "checkpoint_every_n_steps", default=0) or 0
-            forced += last_checkpoint_callbacks(every)
-        return self._instantiate_trainer(config, [cb for cb in forced if not isinstance(cb, tuple(off))])
+            forced += last_checkpoint_callbacks(init.get("checkpoint_every_n_steps") or 0)
+        return cli_build_trainer(self, config, [cb for cb in forced if not isinstance(cb, tuple(off))])
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key in ("num_classes", "input_shape", "class_names"):
@@ -122,13 +134,13 @@ class LitvisionCLI(LightningCLI):
             "validation split) and save per-class results in the run directory.",
         )
 
-    def _parse_ckpt_path(self) -> None:
-        # Lightning reads the checkpoint's hyperparameters here; check it first, for a one-line error.
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # Lightning reads the checkpoint's hyperparameters next; check it first, for a one-line error.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(str(ckpt_path)).is_file():
             load_checkpoint(str(ckpt_path))
-        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -249,25 +261,16 @@ def _resume_in_place(config: Namespace, fit: bool) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``litvision``, ``lightning`` and ``python -m litvision``."""
+    """Training: Lightning's CLI on :class:`LitvisionCLI` (``litvision.commands.main`` dispatches here)."""
     # Lightning's own use of a deprecated torch API; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["analyze"]:  # analysis tools: never imported by training
-        from litvision.analysis.cli import main as analyze
-
-        analyze(argv[1:])
-        return
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
-    try:
-        LitvisionCLI(args=args)
-    except Exception as err:
+    with one_line_errors(_prog()):
         # An error in a datamodule's constructor reaches us wrapped by the argument parser.
-        cause = one_line_cause(err)
-        if cause is None:
-            raise
-        prog = Path(sys.argv[0]).name
-        prog = "litvision" if prog in ("__main__.py", "-c", "") else prog  # python -m litvision
-        print(f"{prog}: error: {cause}", file=sys.stderr)
-        raise SystemExit(1) from None
+        LitvisionCLI(args=args)
+
+
+def _prog() -> str:
+    prog = Path(sys.argv[0]).name
+    return "litvision" if prog in ("__main__.py", "-c", "") else prog  # python -m litvision

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class LitvisionError(Exception):
     """A problem with the user's input or environment, explained in one line."""
@@ -25,3 +29,17 @@ def one_line_cause(err: BaseException | None) -> str | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+@contextmanager
+def one_line_errors(prog: str) -> Iterator[None]:
+    """The ``main`` of every command: an error with a LitvisionError behind it ends the program with
+    ``PROG: error: <message>`` on stderr and exit status 1; any other error keeps its traceback."""
+    try:
+        yield
+    except Exception as err:
+        cause = one_line_cause(err)
+        if cause is None:
+            raise
+        print(f"{prog}: error: {cause}", file=sys.stderr)
+        raise SystemExit(1) from None

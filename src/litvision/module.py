@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -10,10 +12,11 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
-from torchmetrics import MaxMetric, MeanMetric, Metric
+from torchmetrics import MaxMetric, MeanMetric
 
 from litvision.data.device_augment import MixedBatch
 from litvision.errors import LitvisionError
+from litvision.metrics import ClassificationCounts
 from litvision.objectives import ClassCountLoss, CrossEntropy, IRMMixin, LabelSmoothingMixin
 
 # An architecture class (or any callable) that builds the network for a dataset:
@@ -27,47 +30,6 @@ LossFactory = Callable[[int], ClassCountLoss]
 SPLITS = ("train", "val", "test")
 # Schedulers that change the learning rate every optimizer step rather than every epoch.
 _PER_STEP_SCHEDULERS = (OneCycleLR, CyclicLR)
-
-
-class ClassificationCounts(Metric):
-    """Accuracy (overall, macro, per class) and the confusion matrix of a split, from a confusion matrix
-    counted on the device without reading anything back from it.
-
-    torchmetrics' classification metrics count with ``torch.bincount``, which on a GPU first reads the
-    largest label back to the host: a synchronisation at every step. These counts use ``index_add_``
-    instead, and the accuracies are torchmetrics' (``MulticlassAccuracy`` micro, macro and per class: a
-    class with no image has accuracy 0, and a class neither present nor predicted is left out of the
-    macro mean). Labels are not checked here: the datamodule checks them once.
-    """
-
-    full_state_update = False
-    is_differentiable = False
-
-    def __init__(self, num_classes: int, confusion: bool = True) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.confusion = confusion
-        self.add_state(
-            "counts", torch.zeros(num_classes * num_classes, dtype=torch.long), dist_reduce_fx="sum"
-        )
-
-    def update(self, logits: Tensor, target: Tensor) -> None:
-        cell = target * self.num_classes + logits.argmax(dim=1)  # row: true class, column: predicted
-        self.counts.index_add_(0, cell, torch.ones_like(cell))
-
-    def compute(self) -> dict[str, Tensor]:
-        confmat = self.counts.view(self.num_classes, self.num_classes)
-        correct, support, predicted = confmat.diagonal(), confmat.sum(dim=1), confmat.sum(dim=0)
-        per_class = correct / support.clamp(min=1)
-        seen = (support + predicted > 0).float()
-        values = {
-            "acc": correct.sum() / support.sum().clamp(min=1),
-            "acc_macro": (per_class * seen).sum() / seen.sum().clamp(min=1),
-            "acc_class": per_class,
-        }
-        if self.confusion:
-            values["confmat"] = confmat
-        return values
 
 
 class ImageClassifierBase(LightningModule):
@@ -297,15 +259,12 @@ class ImageClassifierBase(LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        try:
-            scheduler = self.scheduler_factory(optimizer)
-        except ValueError as err:
-            if "total_steps" not in str(err):
-                raise
-            # OneCycleLR given neither total_steps nor epochs: one cycle over the whole fit.
+        if _spans_the_fit(self.scheduler_factory):
             scheduler = self.scheduler_factory(
                 optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
             )
+        else:
+            scheduler = self.scheduler_factory(optimizer)
         config: dict[str, Any] = {
             "scheduler": scheduler,
             "interval": "step" if isinstance(scheduler, _PER_STEP_SCHEDULERS) else "epoch",
@@ -313,6 +272,19 @@ class ImageClassifierBase(LightningModule):
         if isinstance(scheduler, ReduceLROnPlateau):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _spans_the_fit(factory: Any) -> bool:
+    """Whether ``factory`` builds a scheduler that takes ``total_steps`` (OneCycleLR) but was given
+    neither it nor ``epochs``: it then runs one cycle over the whole fit. The factory is a
+    ``functools.partial`` when it comes from the CLI (jsonargparse fills in every default) or from code;
+    anything else is called as it is."""
+    if not isinstance(factory, functools.partial):
+        return False
+    target = next((t for t in (factory.func, *factory.args) if isinstance(t, type)), None)
+    if target is None or "total_steps" not in inspect.signature(target).parameters:
+        return False
+    return factory.keywords.get("total_steps") is None and factory.keywords.get("epochs") is None
 
 
 class ImageClassifier(IRMMixin, LabelSmoothingMixin, ImageClassifierBase):

@@ -9,16 +9,12 @@ source cannot run code.
 from __future__ import annotations
 
 import json
-import pickle
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from litvision.errors import LitvisionError
+from litvision.utils import load_checkpoint
 
 
 @dataclass
@@ -61,28 +57,6 @@ def _val_acc_of(path: Path) -> float:
         return float("-inf")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's contents, read without unpickling code; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise LitvisionError(f"checkpoint '{path}' not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL (\S+)", str(err))
-        what = f"a pickled {found.group(1)} object" if found else "pickled objects"
-        raise LitvisionError(
-            f"checkpoint '{path}' holds {what}, not only tensors and plain data: refused, since loading it "
-            "could run code; load only checkpoints you trust, re-saved with their tensors alone"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        reason = str(err).split(". ")[0].splitlines()[0] if str(err) else type(err).__name__
-        raise LitvisionError(f"checkpoint '{path}' is truncated or not a checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise LitvisionError(f"checkpoint '{path}' is not a Lightning checkpoint: it has no state_dict")
-    return checkpoint
-
-
 def load_run(run_dir: str | Path, checkpoint: str = "best", data_args: dict[str, Any] | None = None) -> Run:
     """Rebuild a run's model and datamodule from its ``config.yaml`` and load a checkpoint's weights.
 
@@ -91,7 +65,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", data_args: dict[str,
     """
     import yaml
 
-    from litvision.cli import LitvisionCLI
+    from litvision.cli import LitvisionCLI  # runs.py sits above the CLI: the CLI never imports it
 
     run_dir = Path(run_dir)
     config_file = run_dir / "config.yaml"

@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from litvision.analysis import compare, confusion, curves, feature_maps, heads, landscape, tsne
-from litvision.errors import one_line_cause
+from litvision.errors import one_line_errors
 
 TOOLS = (tsne, feature_maps, confusion, heads, curves, compare, landscape)
+# What each tool declares (name, figures, done file); a module with two commands lists both as TOOLS.
+BY_NAME = {tool.name: tool for module in TOOLS for tool in getattr(module, "TOOLS", (module.TOOL,))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,11 +28,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Run one tool; bad input ends the program with one line on stderr and exit status 1."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+    with one_line_errors("litvision analyze"):
         args.run(args)
-    except Exception as err:
-        cause = one_line_cause(err)
-        if cause is None:
-            raise
-        print(f"litvision analyze: error: {cause}", file=sys.stderr)
-        raise SystemExit(1) from None

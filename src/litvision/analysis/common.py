@@ -4,10 +4,7 @@ extracted from them, and a tool's figures and tables written together once all a
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib
 import inspect
-import io
 import json
 import logging
 import warnings
@@ -29,9 +26,10 @@ from litvision.data.memory import as_batch, yields_batches
 from litvision.errors import LitvisionError
 from litvision.plotting import plt
 from litvision.runs import Run, load_run
+from litvision.utils import csv_text, import_object
 
-# Which vector of a network the feature-based tools read: ``forward_features`` (pooled) or what feeds
-# the last linear layer (``forward_head(pre_logits=True)``); the two differ where the head is an MLP.
+# Which vector of a network the feature-based tools read: ``pooled_features`` or what feeds the last
+# linear layer (``pre_logits`` of it); the two differ where the head is an MLP.
 FEATURES = ("pooled", "pre-logits")
 
 
@@ -45,15 +43,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default="best",
         help="'best' (highest val/acc), 'last' or a .ckpt path (default: best)",
     )
-    parser.add_argument("--data-dir", help="where the run's data is now (replaces the datamodule's data_dir)")
-    parser.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="replace another argument of the run's datamodule, the value read as YAML "
-        "(e.g. num_workers=0, batch_size=512); repeatable",
-    )
+    add_data_arguments(parser)
     parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
@@ -68,12 +58,33 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--data KEY=VALUE``: what replaces arguments of the datamodule a tool builds."""
+    parser.add_argument("--data-dir", help="where the data is now (replaces the datamodule's data_dir)")
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE",
+        help="replace another argument of the datamodule, the value read as YAML "
+        "(e.g. num_workers=0, batch_size=512); repeatable",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Tool:
+    """What an analysis tool declares: its command name, the figures it writes into its output folder
+    (globs) and the file that shows it ran to the end (None: nothing a plan can wait for, as for
+    ``compare``; ``rebalance`` writes a table only, and declares its JSON)."""
+
+    name: str
+    figures: tuple[str, ...] = ()
+    done: str | None = None
+
+
 def add_features_argument(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--features",
         choices=FEATURES,
         default=default,
-        help="pooled: forward_features (the pooled penultimate features); pre-logits: the input of the "
+        help="pooled: pooled_features (the pooled penultimate features); pre-logits: the input of the "
         f"last linear layer, which differs where the head is an MLP (default: {default})",
     )
 
@@ -120,10 +131,9 @@ def parse_data_arguments(items: Sequence[str], data_dir: str | None, class_path:
 
 def datamodule_arguments(class_path: str) -> set[str]:
     """The constructor arguments of a datamodule class, its base classes' included (empty if unknown)."""
-    module_name, _, name = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError):
+        cls = import_object(class_path)
+    except LitvisionError:
         return set()
     names: set[str] = set()
     for klass in cls.__mro__:
@@ -161,12 +171,6 @@ def open_run(args: argparse.Namespace) -> Run:
     run.model.to(device)
     run.datamodule.prepare_data()  # a run trained on another machine may need its data fetched
     return run
-
-
-def run_label(run_dir: Path) -> str:
-    """``<config>/version_N``: how figures name the run they come from."""
-    run_dir = Path(run_dir).resolve()
-    return f"{run_dir.parent.name}/{run_dir.name}" if run_dir.name.startswith("version_") else run_dir.name
 
 
 def checkpoint_step(path: Path) -> int:
@@ -214,8 +218,8 @@ class Extracted:
 
 def features_of(net: nn.Module, x: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     """The ``kind`` features of a batch and the logits of the network's own head."""
-    pooled = net.forward_features(x)
-    pre_logits = net.forward_head(pooled, pre_logits=True)
+    pooled = net.pooled_features(x)
+    pre_logits = net.pre_logits(pooled)
     return (pooled if kind == "pooled" else pre_logits), net.head(pre_logits)
 
 
@@ -238,12 +242,6 @@ def extract(
     if not labels:
         raise LitvisionError("the split holds no images")
     return Extracted(torch.cat(features).numpy(), torch.cat(labels).numpy(), torch.cat(logits).numpy())
-
-
-def csv_text(rows: Sequence[Sequence[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
 
 
 def _plain(value: Any) -> Any:

@@ -6,13 +6,11 @@ Table V), then one row per run with its epochs, steps, wall time, parameters and
 Each run is a run directory holding ``test_results.json`` (written after ``fit`` and by ``test``), or
 that file itself; ``run_info.json``, the TensorBoard event files and the checkpoints fill in the rest
 when they are there. Columns are named after the runs' directories unless ``--names`` is given.
-``python -m litvision.compare`` is the same command.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from dataclasses import dataclass
@@ -22,9 +20,10 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import instantiate_class
 
-from litvision.analysis.curves import SCALARS_ONLY, event_accumulator
+from litvision.analysis.common import Tool
 from litvision.errors import LitvisionError
 from litvision.runs import find_checkpoint
+from litvision.utils import csv_text, markdown_table, read_scalars, run_names, write_text
 
 SUMMARY_COLUMNS = {
     "run": "run",
@@ -46,11 +45,6 @@ def load(run: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def default_name(run: Path) -> str:
-    run = run.parent if run.suffix == ".json" else run
-    return run.parent.name if run.name.startswith("version_") else run.name
-
-
 def table(results: list[dict[str, Any]], names: list[str]) -> list[list[str]]:
     """Rows of (what, accuracy of each run in %): one per class, then overall, macro and shot groups."""
     classes = list(results[0]["per_class"])
@@ -67,12 +61,6 @@ def table(results: list[dict[str, Any]], names: list[str]) -> list[list[str]]:
             values = [r.get("shot_groups", {}).get(group, {}).get("acc") for r in results]
             rows.append([group.replace("_", "-"), *("" if v is None else f"{100 * v:.2f}" for v in values)])
     return rows
-
-
-def markdown(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -110,17 +98,10 @@ def summarize(run: Path, name: str) -> RunSummary:
 
 def _read_events(run_dir: Path) -> tuple[dict[str, list[float]], float | None]:
     """Validation and training scalars of a run's event files, and the seconds they span."""
-    if not any(run_dir.glob("events.out.tfevents.*")):
-        return {}, None
-    events = event_accumulator.EventAccumulator(str(run_dir), size_guidance=SCALARS_ONLY).Reload()
-    tags = set(events.Tags()["scalars"])
-    scalars = {t: [e.value for e in events.Scalars(t)] for t in ("val/acc", "train/loss") if t in tags}
-    times = [e.wall_time for t in tags for e in events.Scalars(t)]
-    try:
-        span = max(times) - events.FirstEventTimestamp() if times else None
-    except ValueError:
-        span = None
-    return scalars, span
+    events = read_scalars(run_dir)
+    scalars = {t: [e.value for e in events[t]] for t in ("val/acc", "train/loss") if t in events}
+    times = [e.wall_time for points in events.values() for e in points]
+    return scalars, (max(times) - min(times) if times else None)
 
 
 def _count_parameters(run_dir: Path) -> int | None:
@@ -187,9 +168,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+TOOL = Tool("compare")  # tables only
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "compare",
+        TOOL.name,
         help="one table of many runs: per-class and overall accuracy, epochs, time, parameters",
         description=__doc__.split("\n\n")[0],
     )
@@ -200,7 +184,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_compare(args: argparse.Namespace) -> list[Path]:
     if args.names and len(args.names) != len(args.runs):
         raise LitvisionError(f"--names has {len(args.names)} names for {len(args.runs)} runs")
-    names = args.names or default_names(args.runs)
+    names = args.names or run_names(args.runs)
     results = [load(r) for r in args.runs]
     # Runs on different datasets still share a run table; only runs with the same classes a class table.
     shared = all(list(r["per_class"]) == list(results[0]["per_class"]) for r in results)
@@ -208,36 +192,16 @@ def run_compare(args: argparse.Namespace) -> list[Path]:
     if not shared:
         print("note: the runs have different classes, so there is no per-class table", file=sys.stderr)
     summaries = [summarize(r, n) for r, n in zip(args.runs, names)]
-    text = (markdown(rows) + "\n" if rows else "") + markdown(summary_rows(summaries, for_markdown=True))
+    text = (markdown_table(rows) + "\n" if rows else "") + markdown_table(
+        summary_rows(summaries, for_markdown=True)
+    )
     sys.stdout.write(text)
     if not args.output:
         return []
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     markdown_file, per_class_file = args.output.with_suffix(".md"), args.output.with_suffix(".csv")
     runs_file = per_class_file.with_name(per_class_file.stem + "_runs.csv")
-    markdown_file.write_text(text)
+    write_text(markdown_file, text)
     if rows:
-        with per_class_file.open("w", newline="") as f:
-            csv.writer(f).writerows(rows)
-    with runs_file.open("w", newline="") as f:
-        csv.writer(f).writerows(summary_rows(summaries, for_markdown=False))
+        write_text(per_class_file, csv_text(rows))
+    write_text(runs_file, csv_text(summary_rows(summaries, for_markdown=False)))
     return [markdown_file, *([per_class_file] if rows else []), runs_file]
-
-
-def default_names(runs: list[Path]) -> list[str]:
-    """Each run's config name, with its version where several runs share a config."""
-    names = [default_name(r) for r in runs]
-    if len(set(names)) == len(names):
-        return names
-    folders = [r.parent if r.suffix == ".json" else r for r in runs]
-    return [f"{n}/{f.name}" if f.name.startswith("version_") else n for n, f in zip(names, folders)]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m litvision.compare``: errors end the program with one line."""
-    parser = argparse.ArgumentParser(prog="python -m litvision.compare", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    try:
-        run_compare(parser.parse_args(argv))
-    except LitvisionError as err:
-        raise SystemExit(f"compare: error: {err}") from None

@@ -10,21 +10,24 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from litvision.analysis.common import (
+    Tool,
     add_run_arguments,
     extract,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
 from litvision.plotting import confusion_matrix_figure
+from litvision.utils import run_label
+
+TOOL = Tool("confusion", ("confusion.png",), "confusion.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "confusion",
+        TOOL.name,
         help="row-normalised confusion matrix and the most confused pairs",
         description="Predict the test split, plot the confusion matrix normalised by true class, and list "
         "the most confused pairs of classes. Writes confusion.png, confusion.csv (counts), "

@@ -7,29 +7,22 @@ import argparse
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from tensorboard.backend.event_processing import event_accumulator
 
-from litvision.analysis.common import Outputs, run_label
+from litvision.analysis.common import Outputs, Tool
 from litvision.errors import LitvisionError
 from litvision.plotting import categorical_colours, plt
+from litvision.utils import read_scalars, run_names
 
 METRICS = ("train/loss", "val/loss", "train/acc", "val/acc")
-# Only the scalars are kept; the confusion-matrix images of every epoch are skipped.
-SCALARS_ONLY = {
-    event_accumulator.SCALARS: 0,
-    event_accumulator.IMAGES: 1,
-    event_accumulator.HISTOGRAMS: 1,
-    event_accumulator.TENSORS: 1,
-    event_accumulator.AUDIO: 1,
-    event_accumulator.COMPRESSED_HISTOGRAMS: 1,
-}
-
 Curve = list[tuple[int, float]]  # (epoch, value), epochs counted from 1
+
+
+TOOL = Tool("curves", ("curves.png",), "curves.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "curves",
+        TOOL.name,
         help="train/val loss and accuracy per epoch of one or many runs",
         description="Plot train and validation loss and accuracy per epoch from the runs' TensorBoard "
         "event files, overlaid for several runs. Writes curves.png and curves.csv "
@@ -55,15 +48,14 @@ def read_curves(run_dir: Path) -> tuple[dict[str, Curve], int]:
     """The per-epoch curves of ``METRICS`` found in a run's event files, and the last step logged."""
     if not Path(run_dir).is_dir():
         raise LitvisionError(f"run directory '{run_dir}' not found")
-    events = event_accumulator.EventAccumulator(str(run_dir), size_guidance=SCALARS_ONLY).Reload()
-    tags = set(events.Tags()["scalars"])
+    scalars = read_scalars(run_dir, [*METRICS, "epoch"])
     # Lightning logs ``epoch`` with every metric, at the same step: it places each point on the epoch axis.
-    epoch_at = {e.step: int(e.value) for e in events.Scalars("epoch")} if "epoch" in tags else {}
+    epoch_at = {e.step: int(e.value) for e in scalars.get("epoch", [])}
     curves: dict[str, Curve] = {}
     last_step = 0
     for tag in METRICS:
-        if tag in tags:
-            points = events.Scalars(tag)
+        if tag in scalars:
+            points = scalars[tag]
             curves[tag] = [(epoch_at.get(e.step, i) + 1, e.value) for i, e in enumerate(points)]
             last_step = max([last_step, *(e.step for e in points)])
     if not curves:
@@ -97,12 +89,6 @@ def main(args: argparse.Namespace) -> list[Path]:
     outputs.csv("curves.csv", rows)
     tensorboard = args.runs[0] if args.tensorboard and len(args.runs) == 1 else None
     return outputs.write(tensorboard, read[0][1])
-
-
-def run_names(runs: list[Path]) -> list[str]:
-    """Each run's config name, or ``<config>/version_N`` where config names repeat."""
-    short = [run_label(r).split("/")[0] for r in runs]
-    return short if len(set(short)) == len(short) else [run_label(r) for r in runs]
 
 
 def curves_figure(runs: list[dict[str, Curve]], names: list[str]) -> Figure:

@@ -14,23 +14,23 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from litvision.analysis.common import (
+    Tool,
     add_run_arguments,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
 from litvision.plotting import plt
+from litvision.utils import run_label
 
-# Parts of a ClassifierNet that come after the features: never a default layer.
-_HEAD_PARTS = ("head", "pre_logits")
+TOOL = Tool("feature-maps", ("feature_maps_*.png",), "feature_maps.json")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "feature-maps",
+        TOOL.name,
         help="activations of named layers for a few test images",
         description="Record the outputs of named layers (forward hooks) for a few test images and draw "
         "them: feature maps as image grids, pooled vectors as 1-D profiles, RNN outputs as time x unit "
@@ -47,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layers",
         nargs="+",
-        help="module names from net.named_modules() (default: the stem, the last layer at each "
-        "resolution and the pooled features; --list-layers prints every name)",
+        help="module names from net.named_modules() (default: the stages the network declares, "
+        "its stage_names; --list-layers prints every name)",
     )
     parser.add_argument(
         "--channels", type=int, default=16, help="feature maps shown per layer, the most active (default: 16)"
@@ -82,9 +82,11 @@ def main(args: argparse.Namespace) -> list[Path]:
                 shape = "x".join(map(str, shapes[name])) if name in shapes else "(no tensor output)"
                 print(f"{name:40s} {type(module).__name__:24s} {shape}")
         return []
-    layers = check_layers(net, shapes, args.layers) if args.layers else default_layers(net, shapes)
+    layers = check_layers(net, shapes, args.layers or getattr(net, "stage_names", []))
     if not layers:
-        raise LitvisionError("no layer to draw was found: name some with --layers (see --list-layers)")
+        raise LitvisionError(
+            "the network declares no stages to draw: name layers with --layers (see --list-layers)"
+        )
     activations, logits = capture(net, x, layers)
     predicted = logits.argmax(dim=1).tolist()
     names = run.model.class_names
@@ -200,66 +202,6 @@ def check_layers(net: nn.Module, shapes: dict[str, tuple[int, ...]], layers: Seq
         if kind_of(shapes[layer]) == "unsupported":
             raise LitvisionError(f"layer '{layer}' outputs {list(shapes[layer])} per image: nothing to draw")
     return list(dict.fromkeys(layers))
-
-
-def default_layers(net: nn.Module, shapes: dict[str, tuple[int, ...]]) -> list[str]:
-    """The network's stages: in the module that holds its feature maps, the last layer at each spatial
-    resolution (and the first layer, unless only activations and norms follow it at its resolution),
-    then the layer that outputs the pooled features. A network without feature maps (an RNN) shows the
-    outputs of its top-level layers."""
-
-    def is_map(name: str) -> bool:
-        shape = shapes.get(name)
-        return shape is not None and kind_of(shape) == "maps"
-
-    def holds_maps(name: str) -> bool:
-        return any(is_map(n) for n in shapes if n == name or n.startswith(name + "."))
-
-    def children(prefix: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
-        kids = [(f"{prefix}.{n}" if prefix else n, c) for n, c in module.named_children()]
-        return [(n, c) for n, c in kids if n not in _HEAD_PARTS]
-
-    # Walk down while a single child holds all the feature maps (TorchvisionNet's body, VGG's features).
-    prefix, module = "", net
-    while True:
-        kids = [(n, c) for n, c in children(prefix, module) if holds_maps(n)]
-        if len(kids) == 1 and any(True for _ in kids[0][1].children()):
-            prefix, module = kids[0]
-            continue
-        break
-    blocks: list[tuple[str, nn.Module]] = []
-    for name, child in kids:
-        # A sequence of stages (CifarResNet's ``stages``) contributes its stages.
-        inner = list(child.children())
-        if isinstance(child, nn.Sequential) and inner and all(isinstance(c, nn.Sequential) for c in inner):
-            blocks += [(n, c) for n, c in children(name, child) if is_map(n)]
-        elif is_map(name):
-            blocks.append((name, child))
-    if not blocks:
-        return [n for n, _ in children("", net) if n in shapes and kind_of(shapes[n]) != "unsupported"]
-
-    resolution = [shapes[n][1:] for n, _ in blocks]
-    ends = [i for i in range(len(blocks)) if i == len(blocks) - 1 or resolution[i + 1] != resolution[i]]
-    selected = [blocks[i][0] for i in ends]
-    # The stem is worth its own row unless the first stage end is it plus activations and norms only.
-    trivial = all(not any(p.dim() > 1 for p in m.parameters()) for _, m in blocks[1 : ends[0] + 1])
-    if ends[0] > 0 and not trivial:
-        selected.insert(0, blocks[0][0])
-
-    # The pooled features: the last module (not the head, not a container of the stages) whose output
-    # has num_features values per image.
-    num_features = getattr(net, "num_features", None)
-    pooled = [
-        n
-        for n, shape in shapes.items()
-        if num_features is not None
-        and int(np.prod(shape)) == num_features
-        and kind_of(shape) == "profile"
-        and not isinstance(net.get_submodule(n), nn.Identity)
-        and not any(n == part or n.startswith(part + ".") for part in _HEAD_PARTS)
-        and not any(b.startswith(n + ".") for b, _ in blocks)
-    ]
-    return selected + pooled[-1:]
 
 
 def image_figure(

@@ -16,33 +16,47 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
+from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 from torch.utils.data import BatchSampler, WeightedRandomSampler
 
 from litvision.analysis.common import (
+    Tool,
     add_features_argument,
     add_run_arguments,
     extract,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
-from litvision.callbacks import shot_groups
 from litvision.errors import LitvisionError
+from litvision.metrics import accuracies, shot_groups
 from litvision.objectives import posthoc_adjusted
 from litvision.plotting import confusion_matrix_figure, plt
+from litvision.utils import run_label
 
 HEADS = {"backbone": "backbone's own head", "svm": "SVM head", "crt": "cRT head"}
 
 
+TOOL = Tool(
+    "svm-head",
+    (
+        "svm_head.png",
+        "svm_head_confusion.png",
+    ),
+    "svm_head.json",
+)
+# A table only; rebalance.json shows that it ran to the end.
+REBALANCE_TOOL = Tool("rebalance", (), "rebalance.json")
+TOOLS = (TOOL, REBALANCE_TOOL)  # the two commands of this module
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "svm-head",
+        TOOL.name,
         help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)",
         description="Freeze the trained backbone, map the run's training split (as trained on, imbalance "
         "included) and the test split to features, and fit two new heads: a class-weighted linear SVM "
@@ -84,7 +98,7 @@ REBALANCE = {
 
 def add_rebalance_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "rebalance",
+        REBALANCE_TOOL.name,
         help="classifier re-balancing on the frozen backbone: post-hoc adjustment, tau-norm, LWS, cRT",
         description="Freeze the trained network and re-balance its classifier for a balanced test: "
         "post-hoc logit adjustment (Menon et al. 2021: logits - tau log prior), tau-normalisation (Kang et "
@@ -402,13 +416,12 @@ def predict(head: nn.Linear, features: np.ndarray) -> np.ndarray:
 
 
 def score(labels: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """Accuracy, macro accuracy (mean of the per-class accuracies) and per-class accuracy."""
-    counts = confusion_matrix(labels, predicted, labels=np.arange(len(names)))
-    per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+    """Accuracy, macro and per-class accuracy (:func:`litvision.metrics.accuracies`)."""
+    values = accuracies(confusion_matrix(labels, predicted, labels=np.arange(len(names))))
     return {
-        "acc": float(accuracy_score(labels, predicted)),
-        "acc_macro": float(balanced_accuracy_score(labels, predicted)),
-        "per_class": {n: float(a) for n, a in zip(names, per_class)},
+        "acc": values["acc"].item(),
+        "acc_macro": values["acc_macro"].item(),
+        "per_class": dict(zip(names, values["acc_class"].tolist())),
     }
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +17,28 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from matplotlib.figure import Figure
 
-from litvision.analysis.common import Outputs, parse_data_arguments, quiet_lightning, resolve_device
+from litvision.analysis.common import (
+    Outputs,
+    Tool,
+    add_data_arguments,
+    parse_data_arguments,
+    quiet_lightning,
+    resolve_device,
+)
 from litvision.errors import LitvisionError
 from litvision.module import ImageClassifier
 from litvision.plotting import plt
+from litvision.utils import import_object
 
 KEYS = ("seed", "steps", "learning_rates", "optimizer", "data", "variants")
 
 
+TOOL = Tool("loss-landscape", ("loss_landscape.png",), "loss_landscape.png")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "loss-landscape",
+        TOOL.name,
         help="train model variants at several learning rates and plot the band of their losses",
         description="Train each model variant of the config (VGG-A with and without BatchNorm) at each "
         "learning rate for a fixed number of steps, record the training loss at every step, and plot per "
@@ -43,14 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, help="training steps per run (replaces the config's)")
     parser.add_argument("--learning-rates", type=float, nargs="+", help="replace the config's learning rates")
     parser.add_argument("--seed", type=int, help="replace the config's seed")
-    parser.add_argument("--data-dir", help="replace the datamodule's data_dir")
-    parser.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="replace another datamodule argument, the value read as YAML (e.g. batch_size=64); repeatable",
-    )
+    add_data_arguments(parser)
     parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
@@ -118,17 +120,9 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-def load_class(class_path: str, what: str) -> Callable[..., Any]:
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError):
-        raise LitvisionError(f"{what} class_path '{class_path}' cannot be imported") from None
-
-
 def build(class_path: str, init_args: dict[str, Any], what: str, *args: Any) -> Any:
     """``class_path(*args, **init_args)``, with a wrong argument reported in one line."""
-    cls = load_class(class_path, what)
+    cls = import_object(class_path, f"{what} class_path")
     try:
         return cls(*args, **init_args)
     except (TypeError, ValueError) as err:
@@ -156,13 +150,15 @@ def train_losses(
     seed_everything(config["seed"], verbose=False)  # a variant starts from the same weights at every rate
     model = ImageClassifier(
         backbone=functools.partial(
-            load_class(backbone["class_path"], "backbone"), **backbone.get("init_args", {})
+            import_object(backbone["class_path"], "backbone class_path"), **backbone.get("init_args", {})
         ),
         num_classes=datamodule.num_classes,
         input_shape=datamodule.input_shape,
         class_names=datamodule.class_names,
         optimizer=functools.partial(
-            load_class(optimizer["class_path"], "optimizer"), lr=lr, **optimizer.get("init_args", {})
+            import_object(optimizer["class_path"], "optimizer class_path"),
+            lr=lr,
+            **optimizer.get("init_args", {}),
         ),
         log_confusion_matrix=False,
     )

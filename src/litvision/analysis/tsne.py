@@ -12,22 +12,25 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import Subset
 
 from litvision.analysis.common import (
+    Tool,
     add_features_argument,
     add_run_arguments,
     extract,
     open_run,
-    run_label,
     run_outputs,
     split_dataset,
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
 from litvision.plotting import categorical_colours, plt
+from litvision.utils import run_label
+
+TOOL = Tool("tsne", ("tsne.png",), "tsne.png")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "tsne",
+        TOOL.name,
         help="t-SNE of the penultimate features of random test images",
         description="Embed the features of random test images in 2-D with scikit-learn's t-SNE and plot "
         "them coloured by class. Writes tsne.png and tsne.csv (index,label,class,predicted,x,y).",

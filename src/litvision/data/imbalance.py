@@ -177,11 +177,14 @@ class NoisyCopies(Dataset):
             return [self[item] for item in items]
         index, seeds = split_items(items)
         is_copy = index >= len(self.dataset)
-        copy, noise = np.divmod(np.where(is_copy, index - len(self.dataset), 0), len(self.stds))
-        source = np.where(is_copy, np.asarray(self.copies, dtype=np.int64)[copy], index)
+        # Only the copies are looked up: there may be none at all (a noise class with no training image).
+        copy, noise = np.divmod(index[is_copy] - len(self.dataset), len(self.stds))
+        source = index.copy()
+        source[is_copy] = np.asarray(self.copies, dtype=np.int64)[copy]
         x, y = self.dataset.__getitems__(source if seeds is None else np.stack([source, seeds], 1))
         if is_copy.any():  # known on the host, from the indices: no wait for the device
-            stds = np.where(is_copy, np.asarray(self.stds, dtype=np.float32)[noise], 0.0)
+            stds = np.zeros(len(index), dtype=np.float32)
+            stds[is_copy] = np.asarray(self.stds, dtype=np.float32)[noise]
             stds = to_device(stds, x.device, x.dtype).view(-1, *[1] * (x.ndim - 1))
             # Drawn for originals too (times 0): one draw for the batch beats gathering the copies.
             generator = batch_generator(seeds, x.device, stream=1)  # independent of the augmentation's

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from torchvision.datasets import DatasetFolder
 
 from litvision.data.resumable import Item
 from litvision.errors import LitvisionError
+from litvision.utils import write_atomically
 
 # Bump when the cached tensor's layout or the decoding changes, so that old caches are rebuilt.
 CACHE_VERSION = 1
@@ -196,26 +196,16 @@ def cached_decode(
         except Exception:  # unreadable (another torch version, a damaged disk): decode again
             pass
     images = decode(dataset, transform, shape, num_workers, files)
-    _write_atomically(images, path)
+    _save_cache(images, path)
     return images
 
 
-def _write_atomically(images: Tensor, path: Path) -> None:
-    """Save to a temporary file beside ``path`` and rename it, so that a reader (another DDP rank, a run
-    that was interrupted) never sees half a file; drop the caches of older versions of the data."""
-    tmp: Path | None = None
+def _save_cache(images: Tensor, path: Path) -> None:
+    """Save atomically, so that a reader (another DDP rank, a run that was interrupted) never sees half a
+    file; drop the caches of older versions of the data."""
     try:
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        tmp = Path(name)
-        with os.fdopen(handle, "wb") as f:
-            torch.save(images, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a cache beside shared data is shared
-        os.replace(tmp, path)
+        write_atomically(path, lambda f: torch.save(images, f))
     except OSError as err:  # e.g. a read-only data folder: train anyway, and decode again next time
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
         warnings.warn(f"could not cache the decoded images in '{path}': {err}", stacklevel=2)
         return
     prefix = path.name.rsplit("-", 1)[0]

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
+
+from litvision.private_api import IndexBatchesLoader
 
 # A dataset index, or an index with the seed of its random transforms (what SeededSampler yields).
 Item = int | tuple[int, int]
@@ -91,7 +93,7 @@ class SeededSampler(Sampler[tuple[int, int]]):
         return zip(order.tolist(), seeds.tolist())
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableDataLoader(IndexBatchesLoader):
     """A DataLoader that Lightning saves in checkpoints (``state_dict``) and restores mid-epoch.
 
     The state is the epoch and the number of batches the training loop consumed; on restore the next
@@ -103,10 +105,8 @@ class ResumableDataLoader(DataLoader):
         self._yielded = 0
         self._skip = 0
 
-    @property
-    def _index_sampler(self) -> Any:
-        # DataLoader's iterators (worker processes included) take their index batches from here.
-        return _SkipFirst(super()._index_sampler, self)
+    def index_batches(self, batches: Any) -> Any:
+        return _SkipFirst(batches, self)
 
     def __iter__(self) -> Iterator[Any]:
         self._yielded = self._skip

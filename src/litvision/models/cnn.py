@@ -40,6 +40,11 @@ class SimpleCNN(ClassifierNet):
             )
         self.min_size = 2 ** len(channels)
         self.conv = nn.Sequential(*layers)
+        # Each convolution's activation (at its resolution), the last pooled map, the fc features.
+        self.stage_names = [f"conv.{3 * i + 1}" for i in range(len(channels))] + [
+            f"conv.{len(layers) - 1}",
+            "fc",
+        ]
         in_features = in_channels * height * width
         fc: list[nn.Module] = [nn.Flatten()]
         for out_features in hidden:
@@ -49,5 +54,5 @@ class SimpleCNN(ClassifierNet):
         self.num_features = in_features
         self.head = nn.Linear(in_features, num_classes)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         return self.fc(self.conv(x))

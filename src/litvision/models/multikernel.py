@@ -69,6 +69,10 @@ class MultiKernelCNN(ClassifierNet):
         self.min_size = 2 ** len(pool_after)
         self.blocks = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        # The last block at each resolution.
+        ends = [i - 1 for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+        ends += [] if isinstance(layers[-1], nn.MaxPool2d) else [len(layers) - 1]
+        self.stage_names = [f"blocks.{i}" for i in ends] + ["pool"]
         self.num_features = in_channels
         self.pre_logits = nn.Sequential(
             nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.BatchNorm1d(hidden), nn.Dropout(dropout)
@@ -80,5 +84,5 @@ class MultiKernelCNN(ClassifierNet):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         return self.pool(self.blocks(x))

@@ -107,6 +107,7 @@ class CifarResNet(ClassifierNet):
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.stage_names = ["stem", *(f"stages.{i}" for i in range(len(layers))), "pool"]
         self.num_features = in_planes
         self.head = (
             nn.Linear(in_planes, num_classes) if head == "linear" else CosineLinear(in_planes, num_classes)
@@ -120,5 +121,5 @@ class CifarResNet(ClassifierNet):
             if isinstance(m, BasicBlock) and zero_init_residual:
                 nn.init.zeros_(m.bn2.weight)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         return self.pool(self.stages(self.stem(x)))

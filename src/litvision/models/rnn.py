@@ -31,9 +31,10 @@ class RowRNN(ClassifierNet):
         channels, _, width = input_shape
         self.rnn = _CELLS[cell](width * channels, hidden_size, num_layers=num_layers, batch_first=True)
         self.num_features = hidden_size
+        self.stage_names = ["rnn"]  # its output: the hidden state after each row
         self.head = nn.Linear(hidden_size, num_classes)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).reshape(n, h, w * c)
         out, _ = self.rnn(rows)

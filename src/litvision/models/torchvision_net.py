@@ -15,7 +15,7 @@ from litvision.models.pretrained import build_torchvision, pretrained_state_dict
 class TorchvisionNet(ClassifierNet):
     """A torchvision model named in YAML (``name: resnet50``, ``mobilenet_v3_small``, ...), optionally
     with its ImageNet weights. Its last linear layer becomes ``head`` (sized for the dataset); what
-    feeds it is ``forward_features`` (for ResNet-50, the 2048 pooled features of report 001's t-SNE).
+    feeds it is ``pooled_features`` (for ResNet-50, the 2048 pooled features of report 001's t-SNE).
     A first convolution for RGB is adapted to the dataset's channels.
     """
 
@@ -30,6 +30,7 @@ class TorchvisionNet(ClassifierNet):
     ) -> None:
         super().__init__()
         body = build_torchvision(name)
+        self.pretrained_name = name
         if pretrained:
             body.load_state_dict(pretrained_state_dict(name))
         linears = [(n, m) for n, m in body.named_modules() if isinstance(m, nn.Linear)]
@@ -41,9 +42,21 @@ class TorchvisionNet(ClassifierNet):
         self.body = body
         self.num_features = classifier.in_features
         self.head = nn.Linear(classifier.in_features, num_classes)
+        self.stage_names = _stage_names(body, name)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+
+def _stage_names(body: nn.Module, name: str) -> list[str]:
+    """The stages of the torchvision families the reports use (ResNet, DenseNet); other models have
+    none declared, and the feature-map tool asks for layers by name."""
+    names = {n for n, _ in body.named_modules()}
+    if {"layer1", "layer4", "avgpool"} <= names:  # ResNet, ResNeXt, Wide ResNet
+        return [f"body.layer{i}" for i in range(1, 5)] + ["body.avgpool"]
+    if name.startswith("densenet"):
+        return [f"body.features.denseblock{i}" for i in range(1, 5)] + ["body.features.norm5"]
+    return []
 
 
 def factorize_3x3(conv: nn.Conv2d) -> nn.Sequential:

@@ -39,15 +39,18 @@ class VGG(ClassifierNet):
         if depth not in _CONFIGS:
             raise ValueError(f"depth={depth} is not one of {sorted(_CONFIGS)}")
         self.features = make_layers(cfgs[_CONFIGS[depth]], batch_norm=batch_norm)
+        self.pretrained_name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
         if pretrained:
-            name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
-            state = pretrained_state_dict(name)
+            state = pretrained_state_dict(self.pretrained_name)
             self.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
         adapt_input_channels(self.features, input_shape[0])
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        # The last layer at each resolution: the one before each max-pool.
+        pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
+        self.stage_names = [f"features.{i - 1}" for i in pools] + ["pool"]
         self.num_features = 512
         self.pre_logits = nn.Sequential(nn.Linear(512, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.head = nn.Linear(hidden, num_classes)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def pooled_features(self, x: Tensor) -> Tensor:
         return self.pool(self.features(x))

@@ -3,9 +3,11 @@
 - ``download``: the datasets the configs name, downloaded by torchvision into ``data/``. At full scale
   the runs read them as the configs say; scaled down, a class-balanced subset of them is written once as
   an image folder, which the runs read instead.
-- ``offline``: the copies kept beside the project in ``../shared/data`` (no internet): the CIFAR-10 JPEG
-  copy, the MNIST test split (first 8,000 images to train, last 2,000 to test) and synthetic images laid
-  out like EuroSAT, which is not available offline. Subsets as above.
+- ``offline``: the real data sets kept beside the project in ``../shared/data`` (no internet): the
+  CIFAR-10 JPEG copy (read as an image folder), the full MNIST (its official files, read by
+  :class:`~litvision.data.MNISTDataModule`) and EuroSAT RGB (all 27,000 images, read by
+  :class:`~litvision.data.EuroSATDataModule`). A scale that gives subset sizes for a dataset reads the
+  first images of each class of the real training and test sets instead, written once as an image folder.
 - ``synthetic``: :class:`~litvision.data.SyntheticDataModule` images of each dataset's shape, for tests
   of the machinery on any machine; the numbers mean nothing.
 
@@ -16,6 +18,7 @@ Each run's data is swapped by ordinary command-line arguments (``--data=...Image
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import tarfile
 from collections.abc import Callable, Iterable
@@ -25,14 +28,20 @@ from typing import Any
 
 import numpy as np
 
+from litvision.data import CIFAR10DataModule, MNISTDataModule
 from litvision.errors import LitvisionError
 from litvision.reproduce.plan import Scale, lookup
+from litvision.utils import import_object
 
 SOURCES = ("download", "offline", "synthetic")
 FOLDER = "litvision.data.ImageFolderDataModule"
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
-MNIST_MEAN, MNIST_STD = [0.1307], [0.3081]
+# Dataset facts come from the datamodules: the image folders made here stand in for their datasets.
+CIFAR10_CLASSES = CIFAR10DataModule.class_names
+CIFAR10_MEAN, CIFAR10_STD = list(CIFAR10DataModule.mean), list(CIFAR10DataModule.std)
+MNIST_MEAN, MNIST_STD = list(MNISTDataModule.mean), list(MNISTDataModule.std)
+# The offline archives in ../shared/data, and the folder each holds.
+ARCHIVES = {"cifar10": ("cifar10-jpeg.tar.xz", "cifar10-jpeg"), "eurosat": ("eurosat-rgb.tar.xz", "eurosat")}
+MNIST_FILES = [f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")]
 # The dataset of each datamodule class the reports' configs use, and its image shape.
 DATASETS = {
     "litvision.data.CIFAR10DataModule": ("cifar10", (3, 32, 32)),
@@ -40,15 +49,9 @@ DATASETS = {
     "litvision.data.EuroSATDataModule": ("eurosat", (3, 64, 64)),
 }
 DESCRIPTIONS = {
-    (
-        "offline",
-        "cifar10",
-    ): "CIFAR-10 (JPEG copy, quality 75: somewhat below the original at the same recipe)",
-    ("offline", "mnist"): "MNIST test split (first 8,000 images to train, last 2,000 to test)",
-    (
-        "offline",
-        "eurosat",
-    ): "synthetic EuroSAT-shaped images (64x64, 10 classes; EuroSAT is not available offline)",
+    ("offline", "cifar10"): "CIFAR-10 (JPEG copy, quality 75: somewhat below the original)",
+    ("offline", "mnist"): "MNIST (the official files: 60,000 training and 10,000 test images)",
+    ("offline", "eurosat"): "EuroSAT RGB (all 27,000 images; seeded stratified test split)",
     ("download", "cifar10"): "CIFAR-10",
     ("download", "mnist"): "MNIST",
     ("download", "eurosat"): "EuroSAT (RGB)",
@@ -80,9 +83,9 @@ class DataSource:
         if self.name == "synthetic":
             return f"synthetic images shaped like {dataset} (SyntheticDataModule)"
         text = DESCRIPTIONS.get((self.name, dataset), dataset)
-        sizes = self.scale.data.get(dataset)
-        if self.scale.scaled_down and sizes:
-            text += f", subset: {', '.join(f'{k} {v}' for k, v in sizes.items())}"
+        sizes = {k: v for k, v in self.scale.data.get(dataset, {}).items() if k != "val_size"}
+        if sizes:
+            text += f", subset per class: {', '.join(f'{k} {v}' for k, v in sizes.items())}"
         return text
 
     def run_args(self, config: dict[str, Any]) -> tuple[list[str], str | None]:
@@ -93,10 +96,15 @@ class DataSource:
             return [], None
         dataset, shape = DATASETS[class_path]
         args = self._pretrained_args(config)
-        if self.name == "download" and not self.scale.scaled_down:
-            return args, dataset
-        sizes = self._sizes(dataset)
+        sizes = self.scale.data.get(dataset) or {}
+        val = [f"--data.val_size={sizes['val_size']}"] if "val_size" in sizes else []
+        subset = any(k != "val_size" for k in sizes)
         if self.name == "synthetic":
+            if not subset:
+                raise LitvisionError(
+                    f"scale '{self.scale.name}' gives no subset sizes for {dataset} (data.{dataset}), "
+                    "which synthetic data needs"
+                )
             if dataset == "eurosat":
                 total = 10 * sizes["images"]
                 test = int(total * _fraction(config, "data.init_args.test_size", 0.2))
@@ -105,13 +113,13 @@ class DataSource:
                 train, test = 10 * sizes["train"], 10 * sizes["test"]
             return [
                 *args, "--data=litvision.data.SyntheticDataModule", f"--data.input_shape={list(shape)}",
-                f"--data.train_size={train}", f"--data.test_size={test}",
-                *([f"--data.val_size={sizes['val_size']}"] if "val_size" in sizes else []),
+                f"--data.train_size={train}", f"--data.test_size={test}", *val,
             ], dataset  # fmt: skip
+        if self.name == "download" and not subset:
+            return [*args, *val], dataset
         root = self.prepare(dataset)
-        if dataset == "eurosat":
-            return [*args, f"--data.data_dir={root}", "--data.download=false"], dataset
-        val = [f"--data.val_size={sizes['val_size']}"] if "val_size" in sizes else []
+        if dataset == "eurosat" or (dataset == "mnist" and not subset):  # the dataset's own datamodule
+            return [*args, f"--data.data_dir={root}", "--data.download=false", *val], dataset
         if dataset == "cifar10":
             return [
                 *args, f"--data={FOLDER}", f"--data.data_dir={root}",
@@ -155,12 +163,8 @@ class DataSource:
         return ["--model.backbone.init_args.pretrained=false"] if self.replaces_pretrained(config) else []
 
     def _sizes(self, dataset: str) -> dict[str, Any]:
-        sizes = self.scale.data.get(dataset)
-        if self.scale.scaled_down and not sizes:
-            raise LitvisionError(
-                f"scale '{self.scale.name}' gives no subset sizes for {dataset} (data.{dataset})"
-            )
-        return sizes or {}
+        """Images per class of the subset this scale reads (empty: the whole dataset)."""
+        return {k: v for k, v in (self.scale.data.get(dataset) or {}).items() if k != "val_size"}
 
     def prepare(self, dataset: str) -> Path:
         """The folder this source's runs of ``dataset`` read, made once (atomically: a folder that exists
@@ -168,7 +172,12 @@ class DataSource:
         if dataset in self.prepared:
             return self.prepared[dataset]
         sizes = self._sizes(dataset)
-        tag = "-".join(f"{k}{v}" for k, v in sorted(sizes.items()) if k != "val_size") or "all"
+        if self.name == "offline" and not sizes and dataset in ARCHIVES:  # the archive as it is, extracted
+            archive, folder = ARCHIVES[dataset]
+            root = self.data_root / "reproduce" / f"offline-{folder}"
+            self.prepared[dataset] = self._extract(archive, folder) if self.make else root
+            return self.prepared[dataset]
+        tag = "-".join(f"{k}{v}" for k, v in sorted(sizes.items())) or "all"
         target = self.data_root / "reproduce" / f"{self.name}-{dataset}-{tag}"
         if not target.is_dir() and self.make:
             makers: dict[str, Callable[[Path, dict[str, Any]], None]] = {
@@ -190,18 +199,7 @@ class DataSource:
     # --- CIFAR-10: an image folder train/<class>/*, test/<class>/* ---
     def _cifar10(self, out: Path, sizes: dict[str, Any]) -> None:
         if self.name == "offline":
-            copy = self.data_root / "reproduce" / "offline-cifar10-jpeg"
-            if not (copy / "test").is_dir():
-                archive = self.shared_dir / "cifar10-jpeg.tar.xz"
-                if not archive.is_file():
-                    raise LitvisionError(f"offline CIFAR-10 copy '{archive}' not found")
-                partial = copy.with_name(copy.name + ".partial")
-                shutil.rmtree(partial, ignore_errors=True)
-                partial.mkdir(parents=True)
-                with tarfile.open(archive) as tar:
-                    tar.extractall(partial, filter="data")
-                (partial / "cifar10-jpeg").rename(copy)
-                partial.rmdir()
+            copy = self._extract(*ARCHIVES["cifar10"])
             for split in ("train", "test"):
                 for name in CIFAR10_CLASSES:
                     files = sorted((copy / split / name).glob("*.jpg"))
@@ -219,17 +217,22 @@ class DataSource:
     def _mnist(self, out: Path, sizes: dict[str, Any]) -> None:
         classes = [str(d) for d in range(10)]
         if self.name == "offline":
-            images_file = self.shared_dir / "mnist" / "t10k-images-idx3-ubyte.gz"
-            labels_file = self.shared_dir / "mnist" / "t10k-labels-idx1-ubyte.gz"
-            for f in (images_file, labels_file):
+            files = {name: self.shared_dir / "mnist" / f"{name}.gz" for name in MNIST_FILES}
+            for f in files.values():
                 if not f.is_file():
                     raise LitvisionError(f"offline MNIST file '{f}' not found")
-            with gzip.open(images_file) as f:
-                images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-            with gzip.open(labels_file) as f:
-                labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(int)
-            _write_folder(out / "train", images[:8000], labels[:8000], classes, sizes.get("train"))
-            _write_folder(out / "test", images[8000:], labels[8000:], classes, sizes.get("test"))
+            if not sizes:  # the official files, unpacked where torchvision's MNIST reads them
+                (out / "MNIST" / "raw").mkdir(parents=True)
+                for name, f in files.items():
+                    with gzip.open(f) as packed:
+                        (out / "MNIST" / "raw" / name).write_bytes(packed.read())
+                return
+            for split, prefix in (("train", "train"), ("test", "t10k")):
+                with gzip.open(files[f"{prefix}-images-idx3-ubyte"]) as f:
+                    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+                with gzip.open(files[f"{prefix}-labels-idx1-ubyte"]) as f:
+                    labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(int)
+                _write_folder(out / split, images, labels, classes, sizes.get(split))
             return
         from torchvision.datasets import MNIST
 
@@ -240,18 +243,37 @@ class DataSource:
     # --- EuroSAT: <Class>/<Class>_<n>.jpg, as the real archive ---
     def _eurosat(self, out: Path, sizes: dict[str, Any]) -> None:
 
+        from litvision.data.eurosat import CLASSES
+
         per_class = sizes.get("images")
         if self.name == "offline":
-            synthetic_eurosat(out, per_class or 300)
-            return
-        from torchvision.datasets import EuroSAT
+            images = self._extract(*ARCHIVES["eurosat"]) / "2750"
+        else:
+            from torchvision.datasets import EuroSAT
 
-        data = _download(EuroSAT, self.data_root, "EuroSAT")
-        for c, name in enumerate(data.classes):  # the same class folders as the real archive
-            files = sorted((Path(path) for path, label in data.samples if label == c), key=_number)
+            images = Path(_download(EuroSAT, self.data_root, "EuroSAT").root)
+        for name in CLASSES:  # the first images of each class, by number, on every machine
+            files = sorted((images / name).glob("*.jpg"), key=_number)
             (out / name).mkdir(parents=True)
             for f in files[:per_class]:
-                shutil.copyfile(f, out / name / f.name)
+                os.link(f, out / name / f.name)
+
+    def _extract(self, archive_name: str, folder: str) -> Path:
+        """The folder ``folder`` of an offline archive, extracted once into the data root."""
+        copy = self.data_root / "reproduce" / f"offline-{folder}"
+        if copy.is_dir():
+            return copy
+        archive = self.shared_dir / archive_name
+        if not archive.is_file():
+            raise LitvisionError(f"offline archive '{archive}' not found")
+        partial = copy.with_name(copy.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(partial, filter="data")
+        (partial / folder).rename(copy)
+        shutil.rmtree(partial)
+        return copy
 
 
 def _number(path: Path) -> int:
@@ -293,40 +315,21 @@ def _write_folder(
         Image.fromarray(np.asarray(image)).save(out / classes[label] / f"{i:05d}.png")
 
 
-def synthetic_eurosat(out: Path, per_class: int) -> None:
-    """EuroSAT-shaped images: 64x64 JPEGs in ``<Class>/<Class>_<n>.jpg``, each class a colour and a stripe
-    orientation plus noise, so that a model can learn something."""
-    from PIL import Image
-
-    from litvision.data.eurosat import CLASSES
-
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:64, 0:64]
-    for c, name in enumerate(CLASSES):
-        (out / name).mkdir(parents=True, exist_ok=True)
-        colour = rng.integers(40, 216, 3)
-        stripes = np.sin((xx * np.cos(c) + yy * np.sin(c)) / 3.0)[..., None] * 30
-        for n in range(per_class):
-            pixels = colour + stripes + rng.normal(0, 25, (64, 64, 3))
-            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(out / name / f"{name}_{n}.jpg")
-
-
 def weights_cached(config: dict[str, Any]) -> bool:
-    """Whether the ImageNet weights a config's backbone asks for are in the torch hub cache."""
+    """Whether the ImageNet weights a config's backbone asks for are in the torch hub cache: the backbone
+    is built without weights, on the meta device (no memory), and says which weights it would load."""
     import torch
     import torchvision
 
-    found, init_args = lookup(config, "model.backbone.init_args")
-    _, class_path = lookup(config, "model.backbone.class_path")
-    name = init_args.get("name") if found else None
-    if class_path == "litvision.models.VGG":
-        name = f"vgg{init_args.get('depth', 16)}{'_bn' if init_args.get('batch_norm') else ''}"
-    elif class_path == "litvision.models.DenseNet":
-        name = f"densenet{init_args.get('depth', 121)}"
-    if not name:
+    found, backbone = lookup(config, "model.backbone")
+    _, data = lookup(config, "data.class_path")
+    if not found or not isinstance(backbone, dict) or data not in DATASETS:
         return False
+    init_args = {**(backbone.get("init_args") or {}), "pretrained": False}
     try:
-        url = torchvision.models.get_model_weights(name).DEFAULT.url
-    except (ValueError, KeyError):
+        with torch.device("meta"):
+            net = import_object(backbone["class_path"])(10, DATASETS[data][1], **init_args)
+        url = torchvision.models.get_model_weights(net.pretrained_name).DEFAULT.url
+    except Exception:  # no such weights, or a backbone that cannot say
         return False
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()

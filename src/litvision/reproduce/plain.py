@@ -7,7 +7,7 @@ validation accuracy, as the run's checkpoint does, and tests them. What differs 
 only: Lightning's loops, ``ImageClassifier``, its metrics and checkpointing against twenty lines of
 PyTorch. On a CPU the two should end on the same test accuracy.
 
-    python -m litvision.reproduce.plain lightning_logs/cnn_cifar/version_0 --output plain/
+    litvision reproduce plain lightning_logs/cnn_cifar/version_0 --output plain/
 
 Writes ``results.json`` (test ``acc``, ``acc_macro``, ``per_class``, the best validation accuracy and
 its epoch, the wall time) in the output folder, last. Recipes it does not implement (a learning-rate
@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from litvision.errors import LitvisionError
+from litvision.metrics import accuracies
+from litvision.utils import import_object, write_json
 
 # Trainer settings the plain loop follows only at their defaults.
 TRAINER_DEFAULTS = {
@@ -45,14 +45,6 @@ TRAINER_DEFAULTS = {
     "limit_val_batches": lambda v: v is None or (isinstance(v, float) and v == 1.0),
     "max_steps": lambda v: v in (None, -1),
 }
-
-
-def import_object(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise LitvisionError(f"cannot import '{path}'") from None
 
 
 def instantiate(value: Any) -> Any:
@@ -102,6 +94,41 @@ def num_batches(limit: int | float | None, total: int) -> int:
     return int(total * float(limit))
 
 
+def train_one_epoch(
+    net: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    epoch: int,
+    max_batches: int | None = None,
+    bf16: bool = False,
+    label_smoothing: float = 0.0,
+    channels_last: bool = False,
+) -> int:
+    """One epoch of the plain loop over ``loader`` (at most ``max_batches``); returns the images seen.
+
+    The loader's sampler is told the epoch first, as Lightning's fit loop does, so that each epoch has
+    its own order. ``bf16``: autocast as ``precision: bf16-mixed`` does."""
+    for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+    net.train()
+    images = 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = batch[0].to(device), batch[1].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        images += len(y)
+    return images
+
+
 def evaluate(net: nn.Module, loader: DataLoader, num_classes: int, device: torch.device) -> np.ndarray:
     """The confusion matrix of ``net`` on ``loader`` (rows: true class)."""
     confmat = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -136,7 +163,6 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
     data.setup("fit")
     data.setup("test")
     train_loader = data.train_dataloader()
-    samplers = [s for s in (train_loader.sampler, getattr(train_loader.batch_sampler, "sampler", None))]
     val_loader = data.val_dataloader() or None
     test_loader = data.test_dataloader()
     steps = num_batches(trainer.get("limit_train_batches"), len(train_loader))
@@ -145,36 +171,24 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
     images = 0
     start = time.perf_counter()
     for epoch in range(epochs):
-        for sampler in samplers:  # as Lightning's fit loop does: each epoch its own order
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-        net.train()
-        for i, batch in enumerate(train_loader):
-            if i >= steps:
-                break
-            x, y = batch[0].to(device_), batch[1].to(device_)
-            loss = F.cross_entropy(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            images += len(y)
+        images += train_one_epoch(net, train_loader, optimizer, device_, epoch, steps)
         if val_loader is not None:
             confmat = evaluate(net, val_loader, data.num_classes, device_)
-            acc = float(np.trace(confmat) / confmat.sum())
+            acc = accuracies(confmat)["acc"].item()
             if acc > best_acc:  # the first epoch of the best accuracy, as ModelCheckpoint keeps it
                 best_acc, best_epoch, best_state = acc, epoch, copy.deepcopy(net.state_dict())
     seconds = time.perf_counter() - start
     if best_state is not None:
         net.load_state_dict(best_state)
     confmat = evaluate(net, test_loader, data.num_classes, device_)
-    support = confmat.sum(1)
+    values = {k: v.tolist() for k, v in accuracies(confmat).items()}
     per_class = {
-        name: {"acc": float(confmat[i, i] / support[i]) if support[i] else 0.0, "support": int(support[i])}
-        for i, name in enumerate(data.class_names)
+        name: {"acc": acc, "support": int(row.sum())}
+        for name, acc, row in zip(data.class_names, values["acc_class"], confmat)
     }
     return {
-        "acc": float(np.trace(confmat) / confmat.sum()),
-        "acc_macro": float(np.mean([v["acc"] for v in per_class.values()])),
+        "acc": values["acc"],
+        "acc_macro": values["acc_macro"],
         "per_class": per_class,
         "confusion_matrix": confmat.tolist(),
         "val_acc_best": best_acc if best_state is not None else None,
@@ -187,34 +201,27 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m litvision.reproduce.plain", description=__doc__.splitlines()[0]
-    )
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("plain", help="retrain a finished run with the plain PyTorch loop",
+                                 description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("run_dir", type=Path, help="a litvision run directory (holding config.yaml)")
     parser.add_argument(
         "--output", type=Path, help="where to write results.json (default: RUN_DIR/plain_loop)"
     )
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    """``litvision reproduce plain``: train, test, write ``results.json`` and print the headline."""
     import yaml
 
-    from litvision.reproduce.runner import write_json
-
-    try:
-        config_file = args.run_dir / "config.yaml"
-        if not config_file.is_file():
-            raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
-        results = plain_fit(yaml.safe_load(config_file.read_text()), args.device)
-    except LitvisionError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-    output = args.output or args.run_dir / "plain_loop"
-    write_json(output / "results.json", {"run": str(args.run_dir), **results})
+    config_file = args.run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
+    results = plain_fit(yaml.safe_load(config_file.read_text()), args.device)
+    write_json(
+        (args.output or args.run_dir / "plain_loop") / "results.json", {"run": str(args.run_dir), **results}
+    )
     print(
         json.dumps({k: results[k] for k in ("acc", "acc_macro", "val_acc_best", "best_epoch", "wall_time_s")})
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,6 @@
 """What to run: report plans (``configs/experiments/NNN.yaml``), sweeps (``configs/sweeps/*.yaml``) and
-scales (``configs/experiments/scales/*.yaml``), read into plain dataclasses and checked.
+scales (``configs/experiments/scales/*.yaml``): typed dataclasses, parsed by jsonargparse, then checked
+for what types cannot say (that configs exist, that tables name the plan's runs and known metrics).
 
 A run is an ordinary config plus overrides (dotted keys, as on the command line). Sweep points that
 change nothing (a value equal to the base config's) are the base config's own run, trained once.
@@ -9,16 +10,22 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import yaml
+from jsonargparse import ArgumentError, ArgumentParser
 
+from litvision.analysis.cli import BY_NAME
 from litvision.errors import LitvisionError
 
 TABLE_KINDS = ("runs", "per_class")
-ANALYSIS_TOOLS = ("curves", "tsne", "feature-maps", "confusion", "svm-head", "rebalance", "loss-landscape")
+T = TypeVar("T")
+# The analysis tools a plan may ask for: those that declare the file that shows they ran (their figures,
+# or a table's JSON for rebalance).
+ANALYSIS_TOOLS = tuple(name for name, tool in BY_NAME.items() if tool.done)
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,24 @@ class RunSpec:
     config: Path
     overrides: tuple[tuple[str, Any], ...] = ()
     plain_reference: bool = False
+    seed: int = 0  # which of the run's seeds: 0 is the config's own, k adds k to its seeds
 
     @property
     def id(self) -> str:
         return f"{self.report}/{self.name}"
+
+    @property
+    def row_id(self) -> str:
+        """The id of the run all of whose seeds this one belongs to (scale patterns match it)."""
+        return f"{self.report}/{self.base_name}"
+
+    @property
+    def base_name(self) -> str:
+        return self.name.removesuffix(f"-seed{self.seed}") if self.seed else self.name
+
+    def with_seed(self, seed: int) -> RunSpec:
+        """The same run with its seeds moved by ``seed``, in a directory of its own."""
+        return replace(self, name=f"{self.name}-seed{seed}" if seed else self.name, seed=seed)
 
     def override_args(self) -> list[str]:
         return [f"--{key}={format_value(value)}" for key, value in self.overrides]
@@ -41,30 +62,36 @@ class RunSpec:
 
 @dataclass
 class Row:
+    """A row of a runs table: one run's values of the table's metrics (or its own ``metrics``)."""
+
     label: str
     run: str
-    metrics: list[str]
     published: list[float | None]
+    metrics: list[str] | None = None
 
 
 @dataclass
 class Table:
+    """A table of a report: ``runs`` (a row per run) or ``per_class`` (a column per run, published values
+    per class id and ``total``)."""
+
     title: str
-    kind: str = "runs"
+    kind: Literal["runs", "per_class"] = "runs"
     metrics: list[str] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
-    # kind per_class: column label -> run name, and published values per class id (and "total").
-    columns: dict[str, str] = field(default_factory=dict)
-    published: dict[Any, list[float | None]] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # per_class: column label -> run name
+    published: dict[int | str, list[float | None]] = field(default_factory=dict)
 
 
 @dataclass
 class Analysis:
+    """A figure of a report: ``litvision analyze TOOL`` on some of the plan's runs (or a config)."""
+
     tool: str
-    runs: list[str]
-    caption: str
+    runs: list[str] = field(default_factory=list)
+    caption: str = ""
     args: list[str] = field(default_factory=list)
-    config: Path | None = None  # loss-landscape's own config
+    config: str | None = None  # loss-landscape's own config
     name: str | None = None
 
     @property
@@ -72,6 +99,93 @@ class Analysis:
         """The analysis's name within its plan: its output folder when it has no single run to write into."""
         suffix = self.name or "+".join(self.runs)
         return f"{self.tool}-{suffix}" if suffix else self.tool
+
+
+@dataclass
+class RunEntry:
+    """A run of a plan file: a config, its overrides and whether it gets a plain-loop reference."""
+
+    config: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    plain_reference: bool = False
+
+
+@dataclass
+class PlanFile:
+    """``configs/experiments/NNN.yaml``: a report's runs (configs or sweeps), its tables and figures."""
+
+    title: str
+    source: str = ""
+    runs: dict[str, RunEntry] = field(default_factory=dict)  # a bare config path is read as {config: ...}
+    sweeps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    analyses: list[Analysis] = field(default_factory=list)
+
+
+@dataclass
+class SweepFile:
+    """``configs/sweeps/*.yaml``: a base config and its points, as ``argument`` with ``values`` or as
+    named ``points`` of overrides."""
+
+    config: str
+    name: str | None = None
+    argument: str | None = None
+    values: list[Any] | None = None
+    points: dict[str, dict[str, Any]] | None = None
+
+
+@dataclass
+class ScaleFile:
+    """``configs/experiments/scales/NAME.yaml``; every mapping from run patterns is matched against
+    ``<report>/<run>`` (fnmatch), the later pattern winning."""
+
+    description: str = ""
+    scaled_down: bool = True  # every run shrunk (quick, smoke); false: recipes kept unless ``reduced``
+    data: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> subset sizes
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # pattern -> arguments
+    analyses: dict[str, list[str]] = field(default_factory=dict)  # tool -> arguments
+    reduced: dict[str, str] = field(default_factory=dict)  # pattern -> the budget in words
+    needs_gpu: dict[str, str] = field(default_factory=dict)  # pattern -> why it is not run here
+    seeds: dict[str, int] = field(default_factory=dict)  # pattern -> number of seeds
+    plain_reference: list[str] | None = None  # only these runs get their plan's plain loop
+    notes: dict[str, list[str]] = field(default_factory=dict)  # report id -> notes on this scale
+
+
+def parse(kind: type[T], data: Any, where: str, raw: tuple[str, ...] = ()) -> T:
+    """``data`` (a YAML file's contents) as the dataclass ``kind``, checked by jsonargparse; its error,
+    should there be one, in one line naming the key and the bad value. The ``raw`` keys hold command-line
+    arguments (``{model.optimizer: {class_path: ...}}``), kept as written: jsonargparse would resolve
+    every ``class_path`` in them."""
+    kept = {key: data.pop(key) for key in raw if isinstance(data, dict) and key in data}
+    for key, value in kept.items():
+        if not isinstance(value, (dict, list)):
+            raise LitvisionError(f"{where}: '{key}' must be a mapping or a list, not {value!r}")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--file", type=kind)
+    try:
+        parsed = parser.instantiate(parser.parse_object({"file": data})).file
+        for key, value in kept.items():
+            setattr(parsed, key, value)
+        return parsed
+    except ArgumentError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        keys = [k.removeprefix("file.") for k in re.findall(r'(?:Parser key|key) "([^"]+)"', str(err))]
+        key = ".".join(k for k in keys if k != "file") or "file"
+        unknown = re.search(r"does not accept (?:nested key|option) '?([^' ]+)", str(err))
+        if unknown:
+            allowed = sorted(f.name for f in fields(kind))
+            raise LitvisionError(f"{where}: unknown key {unknown.group(1)!r}; allowed: {allowed}") from None
+        missing = re.search(r"required: file\.(\S+)", str(err))
+        if missing:
+            raise LitvisionError(f"{where}: '{missing.group(1)}' is missing") from None
+        value = next((ln.split("value:", 1)[1].strip() for ln in lines if "value:" in ln), None)
+        expected = next((ln for ln in lines if ln.startswith(("Expected a", "Subtypes"))), lines[-1])
+        expected = expected.split(". Got value")[0].replace("typing.", "").replace("<class ", "")
+        expected = re.sub(r"'([a-zA-Z]+)'>", r"\1", expected).replace("NoneType", "null")
+        expected = expected.replace("Subtypes:", "expected one of")
+        shown = f" is {value!r}" if value is not None else ""
+        raise LitvisionError(f"{where}: '{key}'{shown}: {expected[0].lower() + expected[1:]}") from None
 
 
 @dataclass
@@ -94,23 +208,57 @@ class ReportPlan:
 
 @dataclass
 class Scale:
+    """How much of each run to train: ``full`` is the reports' own recipes; a scale file (see
+    :class:`ScaleFile`, whose fields these are) changes some."""
+
     name: str
     description: str = "the reports' own recipes"
-    data: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    scaled_down: bool = False
+    data: dict[str, dict[str, int]] = field(default_factory=dict)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     analyses: dict[str, list[str]] = field(default_factory=dict)
+    reduced: dict[str, str] = field(default_factory=dict)
+    needs_gpu: dict[str, str] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+    plain_reference: list[str] | None = None
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
-    @property
-    def scaled_down(self) -> bool:
-        return self.name != "full"
+    def _match(self, spec: RunSpec, entries: dict[str, Any]) -> Any:
+        found = None
+        for pattern, value in entries.items():
+            if fnmatch.fnmatchcase(spec.row_id, pattern):
+                found = value
+        return found
 
     def run_args(self, spec: RunSpec) -> list[str]:
         """The scale's arguments for a run, from every pattern that matches ``report/run``."""
         merged: dict[str, Any] = {}
-        for pattern, args in self.runs:
-            if fnmatch.fnmatchcase(spec.id, pattern):
+        for pattern, args in self.runs.items():
+            if fnmatch.fnmatchcase(spec.row_id, pattern):
                 merged.update(args)
         return [f"--{key}={format_value(value)}" for key, value in merged.items()]
+
+    def budget(self, spec: RunSpec) -> str:
+        """The run's budget in words: the report's recipe, or how this scale reduces it."""
+        if self.name == "full":
+            return "published recipe"
+        if self.scaled_down:
+            return "scaled down"
+        return self._match(spec, self.reduced) or "published recipe"
+
+    def gpu_reason(self, spec: RunSpec) -> str | None:
+        """Why this scale leaves the run to a GPU (None: it runs here)."""
+        return self._match(spec, self.needs_gpu)
+
+    def seed_count(self, spec: RunSpec, seeds: int | None = None) -> int:
+        """How many seeds the run gets: ``seeds`` (the command line) if given, else this scale's."""
+        return seeds if seeds is not None else self._match(spec, self.seeds) or 1
+
+    def has_plain_reference(self, spec: RunSpec) -> bool:
+        if not spec.plain_reference or spec.seed:
+            return False
+        patterns = self.plain_reference
+        return patterns is None or any(fnmatch.fnmatchcase(spec.row_id, p) for p in patterns)
 
 
 def format_value(value: Any) -> str:
@@ -136,29 +284,17 @@ def read_yaml(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in data:
-        raise LitvisionError(f"{where}: '{key}' is missing")
-    value = data[key]
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise LitvisionError(f"{where}: '{key}' must be a {names}, not {value!r}")
-    return value
-
-
-def _unknown_keys(data: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise LitvisionError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _config_path(value: Any, root: Path, where: str) -> Path:
-    if not isinstance(value, str):
-        raise LitvisionError(f"{where}: a config must be a path to a YAML file, not {value!r}")
-    path = Path(value)
-    if not (root / path).is_file():
+def _config_path(value: str, root: Path, where: str) -> Path:
+    if not (root / value).is_file():
         raise LitvisionError(f"{where}: config '{value}' not found (paths are relative to '{root}')")
-    return path
+    return Path(value)
+
+
+def _word(name: Any, where: str, what: str) -> str:
+    """A name that names a directory or folder: one word."""
+    if not isinstance(name, str) or not name or "/" in name or " " in name:
+        raise LitvisionError(f"{where}: {what} {name!r} must be one word (it names a directory)")
+    return name
 
 
 def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
@@ -213,141 +349,71 @@ class Sweep:
 
 def load_sweep(path: Path, root: Path) -> Sweep:
     where = f"sweep '{path}'"
-    data = read_yaml(root / path, "sweep")
-    _unknown_keys(data, {"name", "config", "argument", "values", "points"}, where)
-    config = _config_path(data.get("config"), root, where)
-    name = data.get("name", Path(path).stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise LitvisionError(f"{where}: 'name' must be a non-empty word, not {name!r}")
-    if ("points" in data) == ("argument" in data):
+    sweep = parse(SweepFile, read_yaml(root / path, "sweep"), where, raw=("values", "points"))
+    config = _config_path(sweep.config, root, where)
+    name = _word(sweep.name or Path(path).stem, where, "name")
+    if (sweep.points is None) == (sweep.argument is None):
         raise LitvisionError(f"{where}: give either 'argument' with 'values', or 'points'")
-    if "argument" in data:
-        argument = _require(data, "argument", str, where)
-        values = _require(data, "values", list, where)
-        if not values:
+    if sweep.argument is not None:
+        if not sweep.values:
             raise LitvisionError(f"{where}: 'values' is empty")
-        points = {format_value(v): {argument: v} for v in values}
-        if len(points) != len(values):
+        points = {format_value(v): {sweep.argument: v} for v in sweep.values}
+        if len(points) != len(sweep.values):
             raise LitvisionError(f"{where}: 'values' has duplicates")
     else:
-        points = _require(data, "points", dict, where)
-        for label, overrides in points.items():
-            if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
-                raise LitvisionError(
-                    f"{where}: point '{label}' must map dotted arguments to values, e.g. "
-                    "{model.optimizer.init_args.lr: 0.01}"
-                )
-        points = {str(label): dict(overrides) for label, overrides in points.items()}
-    for label in points:
-        if not label or "/" in label or " " in label:
-            raise LitvisionError(f"{where}: point name {label!r} must be one word (it names a directory)")
+        points = {str(label): overrides for label, overrides in (sweep.points or {}).items()}
+    for label, overrides in points.items():
+        if not isinstance(overrides, dict):
+            raise LitvisionError(f"{where}: point '{label}' must map dotted arguments to values")
+        _word(label, where, "point name")
     return Sweep(Path(path), name, config, points)
 
 
-def _run_spec(report: str, name: str, value: Any, root: Path, where: str) -> RunSpec:
-    if isinstance(value, str):
-        value = {"config": value}
-    if not isinstance(value, dict):
-        raise LitvisionError(f"{where}: run '{name}' must be a config path or a mapping with 'config'")
-    _unknown_keys(value, {"config", "overrides", "plain_reference"}, f"{where}, run '{name}'")
-    config = _config_path(value.get("config"), root, f"{where}, run '{name}'")
-    overrides = value.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise LitvisionError(f"{where}, run '{name}': 'overrides' must map dotted arguments to values")
-    return RunSpec(report, name, config, tuple(overrides.items()), bool(value.get("plain_reference", False)))
-
-
-def _published(values: Any, count: int, where: str) -> list[float | None]:
-    if not isinstance(values, list) or len(values) != count:
-        raise LitvisionError(f"{where}: 'published' must list {count} value(s), one per metric or column")
-    for v in values:
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise LitvisionError(f"{where}: published value {v!r} is not a number (or null)")
-    return [None if v is None else float(v) for v in values]
-
-
-def _table(data: Any, runs: dict[str, RunSpec], metrics_known: set[str], where: str) -> Table:
-    if not isinstance(data, dict):
-        raise LitvisionError(f"{where}: a table must be a mapping")
-    kind = data.get("kind", "runs")
-    if kind not in TABLE_KINDS:
-        raise LitvisionError(f"{where}: kind {kind!r} is not one of {list(TABLE_KINDS)}")
-    title = _require(data, "title", str, where)
-    where = f"{where} '{title}'"
-
-    def known_run(name: Any) -> str:
+def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str], where: str) -> Table:
+    where = f"{where} '{table.title}'"
+    named = list(table.columns.values()) + [row.run for row in table.rows]
+    for name in named:
         if name not in runs:
             raise LitvisionError(f"{where}: run {name!r} is not one of the plan's runs {sorted(runs)}")
-        return name
-
-    if kind == "per_class":
-        _unknown_keys(data, {"title", "kind", "columns", "published"}, where)
-        columns = _require(data, "columns", dict, where)
-        columns = {str(label): known_run(name) for label, name in columns.items()}
-        published = _require(data, "published", dict, where)
-        for key in published:
-            if key != "total" and (isinstance(key, bool) or not isinstance(key, int)):
-                raise LitvisionError(f"{where}: 'published' keys are class ids (0, 1, ...) or 'total'")
-        published = {k: _published(v, len(columns), f"{where}, class {k}") for k, v in published.items()}
-        return Table(title, kind, columns=columns, published=published)
-    _unknown_keys(data, {"title", "kind", "metrics", "rows"}, where)
-    metrics = _require(data, "metrics", list, where)
-    for metric in metrics:
+    for key, values in table.published.items():
+        if key != "total" and not isinstance(key, int):
+            raise LitvisionError(
+                f"{where}: 'published' keys are class ids (0, 1, ...) or 'total', not {key!r}"
+            )
+        if len(values) != len(table.columns):
+            raise LitvisionError(f"{where}, class {key}: 'published' must list {len(table.columns)} value(s)")
+    for metric in table.metrics:
         if metric not in metrics_known:
             raise LitvisionError(f"{where}: metric {metric!r} is not one of {sorted(metrics_known)}")
-    rows = []
-    for i, row in enumerate(_require(data, "rows", list, where)):
-        if not isinstance(row, dict):
-            raise LitvisionError(f"{where}, row {i + 1}: must be a mapping with label, run, published")
-        _unknown_keys(row, {"label", "run", "metrics", "published"}, f"{where}, row {i + 1}")
-        row_metrics = row.get("metrics", metrics)
-        if not isinstance(row_metrics, list) or len(row_metrics) != len(metrics):
-            raise LitvisionError(f"{where}, row {i + 1}: 'metrics' must list {len(metrics)} metric(s)")
-        for metric in row_metrics:
+    for row in table.rows:
+        row.metrics = row.metrics or list(table.metrics)
+        for metric in row.metrics:
             if metric not in metrics_known:
                 raise LitvisionError(f"{where}: metric {metric!r} is not one of {sorted(metrics_known)}")
-        label = str(_require(row, "label", (str, int, float), f"{where}, row {i + 1}"))
-        rows.append(
-            Row(
-                label,
-                known_run(row.get("run")),
-                list(row_metrics),
-                _published(row.get("published"), len(metrics), f"{where}, row '{label}'"),
-            )
-        )
-    return Table(title, kind, metrics=list(metrics), rows=rows)
+        for got, count in ((row.metrics, "metrics"), (row.published, "published")):
+            if len(got) != len(table.metrics):
+                raise LitvisionError(
+                    f"{where}, row '{row.label}': '{count}' must list {len(table.metrics)} value(s)"
+                )
+    return table
 
 
-def _analysis(data: Any, runs: dict[str, RunSpec], root: Path, where: str) -> Analysis:
-    if not isinstance(data, dict):
-        raise LitvisionError(f"{where}: an analysis must be a mapping with 'tool'")
-    _unknown_keys(data, {"tool", "name", "runs", "caption", "args", "config"}, where)
-    tool = data.get("tool")
-    if tool not in ANALYSIS_TOOLS:
-        raise LitvisionError(f"{where}: tool {tool!r} is not one of {list(ANALYSIS_TOOLS)}")
-    names = data.get("runs") or []
-    if not isinstance(names, list):
-        raise LitvisionError(f"{where}: 'runs' must be a list of run names")
-    for name in names:
+def _check_analysis(analysis: Analysis, runs: dict[str, RunSpec], root: Path, where: str) -> Analysis:
+    if analysis.tool not in ANALYSIS_TOOLS:
+        raise LitvisionError(f"{where}: tool {analysis.tool!r} is not one of {list(ANALYSIS_TOOLS)}")
+    for name in analysis.runs:
         if name not in runs:
             raise LitvisionError(f"{where}: run {name!r} is not one of the plan's runs {sorted(runs)}")
-    if tool == "loss-landscape":
-        if names:
+    if analysis.tool == "loss-landscape":
+        if analysis.runs or analysis.config is None:
             raise LitvisionError(f"{where}: loss-landscape takes a 'config', not runs")
-        config = _config_path(data.get("config"), root, where)
-    else:
-        if not names:
-            raise LitvisionError(f"{where}: tool {tool} needs 'runs'")
-        if tool != "curves" and len(names) != 1:
-            raise LitvisionError(f"{where}: tool {tool} analyses one run, got {len(names)}")
-        config = None
-    args = data.get("args") or []
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise LitvisionError(f"{where}: 'args' must be a list of strings")
-    name = data.get("name")
-    if name is not None and (not isinstance(name, str) or not name or "/" in name):
-        raise LitvisionError(f"{where}: 'name' must be one word (it names a folder), not {name!r}")
-    return Analysis(tool, list(names), str(data.get("caption", tool)), list(args), config, name)
+        _config_path(analysis.config, root, where)
+    elif not analysis.runs or (analysis.tool != "curves" and len(analysis.runs) != 1):
+        raise LitvisionError(f"{where}: tool {analysis.tool} analyses one run ('curves': one or more)")
+    if analysis.name is not None:
+        _word(analysis.name, where, "name")
+    analysis.caption = analysis.caption or analysis.tool
+    return analysis
 
 
 def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
@@ -355,63 +421,70 @@ def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
     report = path.stem
     where = f"plan '{path}'"
     data = read_yaml(path, "plan")
-    _unknown_keys(data, {"title", "source", "runs", "sweeps", "notes", "tables", "analyses"}, where)
+    overrides: dict[str, Any] = {}  # command-line arguments, kept from jsonargparse (see parse)
+    if isinstance(data.get("runs"), dict):
+        data["runs"] = {k: {"config": v} if isinstance(v, str) else v for k, v in data["runs"].items()}
+        allowed = sorted(f.name for f in fields(RunEntry))
+        for name, entry in data["runs"].items():  # jsonargparse passes a mapping's unknown keys silently
+            unknown = sorted(set(entry) - set(allowed)) if isinstance(entry, dict) else []
+            if unknown:
+                raise LitvisionError(f"{where}, run '{name}': unknown key {unknown[0]!r}; allowed: {allowed}")
+            if isinstance(entry, dict) and "overrides" in entry:
+                overrides[name] = entry.pop("overrides")
+    plan = parse(PlanFile, data, where)
     runs: dict[str, RunSpec] = {}
-    for name, value in (data.get("runs") or {}).items():
-        if not isinstance(name, str) or not name or "/" in name:
-            raise LitvisionError(f"{where}: run name {name!r} must be one word (it names a directory)")
-        runs[name] = _run_spec(report, name, value, root, where)
-    for sweep_path in data.get("sweeps") or []:
+    for name, entry in plan.runs.items():
+        entry.overrides = overrides.get(name, {})
+        if not isinstance(entry.overrides, dict):
+            raise LitvisionError(f"{where}, run '{name}': 'overrides' must map dotted arguments to values")
+        config = _config_path(entry.config, root, f"{where}, run '{_word(name, where, 'run name')}'")
+        runs[name] = RunSpec(report, name, config, tuple(entry.overrides.items()), entry.plain_reference)
+    for sweep_path in plan.sweeps:
         for name, spec in load_sweep(Path(sweep_path), root).specs(report, root).items():
             if name in runs:
                 raise LitvisionError(f"{where}: sweep '{sweep_path}' names run '{name}' again")
             runs[name] = spec
     by_dir: dict[str, RunSpec] = {}
     for spec in runs.values():
-        other = by_dir.setdefault(spec.name, spec)
-        if other != spec:
+        if by_dir.setdefault(spec.name, spec) != spec:
             raise LitvisionError(f"{where}: two different runs would share the directory '{spec.name}'")
-    notes = data.get("notes") or []
-    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
-        raise LitvisionError(f"{where}: 'notes' must be a list of sentences")
-    tables = [_table(t, runs, metrics_known, f"{where}, table") for t in data.get("tables") or []]
-    analyses = [_analysis(a, runs, root, f"{where}, analysis") for a in data.get("analyses") or []]
+    tables = [_check_table(t, runs, metrics_known, f"{where}, table") for t in plan.tables]
+    analyses = [_check_analysis(a, runs, root, f"{where}, analysis") for a in plan.analyses]
     keys = [a.key for a in analyses]
     if len(set(keys)) != len(keys):
         raise LitvisionError(f"{where}: two analyses share a name ({keys}); give them different 'name's")
-    return ReportPlan(
-        id=report,
-        path=path,
-        title=str(_require(data, "title", str, where)),
-        source=str(data.get("source", "")),
-        notes=[" ".join(n.split()) for n in notes],
-        runs=runs,
-        tables=tables,
-        analyses=analyses,
-    )
+    notes = [" ".join(n.split()) for n in plan.notes]
+    return ReportPlan(report, path, plan.title, plan.source, notes, runs, tables, analyses)
 
 
 def available_plans(plans_dir: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(plans_dir.glob("*.yaml"))}
 
 
+def is_numbered(plan_id: str) -> bool:
+    """Whether a plan is one of the numbered reports (000 ... 004), those ``all`` means; the others (such
+    as cifar10_lt, whose runs would not fit the quick scale's half hour) run only when named."""
+    return re.fullmatch(r"\d{3}", plan_id) is not None
+
+
 def select_plans(names: list[str], plans_dir: Path) -> list[Path]:
-    """The plan files of the reports named (``all`` or none: every plan in ``plans_dir``)."""
+    """The plan files of the reports named (``all`` or none: the numbered reports of ``plans_dir``)."""
     known = available_plans(plans_dir)
     if not known:
         raise LitvisionError(f"no report plans (*.yaml) in '{plans_dir}'")
     if not names or names == ["all"]:
-        return list(known.values())
+        return [path for plan_id, path in known.items() if is_numbered(plan_id)]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise LitvisionError(
-            f"report(s) {unknown} not found in '{plans_dir}': choose from {list(known)} or all"
+            f"report(s) {unknown} not found in '{plans_dir}': choose from {list(known)} or all (the "
+            "numbered reports)"
         )
     return [known[n] for n in dict.fromkeys(names)]
 
 
 def load_scale(name: str, scales_dir: Path) -> Scale:
-    """``full`` (the reports' own recipes) or a scaled-down scale file ``scales_dir/NAME.yaml``."""
+    """``full`` (the reports' own recipes) or a scale file ``scales_dir/NAME.yaml``."""
     if name == "full":
         return Scale("full")
     path = scales_dir / f"{name}.yaml"
@@ -419,24 +492,20 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
         known = ["full", *sorted(p.stem for p in scales_dir.glob("*.yaml"))]
         raise LitvisionError(f"scale '{name}' not found: choose from {known}")
     where = f"scale '{path}'"
-    data = read_yaml(path, "scale")
-    _unknown_keys(data, {"description", "data", "runs", "analyses"}, where)
-    runs = data.get("runs") or {}
-    if not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
+    scale = parse(ScaleFile, read_yaml(path, "scale"), where, raw=("runs",))
+    if not isinstance(scale.runs, dict) or not all(isinstance(v, dict) for v in scale.runs.values()):
         raise LitvisionError(f"{where}: 'runs' must map run patterns to arguments")
-    analyses = data.get("analyses") or {}
-    for tool, args in analyses.items():
+    for tool in scale.analyses:
         if tool not in ANALYSIS_TOOLS:
             raise LitvisionError(f"{where}: analysis tool {tool!r} is not one of {list(ANALYSIS_TOOLS)}")
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise LitvisionError(f"{where}: arguments of {tool} must be a list of strings")
-    data_sizes = data.get("data") or {}
-    if not isinstance(data_sizes, dict):
-        raise LitvisionError(f"{where}: 'data' must map datasets to subset sizes")
+    if any(n < 1 for n in scale.seeds.values()):
+        raise LitvisionError(f"{where}: 'seeds' must be 1 or more")
+
+    def words(text: str) -> str:
+        return " ".join(str(text).split())
+
     return Scale(
-        name=name,
-        description=" ".join(str(data.get("description", name)).split()),
-        data=data_sizes,
-        runs=[(str(p), dict(a)) for p, a in runs.items()],
-        analyses={t: list(a) for t, a in analyses.items()},
-    )
+        name, words(scale.description or name), scale.scaled_down, scale.data, scale.runs, scale.analyses,
+        {p: words(v) for p, v in scale.reduced.items()}, {p: words(v) for p, v in scale.needs_gpu.items()},
+        scale.seeds, scale.plain_reference, {k: [words(n) for n in v] for k, v in scale.notes.items()},
+    )  # fmt: skip

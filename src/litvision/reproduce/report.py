@@ -2,17 +2,16 @@
 difference, our figures, the hardware, wall times and commit, and where our protocol differs.
 
 Written from the run directories alone (``test_results.json``, ``run_info.json``, TensorBoard events,
-``analysis/``), so it can be regenerated at any time: ``python -m litvision.reproduce report``.
+``analysis/``), so it can be regenerated at any time: ``litvision reproduce report``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import platform
+import shlex
 import shutil
-import subprocess
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from litvision.analysis.cli import BY_NAME
 from litvision.reproduce.data_sources import DATASETS, DataSource
 from litvision.reproduce.plan import ReportPlan, RunSpec, Scale, Table, read_yaml
 from litvision.reproduce.runner import (
@@ -29,8 +29,8 @@ from litvision.reproduce.runner import (
     PLAIN_DIR,
     is_finished,
     last_error,
-    read_json,
 )
+from litvision.utils import csv_text, git_state, markdown_table, read_json, read_scalars, write_text
 
 
 @dataclass
@@ -79,11 +79,7 @@ class RunResult:
         """The run's TensorBoard scalars by tag, in step order."""
         if not self.finished:
             return {}
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(str(self.directory), size_guidance={"scalars": 0})
-        events.Reload()
-        return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags().get("scalars", [])}
+        return {tag: [e.value for e in events] for tag, events in read_scalars(self.directory).items()}
 
     @property
     def wall_time_s(self) -> float | None:
@@ -173,22 +169,38 @@ def fmt_diff(ours: float | None, published: float | None) -> str:
     return "" if ours is None or published is None else f"{ours - published:+.2f}"
 
 
+@dataclass(frozen=True)
+class Seeds:
+    """A value over the seeds of one run: their mean, sample standard deviation and count."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    def text(self, accuracy: bool = True) -> str:
+        if self.mean is None:
+            return "—"
+        if self.std is None:
+            return fmt(self.mean, accuracy)
+        return f"{fmt(self.mean, accuracy)} ± {fmt(self.std, accuracy)} ({self.n} seeds)"
+
+
 def git_commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """The commit of the code that writes the report, and whether it had uncommitted changes."""
+    state = git_state()
+    if state["git_commit"] is None:
         return "unknown (not a git checkout)"
-    if done.returncode != 0:
-        return "unknown (not a git checkout)"
-    return done.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+    return state["git_commit"][:7] + (" with uncommitted changes" if state["git_dirty"] else "")
 
 
 def host() -> str:
@@ -213,6 +225,7 @@ class Report:
     runs_root: Path  # RUNS/<scale>
     out_dir: Path
     command: str = ""
+    seeds: int | None = None  # seeds per run (None: the scale's)
     rows: list[list[Any]] = field(default_factory=list)
     figures: list[tuple[Path, Path]] = field(default_factory=list)  # (source, destination)
     _results: dict[Path, RunResult] = field(default_factory=dict)
@@ -223,9 +236,25 @@ class Report:
             self._results[directory] = RunResult(spec, directory)
         return self._results[directory]
 
+    def seeded(self, spec: RunSpec) -> list[RunResult]:
+        """The results of every seed of a run."""
+        return [self.result(spec.with_seed(k)) for k in range(self.scale.seed_count(spec, self.seeds))]
+
+    def value(self, metric: str, spec: RunSpec) -> Seeds:
+        """A metric over the finished seeds of a run."""
+        values = (METRICS[metric].value(r) for r in self.seeded(spec))
+        return Seeds(tuple(v for v in values if v is not None))
+
+    def status(self, spec: RunSpec) -> str:
+        """What stands in a cell without a value: why the run has none."""
+        reason = self.scale.gpu_reason(spec)
+        return "needs a GPU" if reason else self.result(spec).short_status
+
     @property
     def ours(self) -> str:
-        return f"ours ({self.scale.name}, scaled down)" if self.scale.scaled_down else "ours"
+        if self.scale.scaled_down:
+            return f"ours ({self.scale.name}, scaled down)"
+        return "ours" if self.scale.name == "full" else f"ours ({self.scale.name})"
 
     def write(self) -> Path:
         """Write REPORT.md, results.csv and figures/ into ``out_dir``; returns REPORT.md's path."""
@@ -237,18 +266,17 @@ class Report:
         for source, destination in self.figures:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["report", "table", "row", "metric", "published", "ours", "difference", "plain_loop",
-                         "status", "run", "run_dir", "scale", "data_source"])  # fmt: skip
-        writer.writerows(self.rows)
-        _atomic_write(self.out_dir / "results.csv", buffer.getvalue())
-        _atomic_write(self.out_dir / "REPORT.md", text)
+        header = ["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds", "difference",
+                  "plain_loop", "status", "budget", "run", "run_dir", "scale", "data_source"]  # fmt: skip
+        write_text(self.out_dir / "results.csv", csv_text([header, *self.rows]))
+        write_text(self.out_dir / "REPORT.md", text)
         return self.out_dir / "REPORT.md"
 
     # --- the parts ---------------------------------------------------------------------------------
     def header(self) -> list[str]:
-        results = [self.result(s) for p in self.plans for s in p.unique_runs()]
+        specs = [s for p in self.plans for s in p.unique_runs()]
+        results = [r for s in specs for r in self.seeded(s) if not self.scale.gpu_reason(s)]
+        to_gpu = [s for s in specs if self.scale.gpu_reason(s)]
         finished = [r for r in results if r.finished]
         failed = [r for r in results if r.short_status == "failed"]
         devices = sorted({r.device for r in finished if r.device})
@@ -267,6 +295,13 @@ class Report:
                 "GPU runs the reports' own recipes.",
                 "",
             ]
+        elif self.scale.name != "full":
+            lines += [
+                f"> **Scale {self.scale.name}**: {self.scale.description} Each row says its budget: "
+                '"published recipe" rows ran at the report\'s own recipe on the real data; "reduced" rows '
+                'at the budget stated; "needs a GPU" rows were not run here (their commands are listed).',
+                "",
+            ]
         datasets = sorted({DATASETS[k][0] for k in DATASETS})
         lines += [
             f"- Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}"
@@ -275,7 +310,9 @@ class Report:
             + (f"; runs made at commit(s) {', '.join(commits)}" if commits else ""),
             f"- Hardware: runs on {', '.join(devices) or 'no device recorded'}; host {host()}",
             f"- Data ({self.source.name}): " + "; ".join(f"{d}: {self.source.describe(d)}" for d in datasets),
-            f"- Runs: {len(finished)} of {len(results)} finished, {len(failed)} failed; in total "
+            f"- Runs: {len(finished)} of {len(results)} finished, {len(failed)} failed"
+            + (f", {len(to_gpu)} left to a GPU" if to_gpu else "")
+            + "; in total "
             f"{wall / 60:.1f} minutes of training (the fits), {command_wall / 60:.1f} minutes of commands"
             + (f", {cpu / 60:.1f} minutes of CPU time" if cpu else ""),
             f"- Run directories: `{self.runs_root}/<report>/<run>/` (each an ordinary Lightning run: "
@@ -292,7 +329,7 @@ class Report:
         header = "| report | runs finished | table cells filled | mean \\|difference\\| (points) |"
         lines = ["## Summary", "", header, "| --- | --- | --- | --- |"]
         for plan in self.plans:
-            runs = [self.result(s) for s in plan.unique_runs()]
+            runs = [r for s in plan.unique_runs() if not self.scale.gpu_reason(s) for r in self.seeded(s)]
             cells, diffs = 0, []
             total = 0
             for table in plan.tables:
@@ -313,19 +350,19 @@ class Report:
         if table.kind == "per_class":
             for key, published in table.published.items():
                 for value, run in zip(published, table.columns.values()):
-                    cells.append((self._class_value(self.result(plan.runs[run]), key), value, True))
+                    cells.append((self._class_value(plan.runs[run], key).mean, value, True))
             return cells
         for row in table.rows:
-            result = self.result(plan.runs[row.run])
             for metric, published in zip(row.metrics, row.published):
-                cells.append((METRICS[metric].value(result), published, METRICS[metric].accuracy))
+                ours = self.value(metric, plan.runs[row.run]).mean
+                cells.append((ours, published, METRICS[metric].accuracy))
         return cells
 
     def section(self, plan: ReportPlan) -> str:
         lines = [f'<a id="{plan.id}"></a>', f"## {plan.id}: {plan.title}", ""]
         if plan.source:
             lines += [f"Source: `{plan.source}`. Experiments: `{plan.path}`.", ""]
-        notes = list(plan.notes)
+        notes = list(plan.notes) + self.scale.notes.get(plan.id, [])
         notes += self.automatic_notes(plan)
         if notes:
             lines += ["Where our protocol differs:", "", *(f"- {n}" for n in notes), ""]
@@ -354,45 +391,49 @@ class Report:
                 f"{', '.join(random_init)} {verb} from random weights: the ImageNet weights {whose} for "
                 "are not in the torch hub cache and cannot be downloaded here."
             )
-        if any(s.plain_reference for s in plan.unique_runs()):
+        if any(self.scale.has_plain_reference(s) for s in plan.unique_runs()):
             notes.append(
-                '"plain loop": the same run retrained by a hand-written PyTorch loop (`python -m '
-                "litvision.reproduce.plain RUN_DIR`: same seed, weights, batches, optimizer and checkpoint "
+                '"plain loop": the same run retrained by a hand-written PyTorch loop (`litvision '
+                "reproduce plain RUN_DIR`: same seed, weights, batches, optimizer and checkpoint "
                 "selection, no Lightning); it checks the training machinery, not the report."
             )
         return notes
 
     def runs_table(self, plan: ReportPlan, table: Table) -> list[str]:
-        plain = any(plan.runs[row.run].plain_reference for row in table.rows)
+        plain = any(self.scale.has_plain_reference(plan.runs[row.run]) for row in table.rows)
+        budgets = self.scale.name != "full" and not self.scale.scaled_down
         header = ["row"]
         for metric in table.metrics:
             m = METRICS[metric]
             header += [f"{m.header}: published", self.ours] + (["difference"] if m.accuracy else [])
         if plain:
             header += ["plain loop (%)", "ours - plain loop"]
+        header += ["budget"] if budgets else []
         header += ["run"]
-        lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        rows = [header]
         for row in table.rows:
-            result = self.result(plan.runs[row.run])
+            spec = plan.runs[row.run]
+            result = self.result(spec)
             plain_value = _pct(result.plain["acc"]) if result.plain else None
             cells = [row.label]
             for metric, published in zip(row.metrics, row.published):
                 m = METRICS[metric]
-                ours = m.value(result)
-                cells += [fmt(published, m.accuracy), self._ours_cell(ours, result, m.accuracy)]
-                cells += [fmt_diff(ours, published)] if m.accuracy else []
+                ours = self.value(metric, spec)
+                cells += [fmt(published, m.accuracy), ours.text(m.accuracy) if ours.n else self.status(spec)]
+                cells += [fmt_diff(ours.mean, published)] if m.accuracy else []
                 reference = plain_value if metric == "test_acc" else None
-                self.csv_row(plan, table, row.label, metric, published, ours, result, m.accuracy, reference)
+                self.csv_row(plan, table, row.label, metric, published, ours, spec, m.accuracy, reference)
             if plain:
-                no_reference = "—" if plan.runs[row.run].plain_reference else "n/a"
+                no_reference = "—" if self.scale.has_plain_reference(spec) else "n/a"
                 test = METRICS["test_acc"].value(result)
                 cells += [
                     fmt(plain_value) if plain_value is not None else no_reference,
                     fmt_diff(test, plain_value),
                 ]
-            cells.append(f"`{result.spec.name}`")
-            lines.append("| " + " | ".join(cells) + " |")
-        return [*lines, ""]
+            cells += [self.scale.budget(spec) if not self.scale.gpu_reason(spec) else "—"] if budgets else []
+            cells.append(f"`{spec.name}`")
+            rows.append(cells)
+        return [f"### {table.title}", "", markdown_table(rows)]
 
     def csv_row(
         self,
@@ -401,50 +442,53 @@ class Report:
         label: str,
         metric: str,
         published: float | None,
-        ours: float | None,
-        result: RunResult,
+        ours: Seeds,
+        spec: RunSpec,
         accuracy: bool = True,
         plain: float | None = None,
     ) -> None:
         """A row of results.csv; the difference (accuracies only) is empty where a value is missing."""
-        diff = None if ours is None or published is None or not accuracy else round(ours - published, 2)
+        mean = ours.mean
+        diff = None if mean is None or published is None or not accuracy else round(mean - published, 2)
+        budget = "needs a GPU" if self.scale.gpu_reason(spec) else self.scale.budget(spec)
         self.rows.append([
-            plan.id, table.title, label, metric, published, _round(ours), diff, _round(plain),
-            result.short_status, result.spec.name, str(result.directory), self.scale.name, self.source.name,
+            plan.id, table.title, label, metric, published, _round(mean), _round(ours.std), ours.n, diff,
+            _round(plain), self.status(spec), budget, spec.name, str(self.result(spec).directory),
+            self.scale.name, self.source.name,
         ])  # fmt: skip
 
-    def _ours_cell(self, value: float | None, result: RunResult, accuracy: bool) -> str:
-        if value is not None:
-            return fmt(value, accuracy)
-        return result.short_status if not result.finished else "—"
-
-    @staticmethod
-    def _class_value(result: RunResult, key: Any) -> float | None:
-        if result.test is None:
-            return None
-        if key == "total":
-            return _pct(result.test["acc"])
-        per_class = list(result.test["per_class"].values())
-        return _pct(per_class[key]["acc"]) if 0 <= key < len(per_class) else None
+    def _class_value(self, spec: RunSpec, key: Any) -> Seeds:
+        """A class's test accuracy (or the overall one, ``total``) over the seeds of a run."""
+        values = []
+        for result in self.seeded(spec):
+            if result.test is None:
+                continue
+            per_class = list(result.test["per_class"].values())
+            if key == "total":
+                values.append(100 * result.test["acc"])
+            elif 0 <= key < len(per_class):
+                values.append(100 * per_class[key]["acc"])
+        return Seeds(tuple(values))
 
     def per_class_table(self, plan: ReportPlan, table: Table) -> list[str]:
-        results = {label: self.result(plan.runs[run]) for label, run in table.columns.items()}
-        names: list[str] = next((list(r.test["per_class"]) for r in results.values() if r.test), [])
-        header = ["class", *results]
-        lines = [f"### {table.title}", "", f"Each cell: {self.ours} / published (difference), in %.", ""]
-        lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        specs = {label: plan.runs[run] for label, run in table.columns.items()}
+        tests = [r.test for spec in specs.values() for r in self.seeded(spec) if r.test]
+        names: list[str] = list(tests[0]["per_class"]) if tests else []
+        header = ["class", *specs]
+        rows = [header]
         for key, published in table.published.items():
             name = names[key] if key != "total" and key < len(names) else str(key)
             label = "overall" if key == "total" else str(key) if name == str(key) else f"{key} {name}"
             cells = [label]
-            for (column, result), value in zip(results.items(), published):
-                ours = self._class_value(result, key)
-                shown = fmt(ours) if ours is not None else result.short_status
-                diff = fmt_diff(ours, value)
+            for (column, spec), value in zip(specs.items(), published):
+                ours = self._class_value(spec, key)
+                shown = ours.text() if ours.n else self.status(spec)
+                diff = fmt_diff(ours.mean, value)
                 cells.append(f"{shown} / {fmt(value)}" + (f" ({diff})" if diff else ""))
-                self.csv_row(plan, table, f"{column}: {label}", "test_acc", value, ours, result)
-            lines.append("| " + " | ".join(cells) + " |")
-        return [*lines, ""]
+                self.csv_row(plan, table, f"{column}: {label}", "test_acc", value, ours, spec)
+            rows.append(cells)
+        note = f"Each cell: {self.ours} / published (difference), in %."
+        return [f"### {table.title}", "", note, "", markdown_table(rows)]
 
     def figures_section(self, plan: ReportPlan) -> list[str]:
         statuses = read_json(self.runs_root / plan.id / ANALYSES_FILE) or {}
@@ -462,6 +506,10 @@ class Report:
                           f"(`{entry.get('command', '')}`)", ""]  # fmt: skip
                 continue
             figures = [Path(f) for f in entry.get("figures", []) if Path(f).is_file()]
+            if not BY_NAME[analysis.tool].figures:  # a table only (rebalance): its numbers are in the tables
+                lines += [f"- *{analysis.caption}*: a table, read into the tables above "
+                          f"(`{entry.get('command', '')}`).", ""]  # fmt: skip
+                continue
             if not figures:
                 lines += [
                     f"- *{analysis.caption}*: the tool wrote no figure (`{entry.get('command', '')}`).",
@@ -485,20 +533,28 @@ class Report:
             "| run | status | test accuracy (%) | epochs | training time (s) | command (s) | device |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        commands = []
-        for spec in plan.unique_runs():
-            r = self.result(spec)
-            acc = METRICS["test_acc"].value(r)
-            wall = r.wall_time_s if r.finished else None
-            command_s = r.marker.get("wall_time_s") if r.finished else None
-            lines.append(
-                f"| `{spec.name}` | {r.status} | {fmt(acc)} | {r.epochs if r.finished else '—'} "
-                f"| {fmt(wall, accuracy=False)} | {fmt(command_s, accuracy=False)} | {r.device or '—'} |"
-            )
-            command = r.marker.get("command")
-            if command:
-                commands.append(f"# {spec.name}\n{command}")
+        commands, gpu = [], []
+        for base in plan.unique_runs():
+            reason = self.scale.gpu_reason(base)
+            if reason:
+                command = shlex.join(["litvision", "fit", f"--config={base.config}", *base.override_args()])
+                gpu.append(f"- `{base.name}`: {reason} `{command}`")
+                continue
+            for r in self.seeded(base):
+                acc = METRICS["test_acc"].value(r)
+                wall = r.wall_time_s if r.finished else None
+                command_s = r.marker.get("wall_time_s") if r.finished else None
+                lines.append(
+                    f"| `{r.spec.name}` | {r.status} | {fmt(acc)} | {r.epochs if r.finished else '—'} "
+                    f"| {fmt(wall, accuracy=False)} | {fmt(command_s, accuracy=False)} | {r.device or '—'} |"
+                )
+                command = r.marker.get("command")
+                if command:
+                    commands.append(f"# {r.spec.name}\n{command}")
         lines.append("")
+        if gpu:
+            lines += [f"Needs a GPU (not run at this scale; `make reproduce-{plan.id}` on a GPU box runs "
+                      "every row at its recipe, or each alone with its command):", "", *gpu, ""]  # fmt: skip
         if commands:
             summary = "<summary>The command of each run (each an ordinary litvision run)</summary>"
             lines += [f"<details>{summary}", "", "```bash", *commands, "```", "", "</details>", ""]
@@ -507,9 +563,3 @@ class Report:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -11,8 +11,6 @@ unfinished run with ``checkpoints/last.ckpt`` resumes from it, in place.
 from __future__ import annotations
 
 import fcntl
-import importlib.util
-import json
 import os
 import queue
 import shlex
@@ -24,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,45 +30,31 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from litvision.analysis.cli import BY_NAME
+from litvision.cli import DEFAULT_SEED
 from litvision.errors import LitvisionError
-from litvision.reproduce.data_sources import DataSource
-from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, read_yaml
+from litvision.reproduce.data_sources import DATASETS, DataSource
+from litvision.reproduce.estimate import (
+    EVAL_SHARE,
+    START_S,
+    Progress,
+    dotted_args,
+    setting,
+    step_seconds,
+    training_images,
+)
+from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, lookup, read_yaml
+from litvision.utils import read_json, write_json
 
 MARKER = "reproduce.json"
 LOG = "reproduce.log"
 PLAIN_DIR = "plain_loop"
 ANALYSES_FILE = "analyses.json"
-# The figures each analysis tool writes (docs/analysis.md), the first one telling that it has run.
-FIGURES = {
-    "curves": ["curves.png"],
-    "tsne": ["tsne.png"],
-    "feature-maps": ["feature_maps_*.png"],
-    "confusion": ["confusion.png"],
-    "svm-head": ["svm_head.png", "svm_head_confusion.png"],
-    "rebalance": [],  # a table only (rebalance.json, rebalance.csv)
-    "loss-landscape": ["loss_landscape.png"],
-}
-DONE_FILE = {"svm-head": "svm_head.json", "feature-maps": "feature_maps.json", "rebalance": "rebalance.json"}
+ESTIMATES = "estimates.json"
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON, atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -100,11 +84,6 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
 
 def wait(process: subprocess.Popen, stop: threading.Event) -> tuple[int, float | None]:
     """Wait for ``process`` (terminating it if ``stop`` is set): its exit status and CPU seconds."""
-    if not hasattr(os, "wait4"):  # not on every platform
-        while process.poll() is None:
-            if stop.wait(0.5):
-                process.terminate()
-        return process.wait(), None
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
@@ -112,6 +91,17 @@ def wait(process: subprocess.Popen, stop: threading.Event) -> tuple[int, float |
             return process.returncode, usage.ru_utime + usage.ru_stime
         if stop.wait(0.5):
             process.terminate()
+
+
+def seed_args(config: dict[str, Any], seed: int) -> list[str]:
+    """Seed ``seed`` of a run: the config's training seed (initialisation, order, augmentation) and its
+    data split seed (validation split, imbalanced subset) both moved by ``seed``; 0 is the config itself."""
+    if not seed:
+        return []
+    found, base = lookup(config, "seed_everything")
+    found_split, split = lookup(config, "data.init_args.split_seed")
+    base = base if found and isinstance(base, int) and not isinstance(base, bool) else DEFAULT_SEED
+    return [f"--seed_everything={base + seed}", f"--data.split_seed={(split if found_split else 0) + seed}"]
 
 
 def visible_gpus() -> list[str]:
@@ -135,7 +125,6 @@ class Job:
     # Given the seconds taken and the CPU seconds: a one-line summary of the result.
     on_success: Callable[[float, float | None], str | None]
     on_failure: Callable[[float, float | None, str], None] = lambda seconds, cpu, reason: None
-    env: dict[str, str] = field(default_factory=dict)
 
 
 class Reproduction:
@@ -152,7 +141,11 @@ class Reproduction:
         python: str = sys.executable,
         console: Console | None = None,
         extra_args: list[str] | None = None,
+        seeds: int | None = None,
     ) -> None:
+        if seeds is not None and seeds < 1:
+            raise LitvisionError(f"--seeds {seeds} is invalid: it must be 1 or more")
+        self.seeds = seeds
         self.plans = plans
         self.scale = scale
         self.source = source
@@ -178,6 +171,7 @@ class Reproduction:
             self.slots = [None] * (jobs or 1)
         self.gpus_per_run = gpus_per_run
         self.failures: list[str] = []
+        self.progress: Progress | None = None
         self._lock = threading.Lock()
 
     # --- where things are -------------------------------------------------------------------------
@@ -201,13 +195,15 @@ class Reproduction:
 
     def fit_args(self, spec: RunSpec) -> list[str]:
         """``litvision fit`` arguments of a run: config, overrides, data, scale, run directory."""
-        data_args, _ = self.source.run_args(self.resolved_config(spec))
+        config = self.resolved_config(spec)
+        data_args, _ = self.source.run_args(config)
         return [
             "fit",
             f"--config={spec.config}",
             *spec.override_args(),
             *data_args,
             *self.scale.run_args(spec),
+            *seed_args(config, spec.seed),
             *self.extra_args,
             f"--trainer.logger.init_args.save_dir={self.root}",
             f"--trainer.logger.init_args.name={spec.report}",
@@ -282,7 +278,9 @@ class Reproduction:
     def plain_job(self, spec: RunSpec) -> Job | None:
         run_dir = self.run_dir(spec)
         out = run_dir / PLAIN_DIR
-        if not spec.plain_reference or not is_finished(run_dir) or (out / "results.json").is_file():
+        if not self.scale.has_plain_reference(spec) or not is_finished(run_dir):
+            return None
+        if (out / "results.json").is_file():
             return None
         out.mkdir(parents=True, exist_ok=True)
 
@@ -292,7 +290,7 @@ class Reproduction:
                 raise LitvisionError("it exited without writing results.json")
             return f"test accuracy {100 * results['acc']:.2f}%"
 
-        command = [self.python, "-m", "litvision.reproduce.plain", str(run_dir), "--output", str(out)]
+        command = [self.python, "-m", "litvision", "reproduce", "plain", str(run_dir), "--output", str(out)]
         return Job("plain loop", spec.id, command, out / LOG, success)
 
     def analysis_job(self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any]) -> Job | None:
@@ -300,7 +298,8 @@ class Reproduction:
         if not all(is_finished(d) for d in run_dirs):
             return None
         out = self.analysis_dir(plan, analysis)
-        done = out / (DONE_FILE.get(analysis.tool) or FIGURES[analysis.tool][0])
+        tool = BY_NAME[analysis.tool]
+        done = out / str(tool.done)
         newest_run = max(((d / MARKER).stat().st_mtime for d in run_dirs), default=0.0)
         previous = statuses.get(analysis.key, {})
         if done.is_file() and done.stat().st_mtime >= newest_run and previous.get("status") == "done":
@@ -318,7 +317,7 @@ class Reproduction:
         log = self.root / plan.id / "analysis" / f"{analysis.key}.log"
 
         def record(status: str, reason: str | None = None) -> None:
-            figures = sorted(str(p) for pattern in FIGURES[analysis.tool] for p in out.glob(pattern))
+            figures = sorted(str(p) for pattern in tool.figures for p in out.glob(pattern))
             entry = {"status": status, "tool": analysis.tool, "runs": analysis.runs, "output": str(out)}
             entry.update(command=shlex.join(["litvision", *command[3:]]), figures=figures, at=now())
             if reason:
@@ -326,10 +325,6 @@ class Reproduction:
             with self._lock:
                 statuses[analysis.key] = entry
                 write_json(self.root / plan.id / ANALYSES_FILE, statuses)
-
-        if importlib.util.find_spec("litvision.analysis") is None:
-            record("skipped", "litvision analyze is not available in this version of litvision")
-            return None
 
         def success(seconds: float, cpu: float | None) -> str | None:
             record("done")
@@ -388,7 +383,7 @@ class Reproduction:
                 raise
 
     def _run_one(self, job: Job, slot: list[str] | None, position: str, stop: threading.Event) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **job.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
             where = f"GPU {','.join(slot)}"
@@ -398,6 +393,10 @@ class Reproduction:
             env.setdefault("OMP_NUM_THREADS", threads)
             where = "CPU" if len(self.slots) == 1 else f"CPU ({env['OMP_NUM_THREADS']} threads)"
         self.console.print(f"{position} {job.kind} [bold]{job.id}[/] started on {where} (log: {job.log})")
+        progress = self.progress if job.kind == "run" else None
+        if progress:
+            with self._lock:
+                progress.start(job.id)
         job.log.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         with job.log.open("w") as log:
@@ -417,6 +416,7 @@ class Reproduction:
                 self.console.print(
                     f"{position} {job.kind} [bold]{job.id}[/] finished in {seconds:.0f} s{extra}"
                 )
+                self._report_progress(progress, job, seconds, True)
                 return
         reason = reason or ("interrupted" if stop.is_set() else last_error(job.log))
         job.on_failure(seconds, cpu, reason)
@@ -426,6 +426,14 @@ class Reproduction:
             f"{position} {job.kind} [bold]{job.id}[/] [bold red]failed[/] after {seconds:.0f} s: {reason} "
             f"(log: {job.log})"
         )
+        self._report_progress(progress, job, seconds, False)
+
+    def _report_progress(self, progress: Progress | None, job: Job, seconds: float, ok: bool) -> None:
+        if progress is None:
+            return
+        with self._lock:
+            progress.end(job.id, seconds, ok)
+            self.console.print(f"[dim]progress: {progress.line()}[/]")
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -455,15 +463,50 @@ class Reproduction:
         with self.lock():
             self._run(analyses)
 
+    def predicted_seconds(self, spec: RunSpec) -> float | None:
+        """A rough estimate of the run's wall time on this machine (see reproduce/estimate.py)."""
+        config = self.resolved_config(spec)
+        _, dataset = self.source.run_args(config)
+        args = dotted_args(self.fit_args(spec)[2:])
+        shape = DATASETS[lookup(config, "data.class_path")[1]][1] if dataset else None
+        backbone = setting(config, args, "model.backbone")
+        if shape is None or not isinstance(backbone, dict) or "class_path" not in backbone:
+            return None
+        epochs = int(setting(config, args, "trainer.max_epochs", 1000))
+        batch = int(setting(config, args, "data.batch_size", 128))
+        images = training_images(dataset, config, args, self.source._sizes(dataset))
+        limit = setting(config, args, "trainer.limit_train_batches", 1.0)
+        images = min(images, limit * batch) if isinstance(limit, int) else int(images * float(limit))
+        per_image = step_seconds(backbone, shape, min(batch, 16), self.root / ESTIMATES)
+        return START_S + epochs * images * per_image * (1 + EVAL_SHARE)
+
+    def estimate(self) -> float:
+        """Estimated seconds to train the runs not finished yet, with this reproduction's slots."""
+        specs = [s for s in self.specs() if not self.scale.gpu_reason(s) and not is_finished(self.run_dir(s))]
+        return sum(self.predicted_seconds(s) or START_S for s in specs) / len(self.slots)
+
+    def specs(self) -> list[RunSpec]:
+        """Every run of the plans with all its seeds, those this scale leaves to a GPU included."""
+        return [
+            spec.with_seed(k)
+            for plan in self.plans
+            for spec in plan.unique_runs()
+            for k in range(self.scale.seed_count(spec, self.seeds))
+        ]
+
     def _run(self, analyses: bool) -> None:
-        specs = [spec for plan in self.plans for spec in plan.unique_runs()]
-        pending = [job for spec in specs if (job := self.run_job(spec)) is not None]
+        specs = [spec for spec in self.specs() if not self.scale.gpu_reason(spec)]
+        pending = [(spec, job) for spec in specs if (job := self.run_job(spec)) is not None]
         done = len(specs) - len(pending)
         self.console.print(
             f"[bold]{len(specs)} runs[/] at scale {self.scale.name} on {self.source.name} data: "
             f"{done} finished already, {len(pending)} to run, {len(self.slots)} at a time"
+            + (f"; {len(self.specs()) - len(specs)} left to a GPU" if len(self.specs()) > len(specs) else "")
         )
-        self.execute(pending)
+        predicted = {job.id: self.predicted_seconds(spec) or START_S for spec, job in pending}
+        self.progress = Progress(predicted, len(self.slots))
+        self.execute([job for _, job in pending])
+        self.progress = None
         self.execute([job for spec in specs if (job := self.plain_job(spec)) is not None])
         if not analyses:
             return
@@ -476,8 +519,10 @@ class Reproduction:
     def dry_run(self) -> list[str]:
         """The commands that would train each run, one per run, finished ones marked."""
         lines = []
-        for plan in self.plans:
-            for spec in plan.unique_runs():
-                state = "finished" if is_finished(self.run_dir(spec)) else "to run"
-                lines.append(f"# {spec.id} ({state})\n{self.rerun_command(spec)}")
+        for spec in self.specs():
+            gpu = self.scale.gpu_reason(spec)
+            state = (
+                "finished" if is_finished(self.run_dir(spec)) else f"needs a GPU: {gpu}" if gpu else "to run"
+            )
+            lines.append(f"# {spec.id} ({state})\n{self.rerun_command(spec)}")
         return lines

@@ -1,11 +1,13 @@
-"""python -m litvision.reproduce: rerun the experiments of the five reports and write the report.
+"""litvision reproduce: rerun the experiments of the five reports and write the report.
 
-    python -m litvision.reproduce run all                 # every report, full recipes (a GPU box)
-    python -m litvision.reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
-    python -m litvision.reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
-    python -m litvision.reproduce run all --dry-run       # the command of every run, nothing started
-    python -m litvision.reproduce report --scale quick    # rewrite the report from the runs on disk
-    python -m litvision.reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
+    litvision reproduce run all                 # every report, full recipes (a GPU box)
+    litvision reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
+    litvision reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
+    litvision reproduce run all --dry-run       # the command of every run, nothing started
+    litvision reproduce run cifar10_lt --scale longtail_cpu --data-source offline   # the long-tail study
+    litvision reproduce report --scale quick    # rewrite the report from the runs on disk
+    litvision reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
+    litvision reproduce plain RUN_DIR           # retrain a finished run with the plain PyTorch loop
 
 Paths are relative to the current directory (the repository root). See docs/reproduce.md.
 """
@@ -21,12 +23,23 @@ from rich.console import Console
 from rich.table import Table
 
 from litvision.errors import LitvisionError
+from litvision.reproduce import plain
 from litvision.reproduce.data_sources import SOURCES, DataSource
-from litvision.reproduce.plan import ReportPlan, load_plan, load_scale, load_sweep, select_plans
-from litvision.reproduce.report import METRICS, Report
+from litvision.reproduce.estimate import format_duration
+from litvision.reproduce.plan import (
+    ReportPlan,
+    available_plans,
+    is_numbered,
+    load_plan,
+    load_scale,
+    load_sweep,
+    select_plans,
+)
+from litvision.reproduce.report import METRICS, Report, RunResult
 from litvision.reproduce.runner import Reproduction
 
-PROG = "python -m litvision.reproduce"
+PROG = "litvision reproduce"
+LONG_HOURS = 12  # a reproduction estimated to take longer asks for --yes
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +64,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"), help="offline copies")
 
 
+def _seeds(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds", type=int,
+        help="seeds per run (default: the scale's, else 1); the report shows mean ± standard deviation",
+    )  # fmt: skip
+
+
 def _parallel(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs", type=int,
@@ -68,13 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train what is not finished, analyse, write the report")
-    run.add_argument("reports", nargs="*", default=["all"], help="report ids (000 ... 004) or all")
+    run.add_argument(
+        "reports", nargs="*", default=["all"],
+        help="report ids (000 ... 004, cifar10_lt) or all (the numbered reports 000 ... 004)",
+    )  # fmt: skip
     _common(run)
+    _seeds(run)
     _parallel(run)
     run.add_argument("--no-analyses", action="store_true", help="skip the litvision analyze figures")
+    run.add_argument(
+        "--yes", action="store_true",
+        help=f"start even when the estimate says it takes over {LONG_HOURS} hours on this machine",
+    )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="print each run's command, start nothing")
     report = commands.add_parser("report", help="write the report from the runs on disk")
     _common(report)
+    _seeds(report)
     sweep = commands.add_parser(
         "sweep", help="run a sweep file's points as ordinary runs", usage="%(prog)s FILE [options] [-- ARGS]",
         description="Runs each point of FILE; arguments after -- are added to every point's litvision fit.",
@@ -84,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sweep)
     _parallel(sweep)
     sweep.add_argument("--dry-run", action="store_true", help="print each point's command, start nothing")
+    plain.add_parser(commands)
     return parser
 
 
@@ -98,8 +128,12 @@ def _plans(names: list[str], plans_dir: Path) -> list[ReportPlan]:
 
 
 def write_report(args: argparse.Namespace, scale, source, console: Console, command: str) -> Path:
-    out_dir = args.reports_dir if not scale.scaled_down else args.reports_dir / scale.name
-    report = Report(_plans(["all"], args.plans), scale, source, args.runs_dir / scale.name, out_dir, command)
+    out_dir = args.reports_dir if scale.name == "full" else args.reports_dir / scale.name
+    runs_dir = args.runs_dir / scale.name
+    # The numbered reports, and any other plan this command named or that has runs on disk (cifar10_lt).
+    named = set(getattr(args, "reports", []))
+    ids = [p for p in available_plans(args.plans) if is_numbered(p) or p in named or (runs_dir / p).is_dir()]
+    report = Report(_plans(ids or ["all"], args.plans), scale, source, runs_dir, out_dir, command, args.seeds)
     path = report.write()
     console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")
     return path
@@ -115,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(soft_wrap=True)  # long paths stay on one line, as in a log file
     command = f"{PROG} {shlex.join(argv)}"
     try:
+        if args.command == "plain":
+            plain.run(args)
+            return
         if args.command == "report":
             scale, source = _scale_and_source(args, make=False)
             write_report(args, scale, source, console, command)
@@ -125,11 +162,19 @@ def main(argv: list[str] | None = None) -> None:
         plans = _plans(args.reports, args.plans)
         scale, source = _scale_and_source(args, make=not args.dry_run)
         reproduction = Reproduction(
-            plans, scale, source, args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console=console
-        )
+            plans, scale, source, args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console=console,
+            seeds=args.seeds,
+        )  # fmt: skip
         if args.dry_run:
             print("\n".join(reproduction.dry_run()))
             return
+        seconds = reproduction.estimate()
+        console.print(f"estimated time on this machine: about {format_duration(seconds)} (a rough figure)")
+        if seconds > LONG_HOURS * 3600 and not args.yes:
+            raise LitvisionError(
+                f"this reproduction would take about {format_duration(seconds)} here, over {LONG_HOURS} "
+                "hours; add --yes to start it anyway, or choose a smaller --scale"
+            )
         try:
             reproduction.run(analyses=not args.no_analyses)
         finally:
@@ -166,8 +211,6 @@ def run_sweep(args: argparse.Namespace, console: Console) -> None:
     table = Table(title=f"sweep {sweep.name}: {sweep.config}")
     for column in ("point", "run directory", "test accuracy", "wall time"):
         table.add_column(column)
-    from litvision.reproduce.report import RunResult
-
     for label, spec in specs.items():
         result = RunResult(spec, reproduction.run_dir(spec))
         acc = METRICS["test_acc"].value(result)
@@ -181,7 +224,3 @@ def run_sweep(args: argparse.Namespace, console: Console) -> None:
         raise LitvisionError(
             f"{len(reproduction.failures)} point(s) failed: " + "; ".join(reproduction.failures)
         )
-
-
-if __name__ == "__main__":
-    main()
