@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-all lint format tensorboard benchmark clean
 .PHONY: reproduce-all reproduce-quick reproduce-cpu reproduce-000 reproduce-001 reproduce-002 reproduce-003 reproduce-004
+.PHONY: reproduce-longtail reproduce-longtail-cpu
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,7 +49,8 @@ benchmark: $(STAMP) ## throughput: Lightning with the DataLoader, in memory, and
 	$(BIN)/python benchmarks/throughput.py
 
 # Reproduction of the five reports (docs/reproduce.md): every run is an ordinary `litvision fit`, a
-# finished run is never redone, so an interrupted target resumes. More options through REPRODUCE_ARGS,
+# finished run is never redone, so an interrupted target resumes. `all` is the five numbered reports;
+# the long-tail study (cifar10_lt, docs/longtail.md) runs only by name. More options through REPRODUCE_ARGS,
 # e.g. make reproduce-all REPRODUCE_ARGS="--jobs 2" (runs at once; default one per visible GPU).
 REPRODUCE = $(BIN)/litvision reproduce
 # reproduce-quick reads the offline copies in ../shared/data where they exist, else downloads; it runs
@@ -79,6 +81,12 @@ reproduce-003: $(STAMP) ## rerun report 003 (CIFAR-10: multi-kernel CNN, 3 learn
 
 reproduce-004: $(STAMP) ## rerun report 004 (CIFAR-10: ResNet-18 ablations, VGG-A, BN) -> reports/REPORT.md
 	$(REPRODUCE) run 004 $(REPRODUCE_ARGS)
+
+reproduce-longtail: $(STAMP) ## CIFAR-10-LT, every long-tailed method, 200 epochs (a GPU) -> reports/REPORT.md
+	$(REPRODUCE) run cifar10_lt $(REPRODUCE_ARGS)
+
+reproduce-longtail-cpu: $(STAMP) ## the same at the CPU study's budget, 2 seeds (~2 h, 2 cores; resumes) -> reports/longtail_cpu/
+	$(REPRODUCE) run cifar10_lt --scale longtail_cpu --data-source $(QUICK_DATA) $(REPRODUCE_ARGS)
 
 clean: ## remove caches (keeps .venv, data and the runs in lightning_logs/)
 	rm -rf .pytest_cache .ruff_cache

@@ -77,6 +77,21 @@ CASES = [
         "imbalance ratio=0.5 is invalid: it must be at least 1",
     ),
     (
+        "label smoothing with the focal loss",
+        ["fit", DIGITS, "--model.loss=litvision.objectives.FocalLoss", "--model.label_smoothing=0.1"],
+        "label_smoothing=0.1 has no meaning with FocalLoss: set one of them only",
+    ),
+    (
+        "IRM with mixup",
+        ["fit", DIGITS, "--model.irm_weight=1", "--data.mixup_alpha=0.2"],
+        "irm_weight cannot combine with mixup or cutmix",
+    ),
+    (
+        "oversample with another sampling schedule",
+        ["fit", DIGITS, "--data.oversample=true", "--data.sampling=square_root"],
+        "oversample: true is sampling: class_balanced; it cannot combine with sampling='square_root'",
+    ),
+    (
         "noise without classes to copy",
         ["fit", DIGITS, "--data.noise_variances=[0.1]"],
         "noise_variances needs the classes to copy",

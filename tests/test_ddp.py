@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 from helpers.record import image_digest
 
@@ -136,3 +137,38 @@ def test_ddp_epochs_draw_new_samples(in_tmp):
     # ranks' shares with images of its own shuffle, which changes every epoch whatever the sampler does.)
     drawn = [set(ranks[0][epoch] + ranks[1][epoch]) for epoch in (0, 1)]
     assert drawn[0] != drawn[1], "epoch 1 repeats epoch 0's draws"
+
+
+@pytest.mark.slow
+def test_ddp_run_with_a_count_aware_loss_and_a_sampling_schedule_reports_what_one_process_measures(in_tmp):
+    """LDAM-DRW with progressive sampling on two gloo processes: both ranks hand the loss the same
+    counts (the datamodule's), and the logged test metrics equal a single-process test of the checkpoint."""
+    litvision = str(Path(sys.executable).parent / "litvision")
+    config = f"--config={ROOT / 'configs/digits_lstm.yaml'}"
+    fit = subprocess.run(
+        [
+            litvision, "fit", config, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
+            "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false",
+            "--data.imbalance=LongTailImbalance", "--data.imbalance.ratio=10", "--data.sampling=progressive",
+            "--model.loss=litvision.objectives.LDAMLoss", "--model.loss.s=5",
+            "--model.loss.class_balanced_beta=0.999", "--model.loss.reweight_from_epoch=1",
+        ],
+        cwd=in_tmp, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    distributed = json.loads((in_tmp / "lightning_logs/digits_lstm/version_0/test_results.json").read_text())
+    checkpoint = torch.load(distributed["checkpoint"], weights_only=True)
+    trained_on = [v["train_images"] for v in distributed["per_class"].values()]
+    assert checkpoint["state_dict"]["loss.class_counts"].tolist() == trained_on
+    single = subprocess.run(
+        [litvision, "test", config, f"--ckpt_path={distributed['checkpoint']}",
+         "--trainer.enable_progress_bar=false", "--model.loss=litvision.objectives.LDAMLoss",
+         "--model.loss.s=5", "--model.loss.class_balanced_beta=0.999", "--model.loss.reweight_from_epoch=1",
+         "--data.imbalance=LongTailImbalance", "--data.imbalance.ratio=10"],
+        cwd=in_tmp, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    alone = json.loads((in_tmp / "lightning_logs/digits_lstm/version_1/test_results.json").read_text())
+    assert distributed["confusion_matrix"] == alone["confusion_matrix"]
+    for name, result in alone["per_class"].items():
+        assert distributed["per_class"][name]["acc"] == result["acc"]

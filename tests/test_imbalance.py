@@ -151,3 +151,11 @@ def test_oversampling_draws_classes_uniformly():
     share = np.bincount(labels.numpy(), minlength=10) / len(labels)
     sigma = math.sqrt(0.1 * 0.9 / len(labels))
     assert np.all(np.abs(share - 0.1) < 4 * sigma), share
+
+
+def test_long_tail_profile_gives_cao_et_al_cifar10_lt_counts():
+    """CIFAR-10-LT at ratio 100 (Cao et al. 2019's ``int(5000 * 0.01 ** (i / 9))``), and what our
+    balanced validation split of 500 per class, carved first, leaves of it."""
+    profile = LongTailImbalance(ratio=100)
+    assert profile.counts([5000] * 10) == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    assert profile.counts([4500] * 10) == [4500, 2697, 1617, 969, 581, 348, 208, 125, 75, 45]

@@ -195,3 +195,19 @@ def test_pretrained_weights_offline_give_one_clear_line(tmp_path, monkeypatch):
     message = str(err.value)
     assert "\n" not in message
     assert "https://download.pytorch.org/models/vgg11" in message and str(tmp_path) in message
+
+
+def test_resnet32_option_is_he_et_al_cifar_network():
+    """He et al. 2016's CIFAR ResNet-32 (6n + 2 layers, n = 5) as Cao et al. 2019 use it: three stages of
+    five basic blocks with 16/32/64 channels, parameter-free (option A) shortcuts, 0.46 M parameters."""
+    from litvision.models.resnet import BasicBlock, PadShortcut
+
+    net = CifarResNet(10, (3, 32, 32), layers=(5, 5, 5), width=16, shortcut="pad", zero_init_residual=False)
+    stages = [[b for b in stage if isinstance(b, BasicBlock)] for stage in net.stages]
+    assert [len(s) for s in stages] == [5, 5, 5]
+    assert [s[0].conv2.out_channels for s in stages] == [16, 32, 64]
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) + 1 == 32 and all(m.kernel_size == (3, 3) for m in convs), "31 convs + the fc layer"
+    assert sum(isinstance(m, PadShortcut) for m in net.modules()) == 2
+    assert sum(p.numel() for p in net.parameters()) == 464_154
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)

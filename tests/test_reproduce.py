@@ -20,7 +20,15 @@ from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
 from litvision.reproduce.estimate import Progress
-from litvision.reproduce.plan import Scale, load_plan, load_scale, load_sweep, lookup, select_plans
+from litvision.reproduce.plan import (
+    Scale,
+    available_plans,
+    load_plan,
+    load_scale,
+    load_sweep,
+    lookup,
+    select_plans,
+)
 from litvision.reproduce.report import METRICS
 from litvision.reproduce.runner import MARKER, Reproduction, is_finished
 
@@ -36,12 +44,31 @@ def in_root(monkeypatch):
 
 
 def load_all_plans():
-    return {p.stem: load_plan(p, ROOT, set(METRICS)) for p in select_plans(["all"], PLANS)}
+    return {p.stem: load_plan(p, ROOT, set(METRICS)) for p in available_plans(PLANS).values()}
+
+
+def test_all_means_the_five_numbered_reports_and_cifar10_lt_runs_by_name():
+    """``run all`` (and so make reproduce-quick) stays within the numbered reports: cifar10_lt's ten
+    ResNet-32 runs would not fit the quick scale's half hour."""
+    assert [p.stem for p in select_plans(["all"], PLANS)] == ["000", "001", "002", "003", "004"]
+    assert [p.stem for p in select_plans([], PLANS)] == ["000", "001", "002", "003", "004"]
+    assert [p.stem for p in select_plans(["cifar10_lt"], PLANS)] == ["cifar10_lt"]
+
+
+def test_analysis_tools_declare_their_outputs_and_rebalance_its_table():
+    """A plan may ask for any tool that declares the file showing it ran: rebalance writes a table only
+    and declares its JSON, so the runner waits on it; compare declares nothing and is not a plan tool."""
+    from litvision.analysis.cli import BY_NAME
+    from litvision.reproduce.plan import ANALYSIS_TOOLS
+
+    assert BY_NAME["rebalance"].figures == () and BY_NAME["rebalance"].done == "rebalance.json"
+    assert "rebalance" in ANALYSIS_TOOLS and "compare" not in ANALYSIS_TOOLS
+    assert all(BY_NAME[name].done for name in ANALYSIS_TOOLS)
 
 
 def test_every_report_has_a_plan_whose_rows_name_runs(in_root):
     plans = load_all_plans()
-    assert list(plans) == ["000", "001", "002", "003", "004"]
+    assert list(plans) == ["000", "001", "002", "003", "004", "cifar10_lt"]
     for plan in plans.values():
         assert plan.tables, plan.id
         for table in plan.tables:

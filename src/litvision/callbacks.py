@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from litvision.errors import LitvisionError
-from litvision.metrics import accuracies
+from litvision.metrics import accuracies, shot_groups
 from litvision.utils import git_state, write_json
 
 # Lightning's console messages that a user of litvision cannot act on.
@@ -101,17 +101,12 @@ class TestReport(Callback):
         }
 
     def shot_groups(self, results: dict[str, Any], train_counts: list[int]) -> dict[str, Any]:
-        """Mean per-class accuracy of the many-shot (> ``many_shot`` training images), medium and
-        few-shot (< ``few_shot``) classes (Liu et al. 2019), for runs on imbalanced training sets. The
-        counts are the real images kept, noisy copies left out."""
-        groups: dict[str, list[float]] = {"many_shot": [], "medium_shot": [], "few_shot": []}
+        """:func:`shot_groups` of the test's per-class accuracy, for runs on imbalanced training sets.
+        The counts are the real images kept, noisy copies left out."""
         for v, n in zip(results["per_class"].values(), train_counts):
             v["train_images"] = n
-            group = "many_shot" if n > self.many_shot else "few_shot" if n < self.few_shot else "medium_shot"
-            groups[group].append(v["acc"])
-        return {
-            "shot_groups": {g: {"acc": sum(a) / len(a), "classes": len(a)} for g, a in groups.items() if a}
-        }
+        accuracy = [v["acc"] for v in results["per_class"].values()]
+        return {"shot_groups": shot_groups(accuracy, train_counts, self.many_shot, self.few_shot)}
 
     @staticmethod
     def table(results: dict[str, Any]) -> Table:

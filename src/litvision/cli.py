@@ -31,8 +31,9 @@ DEFAULT_SEED = 42
 COMMANDS = (
     "litvision: train and evaluate image classifiers with Lightning (fit, validate, test, predict, below). "
     "Two more commands: 'litvision analyze TOOL RUN_DIR' draws figures and tables of finished runs "
-    "(t-SNE, feature maps, confusion, SVM head, curves, compare, loss landscape); 'litvision reproduce' "
-    "reruns the five reports' experiments and writes the reproduction report. Each takes --help."
+    "(t-SNE, feature maps, confusion, SVM head, re-balancing, curves, compare, loss landscape); "
+    "'litvision reproduce' reruns the reports' experiments and writes the reproduction report. Each takes "
+    "--help."
 )
 
 
@@ -167,6 +168,9 @@ class LitvisionCLI(LightningCLI):
         check_options = getattr(self.datamodule, "check_options", None)
         if check_options is not None:
             check_options()
+        check_datamodule = getattr(self.model, "check_datamodule", None)
+        if check_datamodule is not None:
+            check_datamodule(self.datamodule)
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]

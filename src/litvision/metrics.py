@@ -1,5 +1,6 @@
 """Accuracy from a confusion matrix, defined once for training, the test report, the plain loop and the
-analysis heads, and the metric that counts the matrix during training."""
+analysis heads, many/medium/few-shot accuracy of imbalanced runs (the test report and ``analyze
+rebalance``), and the metric that counts the matrix during training."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ def accuracies(confmat: Any) -> dict[str, Tensor]:
         "acc_macro": (per_class * present).sum() / present.sum().clamp(min=1),
         "acc_class": per_class,
     }
+
+
+def shot_groups(
+    accuracy: list[float], train_counts: list[int], many_shot: int = 100, few_shot: int = 20
+) -> dict[str, dict[str, float]]:
+    """Mean per-class accuracy of the many-shot (> ``many_shot`` training images), medium and few-shot
+    (< ``few_shot``) classes (Liu et al. 2019), with the number of classes in each; empty groups left out."""
+    groups: dict[str, list[float]] = {"many_shot": [], "medium_shot": [], "few_shot": []}
+    for a, n in zip(accuracy, train_counts):
+        groups["many_shot" if n > many_shot else "few_shot" if n < few_shot else "medium_shot"].append(a)
+    return {g: {"acc": sum(a) / len(a), "classes": len(a)} for g, a in groups.items() if a}
 
 
 class ClassificationCounts(Metric):

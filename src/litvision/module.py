@@ -8,21 +8,24 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric
 
+from litvision.data.device_augment import MixedBatch
 from litvision.errors import LitvisionError
 from litvision.metrics import ClassificationCounts
-from litvision.objectives import IRMMixin, LabelSmoothingMixin
+from litvision.objectives import ClassCountLoss, CrossEntropy, IRMMixin, LabelSmoothingMixin
 
 # An architecture class (or any callable) that builds the network for a dataset:
 # ``backbone(num_classes, input_shape)``. In YAML it is a class_path plus the architecture's own options;
 # the two dataset-given arguments are linked from the datamodule.
 NetFactory = Callable[[int, tuple[int, int, int]], nn.Module]
+# A loss class of litvision.objectives (or any callable) built as ``loss(num_classes)``; in YAML a
+# class_path plus its own options (``model.loss``).
+LossFactory = Callable[[int], ClassCountLoss]
 
 SPLITS = ("train", "val", "test")
 # Schedulers that change the learning rate every optimizer step rather than every epoch.
@@ -43,6 +46,8 @@ class ImageClassifierBase(LightningModule):
         num_classes: number of classes (linked from the datamodule by the CLI).
         input_shape: (channels, height, width) of the images (linked from the datamodule).
         class_names: names used in metric keys and figures (linked from the datamodule).
+        loss: builds the loss as ``loss(num_classes)`` (``class_path`` in YAML; see
+            objectives/losses.py); the training split's class counts reach it from the datamodule.
         optimizer: builds the optimizer from the parameters (``class_path`` in YAML).
         lr_scheduler: builds the learning-rate scheduler from the optimizer, or None. OneCycleLR and
             CyclicLR step every batch, the others every epoch; OneCycleLR without ``total_steps`` runs
@@ -62,6 +67,7 @@ class ImageClassifierBase(LightningModule):
         num_classes: int = 10,
         input_shape: tuple[int, int, int] = (3, 32, 32),
         class_names: Sequence[str] | None = None,
+        loss: LossFactory = CrossEntropy,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         log_confusion_matrix: bool = True,
@@ -99,6 +105,12 @@ class ImageClassifierBase(LightningModule):
         self.net = backbone(num_classes, tuple(input_shape))
         if not compile:  # the model summary's input and FLOP counts (a compiled net would compile there)
             self.example_input_array = torch.zeros(1, *input_shape)
+        self.loss = loss(num_classes)
+        if label_smoothing and not getattr(self.loss, "smoothable", True):
+            raise LitvisionError(
+                f"label_smoothing={label_smoothing} has no meaning with {type(self.loss).__name__}: "
+                "set one of them only"
+            )
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.log_confusion_matrix = log_confusion_matrix
@@ -116,7 +128,11 @@ class ImageClassifierBase(LightningModule):
         self.confusion: dict[str, Tensor] = {}
 
     def setup(self, stage: str) -> None:
-        """Apply the throughput options (channels-last, compilation) for the device that runs."""
+        """Hand the training split's class counts to the loss; apply the throughput options
+        (channels-last, compilation) for the device that runs."""
+        counts = getattr(self.trainer.datamodule, "train_class_counts", None)
+        if counts is not None and hasattr(self.loss, "set_class_counts"):
+            self.loss.set_class_counts(counts)
         if self._throughput_options_applied:  # fit, then test with the same trainer
             return
         self._throughput_options_applied = True
@@ -134,8 +150,8 @@ class ImageClassifierBase(LightningModule):
         return self.net(x)
 
     def risk(self, logits: Tensor, target: Tensor) -> Tensor:
-        """The per-batch risk (mean loss); :class:`LabelSmoothingMixin` overrides it."""
-        return F.cross_entropy(logits, target)
+        """The per-batch risk (the loss); :class:`LabelSmoothingMixin` overrides it."""
+        return self.loss(logits, target)
 
     def compute_loss(self, logits: Tensor, target: Tensor, env: Tensor | None = None) -> Tensor:
         """The objective: the risk, plus what the mixins add (:class:`IRMMixin`). ``env`` holds the
@@ -144,8 +160,15 @@ class ImageClassifierBase(LightningModule):
 
     def _step(self, batch: Sequence[Tensor], split: str) -> Tensor:
         x, target = batch[0], batch[1]
+        env = batch[2] if len(batch) > 2 else None
+        self.loss.epoch = self.current_epoch  # for losses that change with it (deferred re-weighting)
         logits = self(x)
-        loss = self.compute_loss(logits, target, batch[2] if len(batch) > 2 else None)
+        if isinstance(batch, MixedBatch):  # mixup/cutmix: the loss of each label, by its share
+            loss = batch.lam * self.compute_loss(logits, target, env)
+            loss = loss + (1 - batch.lam) * self.compute_loss(logits, batch.partner, env)
+            target = target if batch.lam >= 0.5 else batch.partner  # metrics: the larger share's label
+        else:
+            loss = self.compute_loss(logits, target, env)
         getattr(self, f"{split}_metrics").update(logits.detach(), target)
         # The weight made on the device: from a Python number it would be copied there, and wait for it.
         getattr(self, f"{split}_loss").update(loss.detach(), weight=loss.new_full((), target.shape[0]))
@@ -163,6 +186,26 @@ class ImageClassifierBase(LightningModule):
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to resume with class counts other than those the loss trained with (a changed
+        imbalance or split): the checkpoint's counts would silently replace the datamodule's."""
+        saved = checkpoint.get("state_dict", {}).get("loss.class_counts")
+        current = getattr(self.loss, "class_counts", None)
+        counted = saved is not None and current is not None and bool((current > 0).all())
+        if counted and not torch.equal(saved.cpu(), current.cpu()):
+            raise LitvisionError(
+                f"the checkpoint's loss trained with class counts {saved.tolist()}, but the data now "
+                f"gives {current.tolist()}: resume with the run's own data options"
+            )
+
+    def check_datamodule(self, datamodule: Any) -> None:
+        """Reject a model and data combination that has no meaning (the CLI calls it before writing)."""
+        if self.irm_weight and getattr(datamodule, "mixes", False):
+            raise LitvisionError(
+                "irm_weight cannot combine with mixup or cutmix: IRM's environments are per sample, "
+                "a mixed image belongs to two; turn one of them off"
+            )
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         """Class probabilities of each image."""

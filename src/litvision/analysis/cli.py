@@ -9,7 +9,8 @@ from litvision.analysis import compare, confusion, curves, feature_maps, heads, 
 from litvision.errors import one_line_errors
 
 TOOLS = (tsne, feature_maps, confusion, heads, curves, compare, landscape)
-BY_NAME = {tool.TOOL.name: tool.TOOL for tool in TOOLS}  # what each tool declares: name, figures, done
+# What each tool declares (name, figures, done file); a module with two commands lists both as TOOLS.
+BY_NAME = {tool.name: tool for module in TOOLS for tool in getattr(module, "TOOLS", (module.TOOL,))}
 
 
 def build_parser() -> argparse.ArgumentParser:

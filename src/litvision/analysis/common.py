@@ -71,7 +71,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 @dataclass(frozen=True)
 class Tool:
     """What an analysis tool declares: its command name, the figures it writes into its output folder
-    (globs) and the file that shows it ran to the end (None: it writes tables only)."""
+    (globs) and the file that shows it ran to the end (None: nothing a plan can wait for, as for
+    ``compare``; ``rebalance`` writes a table only, and declares its JSON)."""
 
     name: str
     figures: tuple[str, ...] = ()

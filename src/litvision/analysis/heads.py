@@ -1,6 +1,8 @@
 """New heads on a frozen backbone, after decoupled training (Kang et al., ICLR 2020; report 001, task C):
 a class-weighted linear SVM and cRT (a linear layer re-trained with class-balanced sampling), compared
-with the backbone's own head on the test split."""
+with the backbone's own head on the test split (``svm-head``); and the classifier re-balancing methods
+of long-tailed learning (``rebalance``): post-hoc logit adjustment, tau-normalisation, LWS and cRT, with
+their one parameter chosen on the validation split, in one table with many/medium/few-shot accuracy."""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ from litvision.analysis.common import (
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
-from litvision.metrics import accuracies
+from litvision.metrics import accuracies, shot_groups
+from litvision.objectives import posthoc_adjusted
 from litvision.plotting import confusion_matrix_figure, plt
 from litvision.utils import run_label
 
@@ -46,6 +49,9 @@ TOOL = Tool(
     ),
     "svm_head.json",
 )
+# A table only; rebalance.json shows that it ran to the end.
+REBALANCE_TOOL = Tool("rebalance", (), "rebalance.json")
+TOOLS = (TOOL, REBALANCE_TOOL)  # the two commands of this module
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +82,168 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-crt", dest="crt", action="store_false", help="skip cRT, fit the SVM only")
     parser.add_argument("--seed", type=int, default=0, help="seed of the SVM solver and of cRT (default: 0)")
     parser.set_defaults(run=main)
+    add_rebalance_parser(subparsers)
+
+
+# tau is chosen on the validation split from this grid (Kang et al.'s code searches 0..2 by 0.1).
+TAU_GRID = np.round(np.linspace(0.0, 2.0, 21), 2)
+REBALANCE = {
+    "backbone": "backbone's own head",
+    "posthoc": "post-hoc logit adjustment",
+    "tau_norm": "tau-normalisation",
+    "lws": "LWS",
+    "crt": "cRT",
+}
+
+
+def add_rebalance_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        REBALANCE_TOOL.name,
+        help="classifier re-balancing on the frozen backbone: post-hoc adjustment, tau-norm, LWS, cRT",
+        description="Freeze the trained network and re-balance its classifier for a balanced test: "
+        "post-hoc logit adjustment (Menon et al. 2021: logits - tau log prior), tau-normalisation (Kang et "
+        "al. 2020: class weights divided by their norm to the power tau, bias dropped), LWS (a learned "
+        "scale per class on the fixed head, class-balanced sampling) and cRT (a new linear head, "
+        "class-balanced sampling). tau is chosen on the validation split, never the test split. Writes "
+        "rebalance.json and rebalance.csv: accuracy, macro, many/medium/few-shot accuracy per method.",
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--epochs", type=int, default=10, help="LWS and cRT training epochs (default: 10)")
+    parser.add_argument("--lr", type=float, default=0.1, help="LWS and cRT SGD learning rate (default: 0.1)")
+    parser.add_argument("--batch-size", type=int, default=256, help="LWS and cRT batch size (default: 256)")
+    parser.add_argument(
+        "--many-shot", type=int, default=100, help="many-shot: more training images (default: 100)"
+    )
+    parser.add_argument(
+        "--few-shot", type=int, default=20, help="few-shot: fewer training images (default: 20)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of LWS and cRT (default: 0)")
+    parser.set_defaults(run=rebalance)
+
+
+def tau_normalised(weight: np.ndarray, tau: float) -> np.ndarray:
+    """Kang et al.'s tau-normalised classifier weights: each class's ``w_j / ||w_j|| ** tau``."""
+    return weight / np.linalg.norm(weight, axis=1, keepdims=True) ** tau
+
+
+def choose_tau(val_labels: np.ndarray, logits_of: Any) -> float:
+    """The tau of :data:`TAU_GRID` with the best validation accuracy (the first, on ties)."""
+    accuracy = [float((logits_of(tau).argmax(axis=1) == val_labels).mean()) for tau in TAU_GRID]
+    return float(TAU_GRID[int(np.argmax(accuracy))])
+
+
+def rebalance(args: argparse.Namespace) -> list[Path]:
+    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise LitvisionError(f"{name} {value} is invalid: it must be at least 1")
+    if not args.lr > 0:
+        raise LitvisionError(f"--lr {args.lr} is invalid: it must be above 0")
+    run = open_run(args)
+    names = run.model.class_names
+    net, datamodule = run.model.net, run.datamodule
+    head = getattr(net, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise LitvisionError(
+            f"the network's head is {type(head).__name__}, not a linear layer: tau-normalisation and LWS "
+            "re-scale a linear classifier's weights"
+        )
+    batch_size, workers = datamodule.batch_size, datamodule.num_workers
+    train = extract(net, split_dataset(datamodule, "train"), "pre-logits", batch_size, workers)
+    if datamodule.val_set is None:
+        raise LitvisionError(
+            "the run has no validation split (val_size 0): tau is chosen on it, never on test"
+        )
+    val = extract(net, datamodule.val_set, "pre-logits", batch_size, workers)
+    test = extract(net, split_dataset(datamodule, "test"), "pre-logits", batch_size, workers)
+    counts = np.bincount(train.labels, minlength=len(names))
+    if (counts == 0).any():
+        empty = [names[c] for c in np.flatnonzero(counts == 0)]
+        raise LitvisionError(f"the training split has no images of {', '.join(empty)}: nothing to re-balance")
+    weight = head.weight.detach().cpu().numpy().astype(np.float64)
+    bias = head.bias.detach().cpu().numpy().astype(np.float64) if head.bias is not None else 0.0
+
+    def posthoc(extracted: Any, tau: float) -> np.ndarray:
+        return posthoc_adjusted(
+            torch.from_numpy(extracted.logits).double(), torch.from_numpy(counts), tau
+        ).numpy()
+
+    def tau_norm(extracted: Any, tau: float) -> np.ndarray:
+        return extracted.features.astype(np.float64) @ tau_normalised(weight, tau).T
+
+    taus = {
+        "posthoc": choose_tau(val.labels, lambda t: posthoc(val, t)),
+        "tau_norm": choose_tau(val.labels, lambda t: tau_norm(val, t)),
+    }
+    predictions = {
+        "backbone": test.logits.argmax(axis=1),
+        "posthoc": posthoc(test, taus["posthoc"]).argmax(axis=1),
+        "tau_norm": tau_norm(test, taus["tau_norm"]).argmax(axis=1),
+    }
+    scales = train_lws(train.features, train.labels, weight, bias, args)
+    predictions["lws"] = ((test.features @ weight.T + bias) * scales).argmax(axis=1)
+    scaler = StandardScaler().fit(train.features)
+    crt = train_crt(
+        scaler.transform(train.features),
+        train.labels,
+        len(names),
+        args.epochs,
+        args.lr,
+        args.batch_size,
+        args.seed,
+    )
+    predictions["crt"] = predict(linear_head(*fold_scaler(*crt, scaler)), test.features)
+
+    rows: dict[str, dict[str, Any]] = {}
+    for key, predicted in predictions.items():
+        s = score(test.labels, predicted, names)
+        groups = shot_groups(list(s["per_class"].values()), counts.tolist(), args.many_shot, args.few_shot)
+        rows[key] = {**s, "tau": taus.get(key), "shot_groups": groups}
+    table = [["method", "tau", "acc", "acc_macro", "many_shot", "medium_shot", "few_shot"]]
+    for key, r in rows.items():
+        group = [r["shot_groups"].get(g, {}).get("acc") for g in ("many_shot", "medium_shot", "few_shot")]
+        table.append([key, "" if r["tau"] is None else r["tau"], f"{r['acc']:.6f}", f"{r['acc_macro']:.6f}",
+                      *("" if a is None else f"{a:.6f}" for a in group)])  # fmt: skip
+        cells = "  ".join("    —" if a is None else f"{100 * a:5.2f}" for a in group)
+        chosen = "" if r["tau"] is None else f" (tau {r['tau']:.1f})"
+        print(f"{REBALANCE[key] + chosen:36s} test {100 * r['acc']:.2f}%  many/medium/few {cells}")
+    outputs = run_outputs(args)
+    outputs.csv("rebalance.csv", table)
+    outputs.json(
+        "rebalance.json",
+        {
+            "checkpoint": str(run.checkpoint),
+            "train_class_counts": {n: int(c) for n, c in zip(names, counts)},
+            "tau_grid": TAU_GRID.tolist(),
+            "tau_chosen_on": "validation split",
+            "shot_thresholds": {"many_shot": f"> {args.many_shot}", "few_shot": f"< {args.few_shot}"},
+            "lws_scales": scales.tolist(),
+            "training": {
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "batch_size": args.batch_size,
+                "seed": args.seed,
+            },
+            "methods": rows,
+        },
+    )
+    return write_run_outputs(outputs, args, run)
+
+
+def train_lws(
+    features: np.ndarray,
+    labels: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | float,
+    args: argparse.Namespace,
+) -> np.ndarray:
+    """LWS (Kang et al. 2020): one learned scale per class on the fixed head's logits, ``f_j (w_j x + b_j)``,
+    trained with class-balanced sampling. Returns the scales."""
+    logits = torch.from_numpy((features @ weight.T + bias).astype(np.float32))
+    scales = nn.Parameter(torch.ones(weight.shape[0]))
+    fit_balanced(
+        lambda rows: logits[rows] * scales, [scales], labels, args.epochs, args.lr, args.batch_size, args.seed
+    )
+    return scales.detach().numpy().astype(np.float64)
 
 
 def parse_class_weight(text: str, names: list[str]) -> dict[int, float] | str | None:
@@ -271,24 +439,42 @@ def train_crt(
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's random state
         torch.manual_seed(seed)
         head = nn.Linear(features.shape[1], num_classes)
-    counts = np.bincount(labels, minlength=num_classes)
+    x = torch.from_numpy(features.astype(np.float32))
+    fit_balanced(
+        lambda rows: head(x[rows]), list(head.parameters()), labels, epochs, lr, batch_size, seed, 5e-4
+    )
+    return head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
+
+
+def fit_balanced(
+    logits_of: Any,
+    parameters: list[nn.Parameter],
+    labels: np.ndarray,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+) -> None:
+    """Train ``parameters`` so that ``logits_of(rows)`` fits ``labels[rows]``, drawing rows with
+    class-balanced sampling (every class equally often): SGD with momentum, a cosine schedule."""
+    counts = np.bincount(labels)
     weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
     sampler = WeightedRandomSampler(
         weights, num_samples=len(labels), replacement=True, generator=torch.Generator().manual_seed(seed)
     )
     # Whole batches of indices into the feature tensors: no per-sample dataset reads and collation.
     batches = BatchSampler(sampler, batch_size, drop_last=False)
-    x, y = torch.from_numpy(features.astype(np.float32)), torch.from_numpy(labels).long()
-    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    y = torch.from_numpy(labels).long()
+    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(batches))
     for _ in range(epochs):
         for batch in batches:
-            loss = F.cross_entropy(head(x[batch]), y[batch])
+            loss = F.cross_entropy(logits_of(batch), y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
-    return head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
 
 
 def heads_figure(

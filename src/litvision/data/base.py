@@ -7,6 +7,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,14 +22,17 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from litvision.data.device_augment import BatchTransform
+from litvision.data.device_augment import BatchTransform, mix_batch
 from litvision.data.files import UnlabelledImages
 from litvision.data.imbalance import (
     ImbalanceProfile,
     NoisyCopies,
+    Sampling,
     StepImbalance,
     class_counts,
     imbalanced_subset,
+    sampling_power,
+    sampling_weights,
 )
 from litvision.data.memory import (
     AUTO_MAX_BYTES,
@@ -121,8 +125,18 @@ class ImageDataModule(LightningDataModule):
         imbalance: make the training split imbalanced: ``StepImbalance`` (chosen classes keep a
             fraction) or ``LongTailImbalance`` (exponential profile). The validation split is carved
             first, so it stays balanced like the test split.
-        oversample: draw training batches class-balanced (weighted draws with replacement,
-            one epoch = as many draws as training samples); under DDP each rank takes its own share.
+        oversample: draw training batches class-balanced; the same as ``sampling: class_balanced``.
+        sampling: how training samples are drawn (Kang et al., ICLR 2020: class ``j`` drawn with
+            probability proportional to ``n_j ** q``): ``instance`` (q = 1, a shuffle: the default),
+            ``square_root`` (q = 1/2), ``class_balanced`` (q = 0), ``progressive`` (from instance- to
+            class-balanced, linearly over ``trainer.max_epochs``), or a number ``q``. Other than a
+            shuffle, weighted draws with replacement, one epoch = as many draws as training samples,
+            fixed by the run's seed and the epoch; under DDP each rank takes its own share.
+        mixup_alpha: mixup (Zhang et al. 2018) of training batches, lam ~ Beta(alpha, alpha); 0: off.
+        cutmix_alpha: CutMix (Yun et al. 2019) of training batches; 0: off. With both on, each batch
+            takes one of the two at random. Either is done on the training device, once the batch is
+            there, on both data paths; the loss is ``lam * loss(y) + (1 - lam) * loss(y')`` and the
+            training accuracy counts the label with the larger share.
         noise_variances: Gaussian-noise minority rebalancing (reports 000 and 002): each training image
             of ``noise_classes`` is added once per variance with noise N(0, variance) on the normalised
             image, drawn afresh at every read; batches then carry an environment id (0 original,
@@ -160,6 +174,9 @@ class ImageDataModule(LightningDataModule):
         split_seed: int = 0,
         imbalance: ImbalanceProfile | None = None,
         oversample: bool = False,
+        sampling: Sampling | None = None,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
         noise_variances: Sequence[float] | None = None,
         noise_classes: Sequence[int] | None = None,
         in_memory: bool | Literal["auto"] = "auto",
@@ -189,6 +206,9 @@ class ImageDataModule(LightningDataModule):
         self.split_seed = split_seed
         self.imbalance = imbalance
         self.oversample = oversample
+        self.sampling = sampling
+        self.mixup_alpha = mixup_alpha
+        self.cutmix_alpha = cutmix_alpha
         self.noise_variances = list(noise_variances) if noise_variances else None
         if noise_classes is None and isinstance(imbalance, StepImbalance):
             noise_classes = imbalance.classes
@@ -280,7 +300,7 @@ class ImageDataModule(LightningDataModule):
                 train_targets += [train_targets[j] for j in copies for _ in self.noise_variances]
             self.train_targets = train_targets
             self.train_class_counts = class_counts(train_targets, self.num_classes)
-            if self.imbalance is not None or self.noise_variances or self.oversample:
+            if self.imbalance is not None or self.noise_variances or self.oversample or self.sampling:
                 self._report_class_counts()
             self.val_set = self._subset(source, targets, val_idx, train=False) if len(val_idx) else None
         if stage == "predict" and self.predict_dir is not None:
@@ -349,6 +369,12 @@ class ImageDataModule(LightningDataModule):
             self.batch_transform(train=True)  # every augmentation must have a whole-batch version
         if self.imbalance is not None:
             self.imbalance.validate(self.num_classes)
+        self.sampling_q()
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise LitvisionError(
+                f"mixup_alpha={self.mixup_alpha} and cutmix_alpha={self.cutmix_alpha} must both be >= 0 "
+                "(0 turns one off)"
+            )
         if self.noise_variances and not self.noise_classes:
             raise LitvisionError(
                 "noise_variances needs the classes to copy: set noise_classes, or use a StepImbalance"
@@ -421,16 +447,48 @@ class ImageDataModule(LightningDataModule):
             generator=torch.Generator().manual_seed(0),
         )
 
+    def sampling_q(self) -> float | Literal["progressive"]:
+        """The exponent ``q`` of the sampling schedule (``oversample`` is ``class_balanced``)."""
+        if self.oversample and self.sampling not in (None, "class_balanced", 0):
+            raise LitvisionError(
+                f"oversample: true is sampling: class_balanced; it cannot combine with "
+                f"sampling={self.sampling!r}"
+            )
+        return sampling_power("class_balanced" if self.oversample else self.sampling or "instance")
+
+    @property
+    def mixes(self) -> bool:
+        """Whether training batches are mixed (mixup or cutmix)."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled (or, with ``oversample``, class-balanced) batches, each sample with its own
+        """Shuffled (or, with a ``sampling`` schedule, re-balanced) batches, each sample with its own
         augmentation seed, all fixed by the run's seed and the epoch (see data/resumable.py); Lightning
         gives each DDP rank its own share."""
+        q = self.sampling_q()
         weights = None
-        if self.oversample:
-            counts = torch.tensor(self.train_class_counts, dtype=torch.double)
-            weights = 1.0 / counts[torch.as_tensor(self.train_targets)]
+        if q == "progressive":
+            epochs = self.trainer.max_epochs if self.trainer is not None else None
+            if epochs is None or epochs < 1:
+                raise LitvisionError(
+                    "sampling: progressive needs trainer.max_epochs (its schedule spans them)"
+                )
+            weights = partial(sampling_weights, self.train_targets, self.train_class_counts, q, epochs)
+        elif q != 1:
+            weights = sampling_weights(self.train_targets, self.train_class_counts, q)
         sampler = SeededSampler(len(self.train_set), _run_seed(), weights)
         return self._loader(self.train_set, sampler=sampler, loader_class=ResumableDataLoader)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Mixup or cutmix of a training batch, on the device it reached. The draws are seeded by the run
+        seed, the rank and the batch's position in the fit, so that a resumed run mixes as the
+        uninterrupted one would."""
+        trainer = self.trainer
+        if not self.mixes or trainer is None or not trainer.training:
+            return batch
+        position = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        rng = np.random.default_rng([_run_seed(), trainer.global_rank, position])
+        return mix_batch(batch, self.mixup_alpha, self.cutmix_alpha, rng)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set)

@@ -5,12 +5,18 @@ gets the same crop and flip for every image. The functions here draw them per im
 in a few tensor operations and without reading anything back to the host (no GPU synchronisation). They
 cover the random crop with padding and the flips that litvision's datasets use; :class:`BatchTransform`
 translates a list of v2 transforms into them and refuses the transforms it cannot translate.
+
+Mixup and CutMix (:func:`mix_batch`) mix whole training batches on their device, on either data path
+(the datamodule calls it once a batch has reached the device).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -110,3 +116,59 @@ class BatchTransform:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.augmentations}, mean={self.mean}, std={self.std})"
+
+
+class MixedBatch(NamedTuple):
+    """A training batch after mixup or cutmix: ``x`` mixes each image with the image of ``partner``'s
+    label, the first label weighing ``lam`` (one value per batch, as in Zhang et al. and Yun et al.)."""
+
+    x: Tensor
+    target: Tensor
+    env: Tensor | None
+    partner: Tensor
+    lam: float
+
+
+def mixup(x: Tensor, order: Tensor, lam: float) -> Tensor:
+    """Mixup (Zhang et al., ICLR 2018): ``lam * x + (1 - lam) * x[order]``."""
+    return x.mul(lam).add_(x[order], alpha=1 - lam)
+
+
+def cutmix(x: Tensor, order: Tensor, box: tuple[int, int, int, int]) -> Tensor:
+    """CutMix (Yun et al., ICCV 2019): the ``box`` (top, bottom, left, right) of each image replaced by
+    that of image ``order``."""
+    top, bottom, left, right = box
+    mixed = x.clone()
+    mixed[..., top:bottom, left:right] = x[order][..., top:bottom, left:right]
+    return mixed
+
+
+def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A box of area ``(1 - lam)`` of the image at a uniform random centre, clipped to the image (Yun et
+    al.'s sampling); the caller recomputes ``lam`` from the clipped area."""
+    cut_h, cut_w = int(height * math.sqrt(1 - lam)), int(width * math.sqrt(1 - lam))
+    cy, cx = int(rng.integers(height)), int(rng.integers(width))
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    return top, bottom, left, right
+
+
+def mix_batch(
+    batch: Sequence[Tensor], mixup_alpha: float, cutmix_alpha: float, rng: np.random.Generator
+) -> MixedBatch:
+    """Mixup or cutmix (each with probability 1/2 when both are on) of a batch ``(x, y[, env])`` on its
+    device. The random draws (lam, the pairing, the box) are made on the host from ``rng``, so that the
+    device is never waited for and a run seeded the same way mixes the same way."""
+    x, target = batch[0], batch[1]
+    env = batch[2] if len(batch) > 2 else None
+    use_cutmix = cutmix_alpha > 0 and (mixup_alpha == 0 or rng.random() < 0.5)
+    lam = float(rng.beta(cutmix_alpha, cutmix_alpha) if use_cutmix else rng.beta(mixup_alpha, mixup_alpha))
+    order = torch.as_tensor(rng.permutation(x.shape[0])).to(x.device, non_blocking=True)
+    if use_cutmix:
+        height, width = x.shape[-2:]
+        box = cutmix_box(height, width, lam, rng)
+        x = cutmix(x, order, box)
+        lam = 1 - (box[1] - box[0]) * (box[3] - box[2]) / (height * width)  # the area actually pasted
+    else:
+        x = mixup(x, order, lam)
+    return MixedBatch(x, target, env, target[order], lam)

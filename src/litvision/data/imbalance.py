@@ -1,10 +1,11 @@
-"""Imbalanced training sets and the ways back: class-count profiles, and Gaussian-noise minority copies."""
+"""Imbalanced training sets and the ways back: class-count profiles, sampling schedules, and
+Gaussian-noise minority copies."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -54,8 +55,10 @@ class StepImbalance(ImbalanceProfile):
 
 
 class LongTailImbalance(ImbalanceProfile):
-    """Exponential long tail (Cui et al. 2019): class ``i`` of ``C`` keeps ``ratio ** (-i / (C - 1))``
-    of its images, so the first class keeps all and the last ``1 / ratio`` (ratio: largest / smallest)."""
+    """Exponential long tail (Cui et al. 2019; Cao et al. 2019's CIFAR-10-LT): class ``i`` of ``C`` keeps
+    ``ratio ** (-i / (C - 1))`` of its images (rounded down), so the first class keeps all and the last
+    ``1 / ratio`` (ratio: largest / smallest). On CIFAR-10's 5,000 images per class and ratio 100 this is
+    Cao et al.'s ``n_i = 5000 * 0.01 ** (i / 9)``: 5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50."""
 
     def __init__(self, ratio: float = 100.0) -> None:
         self.ratio = ratio
@@ -68,6 +71,56 @@ class LongTailImbalance(ImbalanceProfile):
         self.validate(len(available))
         last = max(len(available) - 1, 1)
         return [math.floor(n * self.ratio ** (-i / last)) for i, n in enumerate(available)]
+
+
+# A sampling schedule (Kang et al., ICLR 2020): a name, or the exponent q of p_j ~ n_j ** q.
+Sampling = Literal["instance", "square_root", "class_balanced", "progressive"] | float
+SAMPLING_POWERS = {"instance": 1.0, "square_root": 0.5, "class_balanced": 0.0}
+
+
+def sampling_power(sampling: Sampling) -> float | Literal["progressive"]:
+    """The exponent q of a sampling schedule, or ``"progressive"``; a one-line error for anything else."""
+    if sampling == "progressive":
+        return "progressive"
+    if isinstance(sampling, str):
+        if sampling not in SAMPLING_POWERS:
+            raise LitvisionError(
+                f"sampling={sampling!r} is invalid: use instance, square_root, class_balanced, progressive "
+                "or a number q >= 0 (class j drawn with probability ~ n_j ** q)"
+            )
+        return SAMPLING_POWERS[sampling]
+    if isinstance(sampling, bool) or not isinstance(sampling, int | float) or not sampling >= 0:
+        raise LitvisionError(f"sampling={sampling!r} is invalid: a number q must be >= 0")
+    return float(sampling)
+
+
+def class_probabilities(
+    counts: Sequence[int], q: float | Literal["progressive"], epochs: int = 1, epoch: int = 0
+) -> np.ndarray:
+    """The probability of drawing each class (Kang et al. 2020): ``n_j ** q / sum_i n_i ** q``; for
+    ``progressive``, ``(1 - a) * instance + a * class-balanced`` with ``a = epoch / (epochs - 1)``, so
+    that the first epoch draws instance-balanced and the last class-balanced."""
+    n = np.asarray(counts, dtype=np.float64)
+    present = n > 0
+    if q == "progressive":
+        a = min(epoch / max(epochs - 1, 1), 1.0)
+        return (1 - a) * class_probabilities(counts, 1.0) + a * class_probabilities(counts, 0.0)
+    p = np.where(present, np.power(n, q, where=present, out=np.zeros_like(n)), 0.0)
+    return p / p.sum()
+
+
+def sampling_weights(
+    targets: Sequence[int],
+    counts: Sequence[int],
+    q: float | Literal["progressive"],
+    epochs: int = 1,
+    epoch: int = 0,
+) -> torch.Tensor:
+    """Per-sample draw weights that give class ``j`` the probability :func:`class_probabilities`: the
+    class's probability shared equally among its ``n_j`` samples."""
+    n = np.asarray(counts, dtype=np.float64)
+    per_sample = class_probabilities(counts, q, epochs, epoch) / np.maximum(n, 1)
+    return torch.as_tensor(per_sample[np.asarray(targets, dtype=np.int64)], dtype=torch.double)
 
 
 def class_counts(targets: Sequence[int], num_classes: int) -> list[int]:

@@ -12,7 +12,7 @@ checkpoint, skips exactly those.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,17 +53,28 @@ def seeded(seed: int | None) -> Iterator[None]:
 class SeededSampler(Sampler[tuple[int, int]]):
     """Yields ``(index, seed)``: a random order of ``num_samples`` (or, with ``weights``, as many draws
     with replacement in proportion to them) and a seed per draw, all fixed by ``seed`` and the epoch.
+    ``weights`` may be a function of the epoch (a progressive sampling schedule).
 
     Lightning calls :meth:`set_epoch` at every epoch, and forwards it through its DDP wrapper.
     """
 
     def __init__(
-        self, num_samples: int, seed: int, weights: Sequence[float] | torch.Tensor | None = None
+        self,
+        num_samples: int,
+        seed: int,
+        weights: Sequence[float] | torch.Tensor | Callable[[int], torch.Tensor] | None = None,
     ) -> None:
         self.num_samples = num_samples
         self.seed = seed
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        if weights is None or callable(weights):
+            self.weights = weights
+        else:
+            self.weights = torch.as_tensor(weights, dtype=torch.double)
         self.epoch = 0
+
+    def epoch_weights(self) -> torch.Tensor | None:
+        """The draw weights of the current epoch (None: a plain shuffle)."""
+        return self.weights(self.epoch) if callable(self.weights) else self.weights
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -75,10 +86,11 @@ class SeededSampler(Sampler[tuple[int, int]]):
         # SeedSequence mixes (seed, epoch) into a well-spread seed: no two epochs or runs share a stream.
         state = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0])
         generator = torch.Generator().manual_seed(state)
-        if self.weights is None:
+        weights = self.epoch_weights()
+        if weights is None:
             order = torch.randperm(self.num_samples, generator=generator)
         else:
-            order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+            order = torch.multinomial(weights, self.num_samples, replacement=True, generator=generator)
         seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator)
         return zip(order.tolist(), seeds.tolist())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -41,3 +42,16 @@ def adapt_input_channels(model: nn.Module, channels: int) -> None:
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     model.set_submodule(name, new)
+
+
+class CosineLinear(nn.Module):
+    """Cosine-similarity classifier: ``normalize(x) @ normalize(W_j)`` for each class ``j``, no bias
+    (the normalised linear layer of Cao et al.'s LDAM code; the loss's ``s`` scales it)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()

@@ -1,16 +1,21 @@
-"""ResNet with basic blocks for 32x32 images, with the activation and width options of report 004."""
+"""ResNet with basic blocks for 32x32 images, with the activation and width options of report 004 and
+the CIFAR ResNets of He et al. 2016 (ResNet-32: three stages of five blocks, 16/32/64 channels)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from litvision.models.base import ClassifierNet
+from litvision.models.layers import CosineLinear
 
 Activation = Literal["relu", "leaky_relu", "elu"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
+Shortcut = Literal["conv", "pad"]
+Head = Literal["linear", "cosine"]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -18,10 +23,27 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a shortcut (He et al. 2016), activation of choice."""
+class PadShortcut(nn.Module):
+    """He et al. 2016's option A shortcut, used by their CIFAR ResNets: subsample by ``stride`` and pad
+    the new channels with zeros (no parameters)."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int, activation: Activation) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra = planes - in_planes
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (He et al. 2016), activation of choice; where the shape
+    changes, the shortcut is a 1x1 convolution (``conv``, option B) or zero padding (``pad``, option A)."""
+
+    def __init__(
+        self, in_planes: int, planes: int, stride: int, activation: Activation, shortcut: Shortcut = "conv"
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -29,7 +51,9 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
+        if (stride != 1 or in_planes != planes) and shortcut == "pad":
+            self.downsample = PadShortcut(in_planes, planes, stride)
+        elif stride != 1 or in_planes != planes:
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(planes)
             )
@@ -44,7 +68,10 @@ class CifarResNet(ClassifierNet):
     """ResNet for small images: a 3x3 stride-1 stem and no max-pool, so 32x32 inputs keep their detail.
 
     ``layers=(2, 2, 2, 2)`` is ResNet-18 and ``(3, 4, 6, 3)`` ResNet-34; ``width`` is the number of
-    channels of the first stage (doubled at each of the next three), 64 in the original network.
+    channels of the first stage (doubled at each of the next), 64 in the original network. He et al.'s
+    CIFAR ResNet-32 (used by Cao et al. 2019) is ``layers=(5, 5, 5), width=16, shortcut="pad"``: three
+    stages of five blocks, 16/32/64 channels, option A shortcuts. ``head="cosine"`` classifies by cosine
+    similarity (Cao et al.'s LDAM head); ``zero_init_residual`` starts each block as the identity.
     """
 
     def __init__(
@@ -54,10 +81,17 @@ class CifarResNet(ClassifierNet):
         layers: Sequence[int] = (2, 2, 2, 2),
         width: int = 64,
         activation: Activation = "relu",
+        shortcut: Shortcut = "conv",
+        head: Head = "linear",
+        zero_init_residual: bool = True,
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not one of {sorted(_ACTIVATIONS)}")
+        if shortcut not in ("conv", "pad") or head not in ("linear", "cosine"):
+            raise ValueError(
+                f"shortcut={shortcut!r} or head={head!r} is invalid: conv or pad; linear or cosine"
+            )
         self.stem = nn.Sequential(
             conv3x3(input_shape[0], width), nn.BatchNorm2d(width), _ACTIVATIONS[activation]()
         )
@@ -68,21 +102,23 @@ class CifarResNet(ClassifierNet):
             stride = 1 if i == 0 else 2
             stage = []
             for b in range(blocks):
-                stage.append(BasicBlock(in_planes, planes, stride if b == 0 else 1, activation))
+                stage.append(BasicBlock(in_planes, planes, stride if b == 0 else 1, activation, shortcut))
                 in_planes = planes
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.stage_names = ["stem", *(f"stages.{i}" for i in range(len(layers))), "pool"]
         self.num_features = in_planes
-        self.head = nn.Linear(in_planes, num_classes)
+        self.head = (
+            nn.Linear(in_planes, num_classes) if head == "linear" else CosineLinear(in_planes, num_classes)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         # Zero the last BN of each residual branch so that every block starts as the identity
         # (Goyal et al. 2017), which helps the large-learning-rate SGD recipe of 004.
         for m in self.modules():
-            if isinstance(m, BasicBlock):
+            if isinstance(m, BasicBlock) and zero_init_residual:
                 nn.init.zeros_(m.bn2.weight)
 
     def pooled_features(self, x: Tensor) -> Tensor:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 
 class LabelSmoothingMixin:
-    """The risk is cross-entropy against targets smoothed by ``label_smoothing`` (0: plain cross-entropy)."""
+    """The risk is the model's loss against targets smoothed by ``label_smoothing`` (0: unsmoothed).
+    Every loss that is a cross-entropy on (adjusted) logits takes it; the focal loss refuses it."""
 
     label_smoothing: float = 0.0
 
     def risk(self, logits: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        if not self.label_smoothing:
+            return super().risk(logits, target)  # type: ignore[misc]
+        return self.loss(logits, target, label_smoothing=self.label_smoothing)  # type: ignore[attr-defined]

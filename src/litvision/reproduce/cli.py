@@ -4,6 +4,7 @@
     litvision reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
     litvision reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
     litvision reproduce run all --dry-run       # the command of every run, nothing started
+    litvision reproduce run cifar10_lt --scale longtail_cpu --data-source offline   # the long-tail study
     litvision reproduce report --scale quick    # rewrite the report from the runs on disk
     litvision reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
     litvision reproduce plain RUN_DIR           # retrain a finished run with the plain PyTorch loop
@@ -25,7 +26,15 @@ from litvision.errors import LitvisionError
 from litvision.reproduce import launch, plain
 from litvision.reproduce.data_sources import SOURCES, DataSource
 from litvision.reproduce.estimate import format_duration
-from litvision.reproduce.plan import ReportPlan, load_plan, load_scale, load_sweep, select_plans
+from litvision.reproduce.plan import (
+    ReportPlan,
+    available_plans,
+    is_numbered,
+    load_plan,
+    load_scale,
+    load_sweep,
+    select_plans,
+)
 from litvision.reproduce.report import METRICS, Report, RunResult
 from litvision.reproduce.runner import Reproduction
 
@@ -80,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train what is not finished, analyse, write the report")
-    run.add_argument("reports", nargs="*", default=["all"], help="report ids (000 ... 004) or all")
+    run.add_argument(
+        "reports", nargs="*", default=["all"],
+        help="report ids (000 ... 004, cifar10_lt) or all (the numbered reports 000 ... 004)",
+    )  # fmt: skip
     _common(run)
     _seeds(run)
     _parallel(run)
@@ -118,9 +130,11 @@ def _plans(names: list[str], plans_dir: Path) -> list[ReportPlan]:
 
 def write_report(args: argparse.Namespace, scale, source, console: Console, command: str) -> Path:
     out_dir = args.reports_dir if scale.name == "full" else args.reports_dir / scale.name
-    report = Report(
-        _plans(["all"], args.plans), scale, source, args.runs_dir / scale.name, out_dir, command, args.seeds
-    )
+    runs_dir = args.runs_dir / scale.name
+    # The numbered reports, and any other plan this command named or that has runs on disk (cifar10_lt).
+    named = set(getattr(args, "reports", []))
+    ids = [p for p in available_plans(args.plans) if is_numbered(p) or p in named or (runs_dir / p).is_dir()]
+    report = Report(_plans(ids or ["all"], args.plans), scale, source, runs_dir, out_dir, command, args.seeds)
     path = report.write()
     console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")
     return path

@@ -23,8 +23,9 @@ from litvision.errors import LitvisionError
 
 TABLE_KINDS = ("runs", "per_class")
 T = TypeVar("T")
-# The analysis tools a plan may ask for: those that draw figures (each declares them).
-ANALYSIS_TOOLS = tuple(name for name, tool in BY_NAME.items() if tool.figures)
+# The analysis tools a plan may ask for: those that declare the file that shows they ran (their figures,
+# or a table's JSON for rebalance).
+ANALYSIS_TOOLS = tuple(name for name, tool in BY_NAME.items() if tool.done)
 
 
 @dataclass(frozen=True)
@@ -460,17 +461,24 @@ def available_plans(plans_dir: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(plans_dir.glob("*.yaml"))}
 
 
+def is_numbered(plan_id: str) -> bool:
+    """Whether a plan is one of the numbered reports (000 ... 004), those ``all`` means; the others (such
+    as cifar10_lt, whose runs would not fit the quick scale's half hour) run only when named."""
+    return re.fullmatch(r"\d{3}", plan_id) is not None
+
+
 def select_plans(names: list[str], plans_dir: Path) -> list[Path]:
-    """The plan files of the reports named (``all`` or none: every plan in ``plans_dir``)."""
+    """The plan files of the reports named (``all`` or none: the numbered reports of ``plans_dir``)."""
     known = available_plans(plans_dir)
     if not known:
         raise LitvisionError(f"no report plans (*.yaml) in '{plans_dir}'")
     if not names or names == ["all"]:
-        return list(known.values())
+        return [path for plan_id, path in known.items() if is_numbered(plan_id)]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise LitvisionError(
-            f"report(s) {unknown} not found in '{plans_dir}': choose from {list(known)} or all"
+            f"report(s) {unknown} not found in '{plans_dir}': choose from {list(known)} or all (the "
+            "numbered reports)"
         )
     return [known[n] for n in dict.fromkeys(names)]
 

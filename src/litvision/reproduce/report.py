@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from litvision.analysis.cli import BY_NAME
 from litvision.reproduce.data_sources import DATASETS, DataSource
 from litvision.reproduce.plan import ReportPlan, RunSpec, Scale, Table, read_yaml
 from litvision.reproduce.runner import (
@@ -109,6 +110,23 @@ def _svm(result: RunResult, head: str) -> float | None:
         return None
 
 
+def _rebalanced(result: RunResult, method: str) -> float | None:
+    """Test accuracy of a classifier re-balancing method (``litvision analyze rebalance``)."""
+    data = read_json(result.directory / "analysis" / "rebalance.json") if result.finished else None
+    try:
+        return 100 * float(data["methods"][method]["acc"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _shot_group(result: RunResult, group: str) -> float | None:
+    """Mean test accuracy of the many-, medium- or few-shot classes (imbalanced runs only)."""
+    try:
+        return _pct(result.test["shot_groups"][group]["acc"])  # type: ignore[index]
+    except (TypeError, KeyError):
+        return None
+
+
 @dataclass(frozen=True)
 class Metric:
     header: str
@@ -132,6 +150,12 @@ METRICS: dict[str, Metric] = {
     "wall_time_s": Metric("time (s)", lambda r: r.wall_time_s if r.finished else None, accuracy=False),
     "svm_head_acc": Metric("test accuracy (%)", lambda r: _svm(r, "svm")),
     "crt_head_acc": Metric("test accuracy (%)", lambda r: _svm(r, "crt")),
+    "test_many_shot": Metric("many-shot test accuracy (%)", lambda r: _shot_group(r, "many_shot")),
+    "test_medium_shot": Metric("medium-shot test accuracy (%)", lambda r: _shot_group(r, "medium_shot")),
+    "test_few_shot": Metric("few-shot test accuracy (%)", lambda r: _shot_group(r, "few_shot")),
+    "posthoc_acc": Metric("test accuracy (%)", lambda r: _rebalanced(r, "posthoc")),
+    "tau_norm_acc": Metric("test accuracy (%)", lambda r: _rebalanced(r, "tau_norm")),
+    "lws_acc": Metric("test accuracy (%)", lambda r: _rebalanced(r, "lws")),
 }
 
 
@@ -482,6 +506,10 @@ class Report:
                           f"(`{entry.get('command', '')}`)", ""]  # fmt: skip
                 continue
             figures = [Path(f) for f in entry.get("figures", []) if Path(f).is_file()]
+            if not BY_NAME[analysis.tool].figures:  # a table only (rebalance): its numbers are in the tables
+                lines += [f"- *{analysis.caption}*: a table, read into the tables above "
+                          f"(`{entry.get('command', '')}`).", ""]  # fmt: skip
+                continue
             if not figures:
                 lines += [
                     f"- *{analysis.caption}*: the tool wrote no figure (`{entry.get('command', '')}`).",
