@@ -374,3 +374,29 @@ def test_stages_of_the_cifar_resnet_and_vgg():
         "features.27",
         "pool",
     ]
+
+
+def test_data_dir_points_a_tool_at_data_that_moved(tmp_path, monkeypatch, capsys):
+    """A run trained on an image folder that has since moved: ``--data-dir`` points the tool at its new
+    place and gives the same test predictions; without it, one line says the data is not found."""
+    from test_data import write_images
+
+    monkeypatch.chdir(tmp_path)
+    write_images(tmp_path / "images/train", {"a": 12, "b": 12}, (16, 16))
+    write_images(tmp_path / "images/test", {"a": 4, "b": 4}, (16, 16))
+    main([
+        "fit", f"--config={ROOT / 'configs/cnn_cifar.yaml'}", "--model.backbone.init_args.channels=[4]",
+        "--model.backbone.init_args.hidden=[8]", "--data=litvision.data.ImageFolderDataModule",
+        "--data.data_dir=images", "--data.val_size=4", "--data.batch_size=8", "--data.num_workers=0",
+        "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+    ])  # fmt: skip
+    run = tmp_path / "lightning_logs/cnn_cifar/version_0"
+    (tmp_path / "images").rename(tmp_path / "moved")
+    with pytest.raises(SystemExit) as exit_:
+        analyze("confusion", run, "--output", tmp_path / "nowhere")
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "images" in err and len(err.splitlines()) == 1 and not (tmp_path / "nowhere").exists()
+    analyze("confusion", run, "--data-dir", tmp_path / "moved", "--output", tmp_path / "moved_out")
+    counts = [[int(v) for v in list(r.values())[1:]] for r in read_csv(tmp_path / "moved_out/confusion.csv")]
+    assert counts == json.loads((run / "test_results.json").read_text())["confusion_matrix"]

@@ -103,8 +103,8 @@ def test_lightning_script_trains_the_demo_and_logs_to_tensorboard(in_tmp):
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
     assert len(events.Scalars("val/acc")) == 2  # one point per epoch
     val_acc = [e.value for e in events.Scalars("val/acc")]
-    hp_metric = [e.value for e in events.Scalars("hp_metric")]
-    assert hp_metric[-2:] == [val_acc[0], max(val_acc)], "hp_metric is the best val/acc so far"
+    best = [e.value for e in events.Scalars("val/acc_best")]
+    assert best[-2:] == [val_acc[0], max(val_acc)], "val/acc_best is the best val/acc so far"
     hparams = events.PluginTagToContent("hparams")
     session = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
     # What a user varies, readable: class names, numbers as numbers, booleans as words.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import shutil
 import statistics
 import tarfile
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest import ROOT
 
@@ -469,3 +471,35 @@ def test_progress_scales_the_estimate_by_the_finished_runs():
     progress.start("b")
     assert progress.left_seconds() == 2 * (10 + 20) / 2
     assert progress.line().startswith("1 finished, 1 running, 1 left;")
+
+
+def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsys, monkeypatch):
+    """A run killed mid-way (as a crash or a stopped reproduction leaves it) continues from its
+    ``last.ckpt`` in its own directory at the next start, and ends with the steps of a whole run."""
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}")
+    steps = {"trainer.max_epochs": 2, "trainer.limit_train_batches": 6, "data.init_args.batch_size": 32,
+             "data.init_args.num_workers": 0, "checkpoint_every_n_steps": 4}  # fmt: skip
+    crash = {"trainer.callbacks+": "helpers.crash.KillAtStep", "trainer.callbacks.step": 9}
+    for name, overrides in (("crashing", {**steps, **crash}), ("plain", steps)):
+        (tmp_path / name / "scales").mkdir(parents=True)
+        plan = {
+            "title": "Digits",
+            "runs": {"lstm": {"config": "configs/digits_lstm.yaml", "overrides": overrides}},
+        }
+        (tmp_path / name / "900.yaml").write_text(yaml.safe_dump(plan))
+        (tmp_path / name / "scales" / "tiny.yaml").write_text(yaml.safe_dump({"description": "short"}))
+    args = ["--scale", "tiny", "--runs-dir", str(tmp_path / "runs"), "--reports-dir",
+            str(tmp_path / "reports"), "--data-source", "synthetic", "--no-analyses"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["run", "--plans", str(tmp_path / "crashing"), *args])
+    run = tmp_path / "runs" / "tiny" / "900" / "lstm"
+    assert not is_finished(run) and (run / "checkpoints" / "last.ckpt").is_file()
+    capsys.readouterr()
+
+    main(["run", "--plans", str(tmp_path / "plain"), *args])
+    marker = json.loads((run / MARKER).read_text())
+    assert is_finished(run) and marker["resumed_from_checkpoint"] and marker["attempts"] == 2
+    assert f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in (run / "reproduce.log").read_text()
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 12  # 2 epochs of 6 steps: the lost steps were trained again
+    assert [p.name for p in run.parent.iterdir()] == ["lstm"]  # no second run directory
