@@ -406,7 +406,9 @@ def write_seeded_plan(folder: Path) -> None:
         "tables": [{"title": "Digits table", "metrics": ["test_acc"], "rows": [
             {"label": "LSTM", "run": "lstm", "published": [97.0]},
             {"label": "big", "run": "big", "published": [99.0]},
+            {"label": "SVM head", "run": "lstm", "published": [96.0], "metrics": ["svm_head_acc"]},
         ]}],
+        "analyses": [{"tool": "svm-head", "runs": ["lstm"]}],
     }  # fmt: skip
     (folder / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     (folder / "scales").mkdir()
@@ -424,7 +426,7 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
     write_seeded_plan(plans)
     main(["run", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
-          str(reports), "--no-analyses"])  # fmt: skip
+          str(reports)])  # fmt: skip
     out = capsys.readouterr().out
     assert "2 runs at scale cpu" in out and "1 left to a GPU" in out and "progress: 2 finished" in out
     first, second = runs / "cpu" / "900" / "lstm", runs / "cpu" / "900" / "lstm-seed1"
@@ -443,6 +445,11 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     )
     assert "| big | 99.00 | needs a GPU |" in report
     assert "too big for a CPU. `litvision fit --config=configs/digits_lstm.yaml" in report
+    # A single-run analysis runs on every seed of its run, and the report averages its number over them.
+    svm = [100 * json.loads((d / "analysis/svm_head.json").read_text())["heads"]["svm"]["acc"]
+           for d in (first, second)]  # fmt: skip
+    svm_mean, svm_std = statistics.mean(svm), statistics.stdev(svm)
+    assert f"| SVM head | 96.00 | {svm_mean:.2f} ± {svm_std:.2f} (2 seeds) |" in report
     rows = {r["row"]: r for r in csv.DictReader((reports / "cpu" / "results.csv").open())}
     assert rows["LSTM"]["seeds"] == "2" and float(rows["LSTM"]["ours_std"]) == round(std, 2)
     assert rows["big"]["status"] == "needs a GPU" and rows["big"]["ours"] == ""

@@ -71,15 +71,10 @@ class SlurmSettings:
         data.update({key: value for key, value in given.items() if value is not None})
         settings = cls(**data)
         settings.timeout_s()  # checks the format
-        for name in ("array_parallelism", "max_timeouts", "signal_delay_s"):
-            if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 0:
-                raise LitvisionError(
-                    f"SLURM setting {name}={getattr(settings, name)!r} is invalid: use a count >= 0"
-                )
-        if settings.gpus_per_run is not None and settings.gpus_per_run < 0:
-            raise LitvisionError(
-                f"SLURM setting gpus_per_run={settings.gpus_per_run} is invalid: use 0 or more"
-            )
+        for name in ("array_parallelism", "max_timeouts", "signal_delay_s", "gpus_per_run"):
+            value = getattr(settings, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise LitvisionError(f"SLURM setting {name}={value!r} is invalid: use a count >= 0")
         return settings
 
     def timeout_s(self) -> int:
@@ -90,11 +85,9 @@ class SlurmSettings:
                 f"SLURM time {self.time!r} is invalid: use minutes, or [days-]hours:minutes:seconds "
                 "as sbatch --time does"
             )
-        days, first, second, third = (int(g) if g else 0 for g in match.groups())
-        if match.group(1) is not None or match.group(4) is not None:  # D-H[:M[:S]] or H:M:S
-            hours, minutes, seconds = first, second, third
-        else:  # M[:S]
-            hours, minutes, seconds = 0, first, second
+        days, first, second, third = (int(g or 0) for g in match.groups())
+        hours_first = match.group(1) is not None or match.group(4) is not None  # D-H[:M[:S]] or H:M:S
+        hours, minutes, seconds = (first, second, third) if hours_first else (0, first, second)
         return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 

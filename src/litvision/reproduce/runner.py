@@ -35,15 +35,7 @@ from litvision.analysis.cli import BY_NAME
 from litvision.cli import DEFAULT_SEED
 from litvision.errors import LitvisionError
 from litvision.reproduce.data_sources import DATASETS, DataSource
-from litvision.reproduce.estimate import (
-    EVAL_SHARE,
-    START_S,
-    Progress,
-    dotted_args,
-    setting,
-    step_seconds,
-    training_images,
-)
+from litvision.reproduce.estimate import START_S, Progress, run_seconds
 from litvision.reproduce.launch import Launcher
 from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, lookup, read_yaml
 from litvision.utils import read_json, write_json
@@ -52,7 +44,6 @@ MARKER = "reproduce.json"
 LOG = "reproduce.log"
 PLAIN_DIR = "plain_loop"
 ANALYSES_FILE = "analyses.json"
-ESTIMATES = "estimates.json"
 
 
 def now() -> str:
@@ -76,21 +67,11 @@ def last_error(log: Path) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    node = config
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
 def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) -> tuple[int, float | None]:
     """Wait for ``process`` (terminating it if ``stop`` is set, killing it ``grace_s`` later): its exit
     status and CPU seconds."""
     stopped = None
-    while True:
-        if process.returncode is not None:  # reaped by terminate(), which polls first
-            return process.returncode, None
+    while process.returncode is None:  # else reaped by terminate(), which polls first
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # Unix, as fcntl's lock below
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
@@ -101,17 +82,7 @@ def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) 
                 process.terminate()
             else:  # a run's checkpoints survive a kill at any instant (AtomicCheckpointIO)
                 process.kill()
-
-
-def seed_args(config: dict[str, Any], seed: int) -> list[str]:
-    """Seed ``seed`` of a run: the config's training seed (initialisation, order, augmentation) and its
-    data split seed (validation split, imbalanced subset) both moved by ``seed``; 0 is the config itself."""
-    if not seed:
-        return []
-    found, base = lookup(config, "seed_everything")
-    found_split, split = lookup(config, "data.init_args.split_seed")
-    base = base if found and isinstance(base, int) and not isinstance(base, bool) else DEFAULT_SEED
-    return [f"--seed_everything={base + seed}", f"--data.split_seed={(split if found_split else 0) + seed}"]
+    return process.returncode, None
 
 
 def visible_gpus() -> list[str]:
@@ -132,7 +103,7 @@ class Job:
     id: str
     command: list[str]
     log: Path
-    # Given the seconds taken and the CPU seconds: a one-line summary of the result.
+    # Given the seconds taken and the CPU seconds: a one-line summary of the result (or LitvisionError).
     on_success: Callable[[float, float | None], str | None]
     on_failure: Callable[[float, float | None, str], None] = lambda seconds, cpu, reason: None
     # The same job built afresh where and when it runs (an array task; a requeued run then resumes).
@@ -143,96 +114,82 @@ class Reproduction:
     """The runs, references and analyses of some report plans at one scale, on one data source."""
 
     def __init__(
-        self,
-        plans: list[ReportPlan],
-        scale: Scale,
-        source: DataSource,
-        root: Path,
-        jobs: int | None = None,
-        gpus_per_run: int = 1,
-        python: str = sys.executable,
-        console: Console | None = None,
-        extra_args: list[str] | None = None,
-        seeds: int | None = None,
-        launcher: Launcher | None = None,
-    ) -> None:
-        if seeds is not None and seeds < 1:
-            raise LitvisionError(f"--seeds {seeds} is invalid: it must be 1 or more")
-        self.seeds = seeds
-        self.plans = plans
-        self.scale = scale
-        self.source = source
+        self, plans: list[ReportPlan], scale: Scale, source: DataSource, root: Path, jobs: int | None = None,
+        gpus_per_run: int = 1, python: str = sys.executable, console: Console | None = None,
+        extra_args: list[str] | None = None, seeds: int | None = None, launcher: Launcher | None = None,
+    ) -> None:  # fmt: skip
+        for option, value in (("--seeds", seeds), ("--jobs", jobs), ("--gpus-per-run", gpus_per_run)):
+            if value is not None and value < 1:
+                raise LitvisionError(f"{option} {value} is invalid: it must be 1 or more")
+        self.plans, self.scale, self.source, self.seeds = plans, scale, source, seeds
         self.root = root  # runs go to ROOT/<report>/<run>/
         self.extra_args = list(extra_args or [])
         self.python = python
         self.console = console or Console()
         self.launcher = launcher  # None: this machine's slots
-        if gpus_per_run < 1:
-            raise LitvisionError(f"--gpus-per-run {gpus_per_run} is invalid: it must be 1 or more")
-        if jobs is not None and jobs < 1:
-            raise LitvisionError(f"--jobs {jobs} is invalid: it must be 1 or more")
         # A slot is what one run gets: a group of GPUs, or (None) a share of the CPU.
         gpus = visible_gpus() if launcher is None else []  # an array task gets its GPUs from SLURM
-        self.slots: list[list[str] | None]
-        if gpus:
-            groups = [
-                gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)
-            ]
-            if not groups:
-                raise LitvisionError(f"--gpus-per-run {gpus_per_run}: only {len(gpus)} GPU(s) are visible")
-            self.slots = list(groups[: jobs or len(groups)])
-        else:
-            self.slots = [None] * (jobs or 1)
+        groups = [gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+        if gpus and not groups:
+            raise LitvisionError(f"--gpus-per-run {gpus_per_run}: only {len(gpus)} GPU(s) are visible")
+        self.slots: list[list[str] | None] = (
+            list(groups[: jobs or len(groups)]) if gpus else [None] * (jobs or 1)
+        )
         self.gpus_per_run = gpus_per_run
         self.failures: list[str] = []
         self.progress: Progress | None = None
         self._lock = threading.Lock()
 
-    # --- where things are -------------------------------------------------------------------------
     def run_dir(self, spec: RunSpec) -> Path:
         return self.root / spec.report / spec.name
 
-    def analysis_dir(self, plan: ReportPlan, analysis: Analysis) -> Path:
-        """Where an analysis writes: its run's ``analysis/`` for a single-run tool, else a folder of the
-        report."""
-        if analysis.tool != "loss-landscape" and len(analysis.runs) == 1:
-            return self.run_dir(plan.runs[analysis.runs[0]]) / "analysis"
-        return self.root / plan.id / "analysis" / analysis.key
+    def specs(self) -> list[RunSpec]:
+        """Every run of the plans with all its seeds, those this scale leaves to a GPU included."""
+        return [
+            spec.with_seed(k)
+            for plan in self.plans
+            for spec in plan.unique_runs()
+            for k in range(self.scale.seed_count(spec, self.seeds))
+        ]
 
     # --- commands ---------------------------------------------------------------------------------
     def resolved_config(self, spec: RunSpec) -> dict[str, Any]:
         """The run's config file with its overrides applied (enough to choose its data arguments)."""
         config = read_yaml(spec.config, "config")
         for key, value in spec.overrides:
-            set_dotted(config, key, value)
+            *parents, last = key.split(".")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
         return config
 
     def fit_args(self, spec: RunSpec) -> list[str]:
-        """``litvision fit`` arguments of a run: config, overrides, data, scale, run directory."""
+        """``litvision fit`` arguments of a run: config, overrides, data, scale, seed, run directory."""
         config = self.resolved_config(spec)
-        data_args, _ = self.source.run_args(config)
+        seed_args = []
+        if spec.seed:  # training seed (initialisation, order, augmentation) and data split seed, moved
+            found, base = lookup(config, "seed_everything")
+            base = base if found and isinstance(base, int) and not isinstance(base, bool) else DEFAULT_SEED
+            split = lookup(config, "data.init_args.split_seed")[1] or 0
+            seed_args = [f"--seed_everything={base + spec.seed}", f"--data.split_seed={split + spec.seed}"]
         return [
-            "fit",
-            f"--config={spec.config}",
-            *spec.override_args(),
-            *data_args,
-            *self.scale.run_args(spec),
-            *seed_args(config, spec.seed),
-            *self.extra_args,
+            "fit", f"--config={spec.config}", *spec.override_args(), *self.source.run_args(config)[0],
+            *self.scale.run_args(spec), *seed_args, *self.extra_args,
             f"--trainer.logger.init_args.save_dir={self.root}",
             f"--trainer.logger.init_args.name={spec.report}",
             f"--trainer.logger.init_args.version={spec.name}",
             "--trainer.enable_progress_bar=false",
-        ]
+            *([f"--trainer.devices={self.gpus_per_run}", "--trainer.strategy=ddp"] if self.ddp else []),
+        ]  # fmt: skip
 
-    def device_args(self) -> list[str]:
-        if self.gpus_per_run > 1 and self.slots and self.slots[0] is not None:
-            return [f"--trainer.devices={self.gpus_per_run}", "--trainer.strategy=ddp"]
-        return []
+    @property
+    def ddp(self) -> bool:
+        return self.gpus_per_run > 1 and bool(self.slots) and self.slots[0] is not None
 
     def rerun_command(self, spec: RunSpec) -> str:
         """The command that trains this run alone, as a user would type it."""
-        return shlex.join(["litvision", *self.fit_args(spec), *self.device_args()])
+        return shlex.join(["litvision", *self.fit_args(spec)])
 
     # --- jobs -------------------------------------------------------------------------------------
     def run_job(self, spec: RunSpec) -> Job | None:
@@ -240,55 +197,38 @@ class Reproduction:
         run_dir = self.run_dir(spec)
         if is_finished(run_dir):
             return None
-        args = [*self.fit_args(spec), *self.device_args()]
+        args = self.fit_args(spec)
+        attempts = int((read_json(run_dir / MARKER) or {}).get("attempts", 0)) + 1
         last = run_dir / "checkpoints" / "last.ckpt"
-        previous = read_json(run_dir / MARKER) or {}
-        if last.is_file():  # an interrupted run: continue it in its own directory
+        resumed = last.is_file()
+        if resumed:  # an interrupted run: continue it in its own directory
             args.append(f"--ckpt_path={last}")
         elif run_dir.exists():  # a failed or interrupted start with nothing to keep
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         started = now()
-        attempts = int(previous.get("attempts", 0)) + 1
-        resumed = last.is_file()
 
         def record(status: str, seconds: float, cpu: float | None, reason: str | None = None) -> None:
-            write_json(
-                run_dir / MARKER,
-                {
-                    "status": status,
-                    "run": spec.id,
-                    "config": str(spec.config),
-                    "overrides": {k: v for k, v in spec.overrides},
-                    "command": self.rerun_command(spec),
-                    "scale": self.scale.name,
-                    "data_source": self.source.name,
-                    "started_at": started,
-                    "finished_at": now(),
-                    "wall_time_s": round(seconds, 1),
-                    "cpu_time_s": None if cpu is None else round(cpu, 1),
-                    "attempts": attempts,
-                    "resumed_from_checkpoint": resumed,
-                    **({"reason": reason} if reason else {}),
-                },
-            )
+            write_json(run_dir / MARKER, {
+                "status": status, "run": spec.id, "config": str(spec.config),
+                "overrides": dict(spec.overrides), "command": self.rerun_command(spec),
+                "scale": self.scale.name, "data_source": self.source.name,
+                "started_at": started, "finished_at": now(), "wall_time_s": round(seconds, 1),
+                "cpu_time_s": None if cpu is None else round(cpu, 1), "attempts": attempts,
+                "resumed_from_checkpoint": resumed, **({"reason": reason} if reason else {}),
+            })  # fmt: skip
 
-        def success(seconds: float, cpu: float | None) -> str | None:
+        def success(seconds: float, cpu: float | None) -> str:
             if not (run_dir / "test_results.json").is_file():
                 raise LitvisionError("it exited without writing test_results.json (interrupted?)")
             record("finished", seconds, cpu)
-            results = read_json(run_dir / "test_results.json") or {}
-            return f"test accuracy {100 * results.get('acc', float('nan')):.2f}%"
+            return f"test accuracy {100 * read_json(run_dir / 'test_results.json')['acc']:.2f}%"
 
         return Job(
-            "run",
-            spec.id,
-            [self.python, "-m", "litvision", *args],
-            run_dir / LOG,
-            success,
+            "run", spec.id, [self.python, "-m", "litvision", *args], run_dir / LOG, success,
             lambda seconds, cpu, reason: record("failed", seconds, cpu, reason),
             remake=functools.partial(self.run_job, spec),
-        )
+        )  # fmt: skip
 
     def plain_job(self, spec: RunSpec) -> Job | None:
         run_dir = self.run_dir(spec)
@@ -297,9 +237,8 @@ class Reproduction:
             return None
         if (out / "results.json").is_file():
             return None
-        out.mkdir(parents=True, exist_ok=True)
 
-        def success(seconds: float, cpu: float | None) -> str | None:
+        def success(seconds: float, cpu: float | None) -> str:
             results = read_json(out / "results.json")
             if results is None:
                 raise LitvisionError("it exited without writing results.json")
@@ -310,56 +249,63 @@ class Reproduction:
             "plain loop", spec.id, command, out / LOG, success, remake=functools.partial(self.plain_job, spec)
         )
 
-    def analysis_job(self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any]) -> Job | None:
-        run_dirs = [self.run_dir(plan.runs[name]) for name in analysis.runs]
+    def analysis_jobs(self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any]) -> list[Job]:
+        """The jobs of an analysis not done yet: a single-run tool's for every seed of its run (each into
+        that run's ``analysis/``: the report averages their numbers over the seeds), else one (its runs'
+        first seeds) into a folder of the report."""
+        single = analysis.tool != "loss-landscape" and len(analysis.runs) == 1
+        seeds = self.scale.seed_count(plan.runs[analysis.runs[0]], self.seeds) if single else 1
+        jobs = (self.analysis_job(plan, analysis, statuses, k) for k in range(seeds))
+        return [job for job in jobs if job is not None]
+
+    def analysis_job(
+        self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any], seed: int = 0
+    ) -> Job | None:
+        run_dirs = [self.run_dir(plan.runs[name].with_seed(seed)) for name in analysis.runs]
         if not all(is_finished(d) for d in run_dirs):
             return None
-        out = self.analysis_dir(plan, analysis)
+        single = analysis.tool != "loss-landscape" and len(analysis.runs) == 1
+        out = run_dirs[0] / "analysis" if single else self.root / plan.id / "analysis" / analysis.key
+        key = f"{analysis.key}-seed{seed}" if seed else analysis.key
         tool = BY_NAME[analysis.tool]
         done = out / str(tool.done)
         newest_run = max(((d / MARKER).stat().st_mtime for d in run_dirs), default=0.0)
-        previous = statuses.get(analysis.key, {})
-        if done.is_file() and done.stat().st_mtime >= newest_run and previous.get("status") == "done":
+        if (
+            done.is_file()
+            and done.stat().st_mtime >= newest_run
+            and statuses.get(key, {}).get("status") == "done"
+        ):
             return None
         command = [self.python, "-m", "litvision", "analyze", analysis.tool]
         if analysis.tool == "loss-landscape":
-            command += ["--config", str(self.loss_landscape_config(plan, analysis, out))]
+            command += ["--config", str(self.loss_landscape_config(plan, analysis))]
         else:
             command += [str(d) for d in run_dirs]
         if analysis.tool == "curves" and len(run_dirs) > 1:
             command += ["--names", *analysis.runs]
-        if analysis.tool == "loss-landscape" or len(run_dirs) > 1:
+        if not single:
             command += ["--output", str(out)]
         command += [*analysis.args, *self.scale.analyses.get(analysis.tool, [])]
-        log = self.root / plan.id / "analysis" / f"{analysis.key}.log"
 
         def record(status: str, reason: str | None = None) -> None:
             figures = sorted(str(p) for pattern in tool.figures for p in out.glob(pattern))
-            entry = {"status": status, "tool": analysis.tool, "runs": analysis.runs, "output": str(out)}
-            entry.update(command=shlex.join(["litvision", *command[3:]]), figures=figures, at=now())
-            if reason:
-                entry["reason"] = reason
+            entry = {"status": status, "tool": analysis.tool, "runs": analysis.runs, "output": str(out),
+                     "command": shlex.join(["litvision", *command[3:]]), "figures": figures,
+                     "at": now()}  # fmt: skip
             with self._lock:
-                statuses[analysis.key] = entry
+                statuses[key] = {**entry, **({"reason": reason} if reason else {})}
                 write_json(self.root / plan.id / ANALYSES_FILE, statuses)
 
-        def success(seconds: float, cpu: float | None) -> str | None:
-            record("done")
-            return None
-
+        log = self.root / plan.id / "analysis" / f"{key}.log"
         return Job(
-            "analysis",
-            f"{plan.id}/{analysis.key}",
-            command,
-            log,
-            success,
+            "analysis", f"{plan.id}/{key}", command, log, lambda seconds, cpu: record("done"),
             lambda seconds, cpu, reason: record("failed", reason),
-        )
+        )  # fmt: skip
 
-    def loss_landscape_config(self, plan: ReportPlan, analysis: Analysis, out: Path) -> Path:
+    def loss_landscape_config(self, plan: ReportPlan, analysis: Analysis) -> Path:
         """The loss landscape's config with this source's data (written beside its output)."""
         assert analysis.config is not None
-        config = read_yaml(analysis.config, "config")
+        config = read_yaml(Path(analysis.config), "config")
         if isinstance(config.get("data"), dict) and "class_path" in config["data"]:
             config["data"] = self.source.swap_data_section(config)
         path = self.root / plan.id / "analysis" / f"{analysis.key}.yaml"
@@ -374,8 +320,6 @@ class Reproduction:
         if self.launcher is not None:
             self.launcher.submit(self, [job for job in jobs if job.remake is not None])
             jobs = [job for job in jobs if job.remake is None]
-        if not jobs:
-            return
         slots: queue.Queue[list[str] | None] = queue.Queue()
         for slot in self.slots:
             slots.put(slot)
@@ -383,13 +327,12 @@ class Reproduction:
         counter = iter(range(1, len(jobs) + 1))
 
         def work(job: Job) -> None:
-            if stop.is_set():
-                return
-            slot = slots.get()
-            try:
-                self.run_one(job, slot, f"[{next(counter)}/{len(jobs)}]", stop)
-            finally:
-                slots.put(slot)
+            if not stop.is_set():
+                slot = slots.get()
+                try:
+                    self.run_one(job, slot, f"[{next(counter)}/{len(jobs)}]", stop)
+                finally:
+                    slots.put(slot)
 
         with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
             futures = [pool.submit(work, job) for job in jobs]
@@ -408,10 +351,8 @@ class Reproduction:
         if slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
             where = f"GPU {','.join(slot)}"
-        else:
-            # Runs side by side on a CPU share its cores instead of each starting a thread per core.
-            threads = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
-            env.setdefault("OMP_NUM_THREADS", threads)
+        else:  # runs side by side on a CPU share its cores instead of each starting a thread per core
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(self.slots))))
             where = "CPU" if len(self.slots) == 1 else f"CPU ({env['OMP_NUM_THREADS']} threads)"
         self.console.print(f"{position} {job.kind} [bold]{job.id}[/] started on {where} (log: {job.log})")
         progress = self.progress if job.kind == "run" else None
@@ -427,34 +368,26 @@ class Reproduction:
             rc, cpu = wait(process, stop)
         seconds = time.perf_counter() - start
         reason = None
-        if rc == 0:
-            try:
-                summary = job.on_success(seconds, cpu)
-            except LitvisionError as err:
-                reason = str(err)
-            else:
-                extra = f": {summary}" if summary else ""
-                self.console.print(
-                    f"{position} {job.kind} [bold]{job.id}[/] finished in {seconds:.0f} s{extra}"
-                )
-                self._report_progress(progress, job, seconds, True)
-                return
-        reason = reason or ("interrupted" if stop.is_set() else last_error(job.log))
-        job.on_failure(seconds, cpu, reason)
-        with self._lock:
-            self.failures.append(f"{job.kind} {job.id}: {reason}")
-        self.console.print(
-            f"{position} {job.kind} [bold]{job.id}[/] [bold red]failed[/] after {seconds:.0f} s: {reason} "
-            f"(log: {job.log})"
-        )
-        self._report_progress(progress, job, seconds, False)
-
-    def _report_progress(self, progress: Progress | None, job: Job, seconds: float, ok: bool) -> None:
-        if progress is None:
-            return
-        with self._lock:
-            progress.end(job.id, seconds, ok)
-            self.console.print(f"[dim]progress: {progress.line()}[/]")
+        try:
+            summary = job.on_success(seconds, cpu) if rc == 0 else None
+        except LitvisionError as err:
+            reason = str(err)
+        if rc == 0 and reason is None:
+            said = f": {summary}" if summary else ""
+            self.console.print(f"{position} {job.kind} [bold]{job.id}[/] finished in {seconds:.0f} s{said}")
+        else:
+            reason = reason or ("interrupted" if stop.is_set() else last_error(job.log))
+            job.on_failure(seconds, cpu, reason)
+            with self._lock:
+                self.failures.append(f"{job.kind} {job.id}: {reason}")
+            self.console.print(
+                f"{position} {job.kind} [bold]{job.id}[/] [bold red]failed[/] after {seconds:.0f} s: "
+                f"{reason} (log: {job.log})"
+            )
+        if progress:
+            with self._lock:
+                progress.end(job.id, seconds, reason is None)
+                self.console.print(f"[dim]progress: {progress.line()}[/]")
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into each array task (submitit): the console and the lock are made afresh there.
@@ -475,8 +408,8 @@ class Reproduction:
                 handle.seek(0)
                 holder = handle.read().strip() or "pid unknown"
                 raise LitvisionError(
-                    f"another reproduction is running in '{self.root}' ({holder}); wait for it to end, "
-                    "or give another --runs-dir"
+                    f"another reproduction is running in '{self.root}' ({holder}); wait for it to end, or "
+                    "give another --runs-dir"
                 ) from None
             handle.truncate(0)
             handle.write(f"pid {os.getpid()}, started {now()}\n")
@@ -485,65 +418,45 @@ class Reproduction:
                 yield
             finally:
                 (self.root / ".lock").unlink(missing_ok=True)  # while still holding it
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def run(self, analyses: bool = True) -> None:
-        """Train every unfinished run, then the plain-loop references, then the analyses."""
-        with self.lock():
-            self._run(analyses)
-
-    def predicted_seconds(self, spec: RunSpec) -> float | None:
+    def predicted_seconds(self, spec: RunSpec) -> float:
         """A rough estimate of the run's wall time on this machine (see reproduce/estimate.py)."""
         config = self.resolved_config(spec)
-        _, dataset = self.source.run_args(config)
-        args = dotted_args(self.fit_args(spec)[2:])
-        shape = DATASETS[lookup(config, "data.class_path")[1]][1] if dataset else None
-        backbone = setting(config, args, "model.backbone")
-        if shape is None or not isinstance(backbone, dict) or "class_path" not in backbone:
-            return None
-        epochs = int(setting(config, args, "trainer.max_epochs", 1000))
-        batch = int(setting(config, args, "data.batch_size", 128))
-        images = training_images(dataset, config, args, self.source._sizes(dataset))
-        limit = setting(config, args, "trainer.limit_train_batches", 1.0)
-        images = min(images, limit * batch) if isinstance(limit, int) else int(images * float(limit))
-        per_image = step_seconds(backbone, shape, min(batch, 16), self.root / ESTIMATES)
-        return START_S + epochs * images * per_image * (1 + EVAL_SHARE)
+        dataset = self.source.run_args(config)[1]
+        if dataset is None:
+            return START_S
+        shape = DATASETS[lookup(config, "data.class_path")[1]][1]
+        cache = self.root / "estimates.json"
+        args = self.fit_args(spec)[2:]
+        return run_seconds(config, args, dataset, shape, self.source._sizes(dataset), cache) or START_S
 
     def estimate(self) -> float:
         """Estimated seconds to train the runs not finished yet, with this reproduction's slots."""
         specs = [s for s in self.specs() if not self.scale.gpu_reason(s) and not is_finished(self.run_dir(s))]
-        return sum(self.predicted_seconds(s) or START_S for s in specs) / len(self.slots)
+        return sum(self.predicted_seconds(s) for s in specs) / len(self.slots)
 
-    def specs(self) -> list[RunSpec]:
-        """Every run of the plans with all its seeds, those this scale leaves to a GPU included."""
-        return [
-            spec.with_seed(k)
-            for plan in self.plans
-            for spec in plan.unique_runs()
-            for k in range(self.scale.seed_count(spec, self.seeds))
-        ]
-
-    def _run(self, analyses: bool) -> None:
-        specs = [spec for spec in self.specs() if not self.scale.gpu_reason(spec)]
-        pending = [(spec, job) for spec in specs if (job := self.run_job(spec)) is not None]
-        done = len(specs) - len(pending)
-        self.console.print(
-            f"[bold]{len(specs)} runs[/] at scale {self.scale.name} on {self.source.name} data: "
-            f"{done} finished already, {len(pending)} to run, {len(self.slots)} at a time"
-            + (f"; {len(self.specs()) - len(specs)} left to a GPU" if len(self.specs()) > len(specs) else "")
-        )
-        predicted = {job.id: self.predicted_seconds(spec) or START_S for spec, job in pending}
-        self.progress = Progress(predicted, len(self.slots))
-        self.execute([job for _, job in pending])
-        self.progress = None
-        self.execute([job for spec in specs if (job := self.plain_job(spec)) is not None])
-        if not analyses:
-            return
-        jobs = []
-        for plan in self.plans:
-            statuses = read_json(self.root / plan.id / ANALYSES_FILE) or {}
-            jobs += [job for a in plan.analyses if (job := self.analysis_job(plan, a, statuses)) is not None]
-        self.execute(jobs)
+    def run(self, analyses: bool = True) -> None:
+        """Train every unfinished run, then the plain-loop references, then the analyses."""
+        with self.lock():
+            specs = [spec for spec in self.specs() if not self.scale.gpu_reason(spec)]
+            pending = [(spec, job) for spec in specs if (job := self.run_job(spec)) is not None]
+            to_gpu = len(self.specs()) - len(specs)
+            self.console.print(
+                f"[bold]{len(specs)} runs[/] at scale {self.scale.name} on {self.source.name} data: "
+                f"{len(specs) - len(pending)} finished already, {len(pending)} to run, "
+                f"{len(self.slots)} at a time" + (f"; {to_gpu} left to a GPU" if to_gpu else "")
+            )
+            self.progress = Progress(
+                {job.id: self.predicted_seconds(spec) for spec, job in pending}, len(self.slots)
+            )
+            self.execute([job for _, job in pending])
+            self.progress = None
+            self.execute([job for spec in specs if (job := self.plain_job(spec)) is not None])
+            jobs = []
+            for plan in self.plans if analyses else []:
+                statuses = read_json(self.root / plan.id / ANALYSES_FILE) or {}
+                jobs += [job for a in plan.analyses for job in self.analysis_jobs(plan, a, statuses)]
+            self.execute(jobs)
 
     def dry_run(self) -> list[str]:
         """The commands that would train each run, one per run, finished ones marked."""
