@@ -408,7 +408,7 @@ def write_seeded_plan(folder: Path) -> None:
             {"label": "big", "run": "big", "published": [99.0]},
             {"label": "SVM head", "run": "lstm", "published": [96.0], "metrics": ["svm_head_acc"]},
         ]}],
-        "analyses": [{"tool": "svm-head", "runs": ["lstm"]}],
+        "analyses": [{"tool": "svm-head", "runs": ["lstm"]}, {"tool": "confusion", "runs": ["lstm"]}],
     }  # fmt: skip
     (folder / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     (folder / "scales").mkdir()
@@ -445,7 +445,9 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     )
     assert "| big | 99.00 | needs a GPU |" in report
     assert "too big for a CPU. `litvision fit --config=configs/digits_lstm.yaml" in report
-    # A single-run analysis runs on every seed of its run, and the report averages its number over them.
+    # An analysis that scores runs on every seed of its run, and the report averages its number over
+    # them; a figure is made of the first seed only.
+    assert (first / "analysis/confusion.png").is_file() and not (second / "analysis/confusion.png").exists()
     svm = [100 * json.loads((d / "analysis/svm_head.json").read_text())["heads"]["svm"]["acc"]
            for d in (first, second)]  # fmt: skip
     svm_mean, svm_std = statistics.mean(svm), statistics.stdev(svm)

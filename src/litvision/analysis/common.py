@@ -72,11 +72,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 class Tool:
     """What an analysis tool declares: its command name, the figures it writes into its output folder
     (globs) and the file that shows it ran to the end (None: nothing a plan can wait for, as for
-    ``compare``; ``rebalance`` writes a table only, and declares its JSON)."""
+    ``compare``; ``rebalance`` writes a table only, and declares its JSON), and whether that file holds
+    accuracies."""
 
     name: str
     figures: tuple[str, ...] = ()
     done: str | None = None
+    scores: bool = False  # its ``done`` file holds accuracies (a reproduction runs it on every seed)
 
 
 def add_features_argument(parser: argparse.ArgumentParser, default: str) -> None:

@@ -48,9 +48,10 @@ TOOL = Tool(
         "svm_head_confusion.png",
     ),
     "svm_head.json",
+    scores=True,
 )
 # A table only; rebalance.json shows that it ran to the end.
-REBALANCE_TOOL = Tool("rebalance", (), "rebalance.json")
+REBALANCE_TOOL = Tool("rebalance", (), "rebalance.json", scores=True)
 TOOLS = (TOOL, REBALANCE_TOOL)  # the two commands of this module
 
 

@@ -250,11 +250,12 @@ class Reproduction:
         )
 
     def analysis_jobs(self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any]) -> list[Job]:
-        """The jobs of an analysis not done yet: a single-run tool's for every seed of its run (each into
-        that run's ``analysis/``: the report averages their numbers over the seeds), else one (its runs'
-        first seeds) into a folder of the report."""
+        """The jobs of an analysis not done yet: a single-run tool that scores (SVM head, re-balancing)
+        runs on every seed of its run, into each seed's ``analysis/`` (the report averages its numbers
+        over the seeds); a figure is made of the first seed, into a folder of the report for several runs."""
         single = analysis.tool != "loss-landscape" and len(analysis.runs) == 1
-        seeds = self.scale.seed_count(plan.runs[analysis.runs[0]], self.seeds) if single else 1
+        scores = single and BY_NAME[analysis.tool].scores
+        seeds = self.scale.seed_count(plan.runs[analysis.runs[0]], self.seeds) if scores else 1
         jobs = (self.analysis_job(plan, analysis, statuses, k) for k in range(seeds))
         return [job for job in jobs if job is not None]
 
