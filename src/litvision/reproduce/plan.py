@@ -126,17 +126,14 @@ def parse(
     try:
         parsed = parser.instantiate(parser.parse_object({"file": {**data, **given} if given else data})).file
     except ArgumentError as err:
-        raise LitvisionError(f"{where}: {_one_line(str(err), allowed)}") from None
+        raise LitvisionError(f"{where}: {_one_line(str(err))}") from None
     for key, value in kept.items():
         setattr(parsed, key, value)
     return parsed
 
 
-def _one_line(error: str, allowed: list[str]) -> str:
+def _one_line(error: str) -> str:
     """A jsonargparse error in one line: the key, the value and what was expected."""
-    unknown = re.search(r"does not accept (?:nested key|option) '?([^' ]+)", error)
-    if unknown:
-        return f"unknown key {unknown.group(1)!r}; allowed: {allowed}"
     missing = re.search(r"required: file\.(\S+)", error)
     if missing:
         return f"'{missing.group(1)}' is missing"
@@ -341,9 +338,8 @@ def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str]
         row.metrics = row.metrics or list(table.metrics)
     named = [*table.columns.values(), *(row.run for row in table.rows)]
     _require(where, "run", named, runs, "the plan's runs ")
-    _require(
-        where, "metric", [*table.metrics, *(m for row in table.rows for m in row.metrics)], metrics_known
-    )
+    metrics = [*table.metrics, *(metric for row in table.rows for metric in row.metrics)]
+    _require(where, "metric", metrics, metrics_known)
     for key, values in table.published.items():
         if key != "total" and not isinstance(key, int):
             raise LitvisionError(
@@ -380,9 +376,7 @@ def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
     plan = parse(ReportPlan, read_yaml(path, "plan"), where, ("runs",), given={"id": report, "path": path})
     entries, plan.runs = plan.runs, {}
     if not isinstance(entries, dict) or not all(isinstance(e, (str, dict)) for e in entries.values()):
-        raise LitvisionError(
-            f"{where}: 'runs' must map run names to configs or to {{config: ..., overrides: ...}}"
-        )
+        raise LitvisionError(f"{where}: 'runs' must map run names to configs (or to {{config: ...}})")
     for name, entry in entries.items():
         at = f"{where}, run '{_word(name, where, 'run name')}'"
         entry = parse(RunEntry, {"config": entry} if isinstance(entry, str) else entry, at, ("overrides",))

@@ -196,9 +196,8 @@ class Report:
 
     def trained_here(self, plans: list[ReportPlan]) -> list[RunResult]:
         """Every seed of every run of ``plans`` that this scale trains here (not left to a GPU)."""
-        return [
-            r for p in plans for s in p.unique_runs() if not self.scale.gpu_reason(s) for r in self.seeded(s)
-        ]
+        specs = [spec for plan in plans for spec in plan.unique_runs() if not self.scale.gpu_reason(spec)]
+        return [result for spec in specs for result in self.seeded(spec)]
 
     def value(self, metric: str, spec: RunSpec) -> Seeds:
         """A metric over the finished seeds of a run."""
