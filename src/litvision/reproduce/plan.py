@@ -276,8 +276,11 @@ def _contained(value: Any, base: Any) -> bool:
 
 def is_noop(config: dict[str, Any], overrides: dict[str, Any]) -> bool:
     """Whether the overrides leave the config as it is (so the run is the base config's own)."""
-    bases = [lookup(config, key) for key in overrides]
-    return all(found and _contained(value, base) for (found, base), value in zip(bases, overrides.values()))
+    for key, value in overrides.items():
+        found, base = lookup(config, key)
+        if not found or not _contained(value, base):
+            return False
+    return True
 
 
 @dataclass
