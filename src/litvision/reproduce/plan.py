@@ -225,7 +225,8 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def read_yaml(path: Path, what: str) -> dict[str, Any]:
+def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
+    path = Path(path)  # an analysis's config is a str
     if not path.is_file():
         raise LitvisionError(f"{what} '{path}' not found")
     try:
