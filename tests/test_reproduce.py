@@ -457,6 +457,28 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     assert rows["big"]["status"] == "needs a GPU" and rows["big"]["ours"] == ""
 
 
+def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path, in_root):
+    """Written while a run this scale trains here is missing (the run left to a GPU does not count), the
+    report says it is partial and how it fills in; once every run has finished, it no longer does."""
+    plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
+    write_seeded_plan(plans)
+
+    def finish(run: str) -> None:
+        (runs / "cpu" / "900" / run).mkdir(parents=True)
+        (runs / "cpu" / "900" / run / "test_results.json").write_text(json.dumps({"acc": 0.9}))
+        (runs / "cpu" / "900" / run / MARKER).write_text(json.dumps({"status": "finished"}))
+
+    args = ["report", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
+            str(reports)]  # fmt: skip
+    finish("lstm")
+    main(args)
+    top = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[0]
+    assert "> **Partial report**: 1 of 2 runs finished" in top and "`litvision reproduce run`" in top
+    finish("lstm-seed1")
+    main(args)
+    assert "Partial report" not in (reports / "cpu" / "REPORT.md").read_text()
+
+
 def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root, capsys, monkeypatch):
     import litvision.reproduce.cli as entry
 

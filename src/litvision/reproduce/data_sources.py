@@ -18,17 +18,20 @@ Each run's data is swapped by ordinary command-line arguments (``--data=...Image
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import shutil
 import tarfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from litvision.data import CIFAR10DataModule, MNISTDataModule
+from litvision.data import CIFAR10DataModule, ImageDataModule, MNISTDataModule
+from litvision.data.eurosat import CLASSES as EUROSAT_CLASSES
 from litvision.errors import LitvisionError
 from litvision.reproduce.plan import Scale, lookup
 from litvision.utils import import_object
@@ -48,13 +51,11 @@ DATASETS = {
     "litvision.data.MNISTDataModule": ("mnist", (1, 28, 28)),
     "litvision.data.EuroSATDataModule": ("eurosat", (3, 64, 64)),
 }
-DESCRIPTIONS = {
-    ("offline", "cifar10"): "CIFAR-10 (JPEG copy, quality 75: somewhat below the original)",
-    ("offline", "mnist"): "MNIST (the official files: 60,000 training and 10,000 test images)",
-    ("offline", "eurosat"): "EuroSAT RGB (all 27,000 images; seeded stratified test split)",
-    ("download", "cifar10"): "CIFAR-10",
-    ("download", "mnist"): "MNIST",
-    ("download", "eurosat"): "EuroSAT (RGB)",
+NAMES = {"cifar10": "CIFAR-10", "mnist": "MNIST", "eurosat": "EuroSAT (RGB)"}
+OFFLINE = {  # what the offline copies hold
+    "cifar10": "CIFAR-10 (JPEG copy, quality 75: somewhat below the original)",
+    "mnist": "MNIST (the official files: 60,000 training and 10,000 test images)",
+    "eurosat": "EuroSAT RGB (all 27,000 images; seeded stratified test split)",
 }
 
 
@@ -67,7 +68,6 @@ class DataSource:
     data_root: Path = Path("data")
     shared_dir: Path = Path("../shared/data")
     make: bool = True  # False: name the folders without making them (a dry run)
-    prepared: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.name not in SOURCES:
@@ -82,11 +82,9 @@ class DataSource:
     def describe(self, dataset: str) -> str:
         if self.name == "synthetic":
             return f"synthetic images shaped like {dataset} (SyntheticDataModule)"
-        text = DESCRIPTIONS.get((self.name, dataset), dataset)
-        sizes = {k: v for k, v in self.scale.data.get(dataset, {}).items() if k != "val_size"}
-        if sizes:
-            text += f", subset per class: {', '.join(f'{k} {v}' for k, v in sizes.items())}"
-        return text
+        text = (OFFLINE if self.name == "offline" else NAMES).get(dataset, dataset)
+        subset = ", ".join(f"{k} {v}" for k, v in self._sizes(dataset).items())
+        return f"{text}, subset per class: {subset}" if subset else text
 
     def run_args(self, config: dict[str, Any]) -> tuple[list[str], str | None]:
         """Arguments that point a run of ``config`` at this source's data, and the dataset's name (None
@@ -95,72 +93,53 @@ class DataSource:
         if not found or class_path not in DATASETS:
             return [], None
         dataset, shape = DATASETS[class_path]
-        args = self._pretrained_args(config)
-        sizes = self.scale.data.get(dataset) or {}
-        val = [f"--data.val_size={sizes['val_size']}"] if "val_size" in sizes else []
-        subset = any(k != "val_size" for k in sizes)
+        args = ["--model.backbone.init_args.pretrained=false"] if self.replaces_pretrained(config) else []
+        sizes, val_size = self._sizes(dataset), (self.scale.data.get(dataset) or {}).get("val_size")
+        val = [] if val_size is None else [f"--data.val_size={val_size}"]
         if self.name == "synthetic":
-            if not subset:
+            if not sizes:
                 raise LitvisionError(
                     f"scale '{self.scale.name}' gives no subset sizes for {dataset} (data.{dataset}), "
                     "which synthetic data needs"
                 )
-            if dataset == "eurosat":
-                total = 10 * sizes["images"]
-                test = int(total * _fraction(config, "data.init_args.test_size", 0.2))
-                train, test = total - test, test
+            if dataset == "eurosat":  # split by the config's test fraction
+                found, fraction = lookup(config, "data.init_args.test_size")
+                fraction = fraction if found and isinstance(fraction, float) and 0 < fraction < 1 else 0.2
+                test = int(10 * sizes["images"] * fraction)
+                train = 10 * sizes["images"] - test
             else:
                 train, test = 10 * sizes["train"], 10 * sizes["test"]
-            return [
-                *args, "--data=litvision.data.SyntheticDataModule", f"--data.input_shape={list(shape)}",
-                f"--data.train_size={train}", f"--data.test_size={test}", *val,
-            ], dataset  # fmt: skip
-        if self.name == "download" and not subset:
-            return [*args, *val], dataset
-        root = self.prepare(dataset)
-        if dataset == "eurosat" or (dataset == "mnist" and not subset):  # the dataset's own datamodule
-            return [*args, f"--data.data_dir={root}", "--data.download=false", *val], dataset
-        if dataset == "cifar10":
-            return [
-                *args, f"--data={FOLDER}", f"--data.data_dir={root}",
-                f"--data.mean={CIFAR10_MEAN}", f"--data.std={CIFAR10_STD}", *val,
-            ], dataset  # fmt: skip
-        return [
-            *args, f"--data={FOLDER}", f"--data.data_dir={root}", "--data.grayscale=true",
-            "--data.augment=false", f"--data.mean={MNIST_MEAN}", f"--data.std={MNIST_STD}", *val,
-        ], dataset  # fmt: skip
+            args += ["--data=litvision.data.SyntheticDataModule", f"--data.input_shape={list(shape)}",
+                     f"--data.train_size={train}", f"--data.test_size={test}"]  # fmt: skip
+        elif self.name == "offline" or sizes:  # (a download at full size: the configs as they are)
+            root = self.prepare(dataset)
+            if dataset == "eurosat" or (dataset == "mnist" and not sizes):  # the dataset's own datamodule
+                args += [f"--data.data_dir={root}", "--data.download=false"]
+            else:  # an image folder, read with the dataset's normalization (MNIST's: grey, not augmented)
+                mean, std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (MNIST_MEAN, MNIST_STD)
+                grey = [] if dataset == "cifar10" else ["--data.grayscale=true", "--data.augment=false"]
+                args += [f"--data={FOLDER}", f"--data.data_dir={root}", *grey, f"--data.mean={mean}",
+                         f"--data.std={std}"]  # fmt: skip
+        return [*args, *val], dataset
 
     def swap_data_section(self, config: dict[str, Any]) -> dict[str, Any]:
         """``config``'s ``data`` section pointed at this source's data, for configs that a tool reads
         rather than the CLI (the loss landscape's). Its own validation split is kept."""
-        import inspect
-
-        import yaml
-
-        from litvision.data import ImageDataModule
-
-        args, _ = self.run_args(config)
-        class_path = config["data"]["class_path"]
+        given = dict(arg[2:].split("=", 1) for arg in self.run_args(config)[0])
+        class_path = given.pop("data", config["data"]["class_path"])
         init_args = dict(config["data"].get("init_args") or {})
-        swapped: dict[str, Any] = {}
-        for arg in args:
-            key, value = arg[2:].split("=", 1)
-            if key == "data":
-                class_path = value
-            elif key.startswith("data.") and key != "data.val_size":
-                swapped[key[5:]] = yaml.safe_load(value)
         if class_path != config["data"]["class_path"]:  # keep only what every datamodule takes
             shared = set(inspect.signature(ImageDataModule.__init__).parameters)
             init_args = {k: v for k, v in init_args.items() if k in shared}
-        return {"class_path": class_path, "init_args": {**init_args, **swapped}}
+        for key, value in given.items():
+            if key.startswith("data.") and key != "data.val_size":
+                init_args[key[5:]] = yaml.safe_load(value)
+        return {"class_path": class_path, "init_args": init_args}
 
     def replaces_pretrained(self, config: dict[str, Any]) -> bool:
         """Offline, ImageNet weights that are not in the torch hub cache cannot be had: random ones."""
         found, pretrained = lookup(config, "model.backbone.init_args.pretrained")
         return bool(found and pretrained and self.name != "download" and not weights_cached(config))
-
-    def _pretrained_args(self, config: dict[str, Any]) -> list[str]:
-        return ["--model.backbone.init_args.pretrained=false"] if self.replaces_pretrained(config) else []
 
     def _sizes(self, dataset: str) -> dict[str, Any]:
         """Images per class of the subset this scale reads (empty: the whole dataset)."""
@@ -169,99 +148,71 @@ class DataSource:
     def prepare(self, dataset: str) -> Path:
         """The folder this source's runs of ``dataset`` read, made once (atomically: a folder that exists
         is complete)."""
-        if dataset in self.prepared:
-            return self.prepared[dataset]
         sizes = self._sizes(dataset)
         if self.name == "offline" and not sizes and dataset in ARCHIVES:  # the archive as it is, extracted
-            archive, folder = ARCHIVES[dataset]
-            root = self.data_root / "reproduce" / f"offline-{folder}"
-            self.prepared[dataset] = self._extract(archive, folder) if self.make else root
-            return self.prepared[dataset]
+            return self._extract(dataset)
         tag = "-".join(f"{k}{v}" for k, v in sorted(sizes.items())) or "all"
         target = self.data_root / "reproduce" / f"{self.name}-{dataset}-{tag}"
         if not target.is_dir() and self.make:
-            makers: dict[str, Callable[[Path, dict[str, Any]], None]] = {
-                "cifar10": self._cifar10,
-                "mnist": self._mnist,
-                "eurosat": self._eurosat,
-            }
             partial = target.with_name(target.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             try:
-                makers[dataset](partial, sizes)
+                self._write(dataset, partial, sizes)
             except BaseException:
                 shutil.rmtree(partial, ignore_errors=True)
                 raise
             partial.rename(target)
-        self.prepared[dataset] = target
         return target
 
-    # --- CIFAR-10: an image folder train/<class>/*, test/<class>/* ---
-    def _cifar10(self, out: Path, sizes: dict[str, Any]) -> None:
-        if self.name == "offline":
-            copy = self._extract(*ARCHIVES["cifar10"])
+    def _write(self, dataset: str, out: Path, sizes: dict[str, Any]) -> None:
+        """The subset ``sizes`` of ``dataset`` (empty: all of it) as this source's runs read it: CIFAR-10
+        and MNIST as an image folder ``train|test/<class>/*``, EuroSAT as its archive (``<Class>/*.jpg``)."""
+        if dataset == "eurosat":
+            if self.name == "offline":
+                images = self._extract("eurosat") / "2750"
+            else:
+                from torchvision.datasets import EuroSAT
+
+                images = Path(_download(EuroSAT, self.data_root, "EuroSAT").root)
+            _link_first(images, out, EUROSAT_CLASSES, sizes.get("images"), key=_number)
+        elif dataset == "cifar10" and self.name == "offline":
             for split in ("train", "test"):
-                for name in CIFAR10_CLASSES:
-                    files = sorted((copy / split / name).glob("*.jpg"))
-                    (out / split / name).mkdir(parents=True)
-                    for f in files[: sizes.get(split)]:
-                        shutil.copyfile(f, out / split / name / f.name)
-            return
-        from torchvision.datasets import CIFAR10
-
-        for split in ("train", "test"):
-            data = _download(CIFAR10, self.data_root, "CIFAR-10", train=split == "train")
-            _write_folder(out / split, data.data, data.targets, CIFAR10_CLASSES, sizes.get(split))
-
-    # --- MNIST: the same layout, grey PNGs ---
-    def _mnist(self, out: Path, sizes: dict[str, Any]) -> None:
-        classes = [str(d) for d in range(10)]
-        if self.name == "offline":
-            files = {name: self.shared_dir / "mnist" / f"{name}.gz" for name in MNIST_FILES}
-            for f in files.values():
-                if not f.is_file():
-                    raise LitvisionError(f"offline MNIST file '{f}' not found")
-            if not sizes:  # the official files, unpacked where torchvision's MNIST reads them
-                (out / "MNIST" / "raw").mkdir(parents=True)
-                for name, f in files.items():
-                    with gzip.open(f) as packed:
-                        (out / "MNIST" / "raw" / name).write_bytes(packed.read())
-                return
-            for split, prefix in (("train", "train"), ("test", "t10k")):
-                with gzip.open(files[f"{prefix}-images-idx3-ubyte"]) as f:
-                    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-                with gzip.open(files[f"{prefix}-labels-idx1-ubyte"]) as f:
-                    labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(int)
-                _write_folder(out / split, images, labels, classes, sizes.get(split))
-            return
-        from torchvision.datasets import MNIST
-
-        for split in ("train", "test"):
-            data = _download(MNIST, self.data_root, "MNIST", train=split == "train")
-            _write_folder(out / split, data.data.numpy(), data.targets.tolist(), classes, sizes.get(split))
-
-    # --- EuroSAT: <Class>/<Class>_<n>.jpg, as the real archive ---
-    def _eurosat(self, out: Path, sizes: dict[str, Any]) -> None:
-
-        from litvision.data.eurosat import CLASSES
-
-        per_class = sizes.get("images")
-        if self.name == "offline":
-            images = self._extract(*ARCHIVES["eurosat"]) / "2750"
+                _link_first(self._extract("cifar10") / split, out / split, CIFAR10_CLASSES, sizes.get(split))
+        elif dataset == "mnist" and self.name == "offline" and not sizes:
+            raw = out / "MNIST" / "raw"  # where torchvision's MNIST reads the official files
+            raw.mkdir(parents=True)
+            for name in MNIST_FILES:
+                (raw / name).write_bytes(self._mnist(name))
         else:
-            from torchvision.datasets import EuroSAT
+            classes = CIFAR10_CLASSES if dataset == "cifar10" else [str(d) for d in range(10)]
+            for split in ("train", "test"):
+                _write_folder(out / split, *self._arrays(dataset, split), classes, sizes.get(split))
 
-            images = Path(_download(EuroSAT, self.data_root, "EuroSAT").root)
-        for name in CLASSES:  # the first images of each class, by number, on every machine
-            files = sorted((images / name).glob("*.jpg"), key=_number)
-            (out / name).mkdir(parents=True)
-            for f in files[:per_class]:
-                os.link(f, out / name / f.name)
+    def _arrays(self, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The images and labels of a split of CIFAR-10 or MNIST (offline: MNIST's official files)."""
+        if self.name == "offline":
+            prefix = "train" if split == "train" else "t10k"
+            images = np.frombuffer(self._mnist(f"{prefix}-images-idx3-ubyte"), np.uint8, offset=16)
+            labels = np.frombuffer(self._mnist(f"{prefix}-labels-idx1-ubyte"), np.uint8, offset=8)
+            return images.reshape(-1, 28, 28), labels
+        from torchvision.datasets import CIFAR10, MNIST
 
-    def _extract(self, archive_name: str, folder: str) -> Path:
-        """The folder ``folder`` of an offline archive, extracted once into the data root."""
+        dataset_class, name = (CIFAR10, "CIFAR-10") if dataset == "cifar10" else (MNIST, "MNIST")
+        data = _download(dataset_class, self.data_root, name, train=split == "train")
+        return np.asarray(data.data), np.asarray(data.targets)
+
+    def _mnist(self, name: str) -> bytes:
+        """An official MNIST file of the offline copy, unpacked."""
+        path = self.shared_dir / "mnist" / f"{name}.gz"
+        if not path.is_file():
+            raise LitvisionError(f"offline MNIST file '{path}' not found")
+        return gzip.decompress(path.read_bytes())
+
+    def _extract(self, dataset: str) -> Path:
+        """The folder of a dataset's offline archive, extracted once into the data root (unless a dry run)."""
+        archive_name, folder = ARCHIVES[dataset]
         copy = self.data_root / "reproduce" / f"offline-{folder}"
-        if copy.is_dir():
+        if copy.is_dir() or not self.make:
             return copy
         archive = self.shared_dir / archive_name
         if not archive.is_file():
@@ -281,11 +232,6 @@ def _number(path: Path) -> int:
     return int(path.stem.rsplit("_", 1)[1])
 
 
-def _fraction(config: dict[str, Any], key: str, default: float) -> float:
-    found, value = lookup(config, key)
-    return float(value) if found and isinstance(value, float) and 0 < value < 1 else default
-
-
 def _download(dataset_class: Callable[..., Any], root: Path, name: str, **kwargs: Any) -> Any:
     """A torchvision dataset, downloaded into ``root`` if it is not there yet."""
     try:
@@ -298,21 +244,25 @@ def _download(dataset_class: Callable[..., Any], root: Path, name: str, **kwargs
         ) from None
 
 
-def _write_folder(
-    out: Path, images: Any, labels: Iterable[int], classes: list[str], per_class: int | None
-) -> None:
+def _link_first(images: Path, out: Path, classes: list[str], per_class: int | None, key: Any = None) -> None:
+    """The first ``per_class`` images (by ``key``) of each class folder of ``images``, linked into ``out``."""
+    for name in classes:
+        (out / name).mkdir(parents=True)
+        for f in sorted((images / name).glob("*.jpg"), key=key)[:per_class]:
+            os.link(f, out / name / f.name)
+
+
+def _write_folder(out: Path, images: Any, labels: Any, classes: list[str], per_class: int | None) -> None:
     """The first ``per_class`` images of each class as PNGs in ``out/<class>/``."""
     from PIL import Image
 
     counts = dict.fromkeys(range(len(classes)), 0)
     for name in classes:
         (out / name).mkdir(parents=True, exist_ok=True)
-    for i, (image, label) in enumerate(zip(images, labels)):
-        label = int(label)
-        if per_class is not None and counts[label] >= per_class:
-            continue
-        counts[label] += 1
-        Image.fromarray(np.asarray(image)).save(out / classes[label] / f"{i:05d}.png")
+    for i, (image, label) in enumerate(zip(images, labels.tolist())):
+        if per_class is None or counts[label] < per_class:
+            counts[label] += 1
+            Image.fromarray(image).save(out / classes[label] / f"{i:05d}.png")
 
 
 def weights_cached(config: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -21,7 +22,6 @@ from jsonargparse import ArgumentError, ArgumentParser
 from litvision.analysis.cli import BY_NAME
 from litvision.errors import LitvisionError
 
-TABLE_KINDS = ("runs", "per_class")
 T = TypeVar("T")
 # The analysis tools a plan may ask for: those that declare the file that shows they ran (their figures,
 # or a table's JSON for rebalance).
@@ -46,11 +46,7 @@ class RunSpec:
     @property
     def row_id(self) -> str:
         """The id of the run all of whose seeds this one belongs to (scale patterns match it)."""
-        return f"{self.report}/{self.base_name}"
-
-    @property
-    def base_name(self) -> str:
-        return self.name.removesuffix(f"-seed{self.seed}") if self.seed else self.name
+        return f"{self.report}/{self.name.removesuffix(f'-seed{self.seed}') if self.seed else self.name}"
 
     def with_seed(self, seed: int) -> RunSpec:
         """The same run with its seeds moved by ``seed``, in a directory of its own."""
@@ -103,45 +99,84 @@ class Analysis:
 
 @dataclass
 class RunEntry:
-    """A run of a plan file: a config, its overrides and whether it gets a plain-loop reference."""
+    """A run of a plan file (a bare config path is read as ``{config: ...}``)."""
 
     config: str
     overrides: dict[str, Any] = field(default_factory=dict)
     plain_reference: bool = False
 
 
-@dataclass
-class PlanFile:
-    """``configs/experiments/NNN.yaml``: a report's runs (configs or sweeps), its tables and figures."""
+def parse(
+    kind: type[T], data: Any, where: str, raw: tuple[str, ...] = (), given: dict[str, Any] | None = None
+) -> T:
+    """``data`` (a YAML file's contents) as the dataclass ``kind``, checked by jsonargparse, its error in
+    one line. The ``raw`` keys (command-line arguments: ``{model.optimizer: {class_path: ...}}``) are kept
+    as written, ``class_path`` unresolved; the ``given`` fields are the caller's, not the file's."""
+    given = given or {}
+    allowed = sorted(f.name for f in fields(kind) if f.name not in given)
+    unknown = sorted(set(data) - set(allowed)) if isinstance(data, dict) else []
+    if unknown:  # checked here too: jsonargparse drops an unknown key whose value is {}
+        raise LitvisionError(f"{where}: unknown key {unknown[0]!r}; allowed: {allowed}")
+    kept = {key: data.pop(key) for key in raw if isinstance(data, dict) and key in data}
+    for key, value in kept.items():
+        if not isinstance(value, (dict, list)):
+            raise LitvisionError(f"{where}: '{key}' must be a mapping or a list, not {value!r}")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--file", type=kind)
+    try:
+        parsed = parser.instantiate(parser.parse_object({"file": {**data, **given} if given else data})).file
+    except ArgumentError as err:
+        raise LitvisionError(f"{where}: {_one_line(str(err))}") from None
+    for key, value in kept.items():
+        setattr(parsed, key, value)
+    return parsed
 
+
+def _one_line(error: str) -> str:
+    """A jsonargparse error in one line: the key, the value and what was expected."""
+    missing = re.search(r"required: file\.(\S+)", error)
+    if missing:
+        return f"'{missing.group(1)}' is missing"
+    keys = [k.removeprefix("file.") for k in re.findall(r'(?:Parser key|key) "([^"]+)"', error)]
+    key = ".".join(k for k in keys if k != "file") or "file"
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    value = next((line.split("value:", 1)[1].strip() for line in lines if "value:" in line), None)
+    expected = next((line for line in lines if line.startswith(("Expected a", "Subtypes"))), lines[-1])
+    expected = expected.split(". Got value")[0].replace("Subtypes:", "expected one of")
+    expected = re.sub(r"<class '(\w+)'>", r"\1", expected.replace("typing.", "")).replace("NoneType", "null")
+    shown = f" is {value!r}" if value is not None else ""
+    return f"'{key}'{shown}: {expected[0].lower() + expected[1:]}"
+
+
+@dataclass
+class ReportPlan:
+    """``configs/experiments/NNN.yaml`` (all but its id and path): a report's runs, tables and figures."""
+
+    id: str
+    path: Path
     title: str
     source: str = ""
-    runs: dict[str, RunEntry] = field(default_factory=dict)  # a bare config path is read as {config: ...}
-    sweeps: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Every name a table or analysis may use (a sweep's points included). In the file: a run's config, or
+    # a RunEntry mapping; a sweep's runs are the points of the sweep files in ``sweeps``.
+    runs: dict[str, RunSpec] = field(default_factory=dict)
     tables: list[Table] = field(default_factory=list)
     analyses: list[Analysis] = field(default_factory=list)
+    sweeps: list[str] = field(default_factory=list)
+
+    def unique_runs(self) -> list[RunSpec]:
+        return list({spec.name: spec for spec in self.runs.values()}.values())  # one spec per directory
 
 
 @dataclass
-class SweepFile:
-    """``configs/sweeps/*.yaml``: a base config and its points, as ``argument`` with ``values`` or as
-    named ``points`` of overrides."""
+class Scale:
+    """How much of each run to train: ``full`` is the reports' own recipes; a scale file
+    (``configs/experiments/scales/NAME.yaml``, these fields but the name) changes some. Every mapping
+    from run patterns is matched against ``<report>/<run>`` (fnmatch), the later pattern winning."""
 
-    config: str
-    name: str | None = None
-    argument: str | None = None
-    values: list[Any] | None = None
-    points: dict[str, dict[str, Any]] | None = None
-
-
-@dataclass
-class ScaleFile:
-    """``configs/experiments/scales/NAME.yaml``; every mapping from run patterns is matched against
-    ``<report>/<run>`` (fnmatch), the later pattern winning."""
-
-    description: str = ""
-    scaled_down: bool = True  # every run shrunk (quick, smoke); false: recipes kept unless ``reduced``
+    name: str
+    description: str = "the reports' own recipes"  # a scale file's default: its name
+    scaled_down: bool = False  # every run shrunk (quick, smoke; a file's default); false: recipes kept
     data: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> subset sizes
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # pattern -> arguments
     analyses: dict[str, list[str]] = field(default_factory=dict)  # tool -> arguments
@@ -151,97 +186,19 @@ class ScaleFile:
     plain_reference: list[str] | None = None  # only these runs get their plan's plain loop
     notes: dict[str, list[str]] = field(default_factory=dict)  # report id -> notes on this scale
 
+    def _matching(self, spec: RunSpec, entries: dict[str, T]) -> list[T]:
+        return [value for pattern, value in entries.items() if fnmatch.fnmatchcase(spec.row_id, pattern)]
 
-def parse(kind: type[T], data: Any, where: str, raw: tuple[str, ...] = ()) -> T:
-    """``data`` (a YAML file's contents) as the dataclass ``kind``, checked by jsonargparse; its error,
-    should there be one, in one line naming the key and the bad value. The ``raw`` keys hold command-line
-    arguments (``{model.optimizer: {class_path: ...}}``), kept as written: jsonargparse would resolve
-    every ``class_path`` in them."""
-    kept = {key: data.pop(key) for key in raw if isinstance(data, dict) and key in data}
-    for key, value in kept.items():
-        if not isinstance(value, (dict, list)):
-            raise LitvisionError(f"{where}: '{key}' must be a mapping or a list, not {value!r}")
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--file", type=kind)
-    try:
-        parsed = parser.instantiate(parser.parse_object({"file": data})).file
-        for key, value in kept.items():
-            setattr(parsed, key, value)
-        return parsed
-    except ArgumentError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        keys = [k.removeprefix("file.") for k in re.findall(r'(?:Parser key|key) "([^"]+)"', str(err))]
-        key = ".".join(k for k in keys if k != "file") or "file"
-        unknown = re.search(r"does not accept (?:nested key|option) '?([^' ]+)", str(err))
-        if unknown:
-            allowed = sorted(f.name for f in fields(kind))
-            raise LitvisionError(f"{where}: unknown key {unknown.group(1)!r}; allowed: {allowed}") from None
-        missing = re.search(r"required: file\.(\S+)", str(err))
-        if missing:
-            raise LitvisionError(f"{where}: '{missing.group(1)}' is missing") from None
-        value = next((ln.split("value:", 1)[1].strip() for ln in lines if "value:" in ln), None)
-        expected = next((ln for ln in lines if ln.startswith(("Expected a", "Subtypes"))), lines[-1])
-        expected = expected.split(". Got value")[0].replace("typing.", "").replace("<class ", "")
-        expected = re.sub(r"'([a-zA-Z]+)'>", r"\1", expected).replace("NoneType", "null")
-        expected = expected.replace("Subtypes:", "expected one of")
-        shown = f" is {value!r}" if value is not None else ""
-        raise LitvisionError(f"{where}: '{key}'{shown}: {expected[0].lower() + expected[1:]}") from None
-
-
-@dataclass
-class ReportPlan:
-    id: str
-    path: Path
-    title: str
-    source: str
-    notes: list[str]
-    runs: dict[str, RunSpec]  # every name a table or analysis may use (aliases included)
-    tables: list[Table]
-    analyses: list[Analysis]
-
-    def unique_runs(self) -> list[RunSpec]:
-        seen: dict[str, RunSpec] = {}
-        for spec in self.runs.values():
-            seen.setdefault(spec.name, spec)
-        return list(seen.values())
-
-
-@dataclass
-class Scale:
-    """How much of each run to train: ``full`` is the reports' own recipes; a scale file (see
-    :class:`ScaleFile`, whose fields these are) changes some."""
-
-    name: str
-    description: str = "the reports' own recipes"
-    scaled_down: bool = False
-    data: dict[str, dict[str, int]] = field(default_factory=dict)
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    analyses: dict[str, list[str]] = field(default_factory=dict)
-    reduced: dict[str, str] = field(default_factory=dict)
-    needs_gpu: dict[str, str] = field(default_factory=dict)
-    seeds: dict[str, int] = field(default_factory=dict)
-    plain_reference: list[str] | None = None
-    notes: dict[str, list[str]] = field(default_factory=dict)
-
-    def _match(self, spec: RunSpec, entries: dict[str, Any]) -> Any:
-        found = None
-        for pattern, value in entries.items():
-            if fnmatch.fnmatchcase(spec.row_id, pattern):
-                found = value
-        return found
+    def _match(self, spec: RunSpec, entries: dict[str, T]) -> T | None:
+        return (self._matching(spec, entries) or [None])[-1]
 
     def run_args(self, spec: RunSpec) -> list[str]:
         """The scale's arguments for a run, from every pattern that matches ``report/run``."""
-        merged: dict[str, Any] = {}
-        for pattern, args in self.runs.items():
-            if fnmatch.fnmatchcase(spec.row_id, pattern):
-                merged.update(args)
+        merged = {key: value for args in self._matching(spec, self.runs) for key, value in args.items()}
         return [f"--{key}={format_value(value)}" for key, value in merged.items()]
 
     def budget(self, spec: RunSpec) -> str:
         """The run's budget in words: the report's recipe, or how this scale reduces it."""
-        if self.name == "full":
-            return "published recipe"
         if self.scaled_down:
             return "scaled down"
         return self._match(spec, self.reduced) or "published recipe"
@@ -263,16 +220,13 @@ class Scale:
 
 def format_value(value: Any) -> str:
     """A YAML value as the command line takes it: scalars as text, lists and mappings as JSON."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, dict)):
+    if isinstance(value, (bool, list, dict)) or value is None:
         return json.dumps(value)
     return str(value)
 
 
-def read_yaml(path: Path, what: str) -> dict[str, Any]:
+def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
+    path = Path(path)  # an analysis's config is a str
     if not path.is_file():
         raise LitvisionError(f"{what} '{path}' not found")
     try:
@@ -295,6 +249,11 @@ def _word(name: Any, where: str, what: str) -> str:
     if not isinstance(name, str) or not name or "/" in name or " " in name:
         raise LitvisionError(f"{where}: {what} {name!r} must be one word (it names a directory)")
     return name
+
+
+def _words(text: str) -> str:
+    """Text from YAML (folded or not) on one line, single-spaced."""
+    return " ".join(str(text).split())
 
 
 def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
@@ -327,83 +286,83 @@ def is_noop(config: dict[str, Any], overrides: dict[str, Any]) -> bool:
 
 @dataclass
 class Sweep:
-    """A base config and named points, each a set of overrides: ``name-label`` runs."""
+    """``configs/sweeps/*.yaml``: a base config and its points, as ``argument`` with ``values`` or as
+    named ``points`` of overrides; each point is a run ``name-label``."""
 
-    path: Path
-    name: str
-    config: Path
-    points: dict[str, dict[str, Any]]
+    config: str
+    name: str | None = None  # default: the file's name
+    argument: str | None = None
+    values: list[Any] | None = None
+    points: dict[str, dict[str, Any]] | None = None  # label -> overrides (filled from ``values`` too)
 
     def specs(self, report: str, root: Path) -> dict[str, RunSpec]:
-        base = read_yaml(root / self.config, "config")
+        base, config = read_yaml(root / self.config, "config"), Path(self.config)
         specs = {}
-        for label, overrides in self.points.items():
+        for label, overrides in (self.points or {}).items():
+            name = f"{self.name}-{label}"
             if is_noop(base, overrides):  # the base config itself: one run, whatever the sweep
-                specs[f"{self.name}-{label}"] = RunSpec(report, self.config.stem, self.config)
+                specs[name] = RunSpec(report, config.stem, config)
             else:
-                specs[f"{self.name}-{label}"] = RunSpec(
-                    report, f"{self.name}-{label}", self.config, tuple(overrides.items())
-                )
+                specs[name] = RunSpec(report, name, config, tuple(overrides.items()))
         return specs
 
 
 def load_sweep(path: Path, root: Path) -> Sweep:
     where = f"sweep '{path}'"
-    sweep = parse(SweepFile, read_yaml(root / path, "sweep"), where, raw=("values", "points"))
-    config = _config_path(sweep.config, root, where)
-    name = _word(sweep.name or Path(path).stem, where, "name")
+    sweep = parse(Sweep, read_yaml(root / path, "sweep"), where, raw=("values", "points"))
+    _config_path(sweep.config, root, where)
+    sweep.name = _word(sweep.name or Path(path).stem, where, "name")
     if (sweep.points is None) == (sweep.argument is None):
         raise LitvisionError(f"{where}: give either 'argument' with 'values', or 'points'")
     if sweep.argument is not None:
         if not sweep.values:
             raise LitvisionError(f"{where}: 'values' is empty")
-        points = {format_value(v): {sweep.argument: v} for v in sweep.values}
-        if len(points) != len(sweep.values):
+        sweep.points = {format_value(v): {sweep.argument: v} for v in sweep.values}
+        if len(sweep.points) != len(sweep.values):
             raise LitvisionError(f"{where}: 'values' has duplicates")
-    else:
-        points = {str(label): overrides for label, overrides in (sweep.points or {}).items()}
-    for label, overrides in points.items():
+    sweep.points = {str(label): overrides for label, overrides in (sweep.points or {}).items()}
+    for label, overrides in sweep.points.items():
         if not isinstance(overrides, dict):
             raise LitvisionError(f"{where}: point '{label}' must map dotted arguments to values")
         _word(label, where, "point name")
-    return Sweep(Path(path), name, config, points)
+    return sweep
 
 
-def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str], where: str) -> Table:
+def _require(where: str, what: str, names: Iterable[Any], known: Iterable[str], among: str = "") -> None:
+    """Each of ``names`` is one of ``known``."""
+    known = sorted(known)
+    for name in names:
+        if name not in known:
+            raise LitvisionError(f"{where}: {what} {name!r} is not one of {among}{known}")
+
+
+def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str], where: str) -> None:
     where = f"{where} '{table.title}'"
-    named = list(table.columns.values()) + [row.run for row in table.rows]
-    for name in named:
-        if name not in runs:
-            raise LitvisionError(f"{where}: run {name!r} is not one of the plan's runs {sorted(runs)}")
+    for row in table.rows:
+        row.metrics = row.metrics or list(table.metrics)
+    named = [*table.columns.values(), *(row.run for row in table.rows)]
+    _require(where, "run", named, runs, "the plan's runs ")
+    metrics = [*table.metrics, *(metric for row in table.rows for metric in row.metrics)]
+    _require(where, "metric", metrics, metrics_known)
     for key, values in table.published.items():
         if key != "total" and not isinstance(key, int):
             raise LitvisionError(
                 f"{where}: 'published' keys are class ids (0, 1, ...) or 'total', not {key!r}"
             )
-        if len(values) != len(table.columns):
-            raise LitvisionError(f"{where}, class {key}: 'published' must list {len(table.columns)} value(s)")
-    for metric in table.metrics:
-        if metric not in metrics_known:
-            raise LitvisionError(f"{where}: metric {metric!r} is not one of {sorted(metrics_known)}")
+        _count(values, len(table.columns), f"{where}, class {key}: 'published'")
     for row in table.rows:
-        row.metrics = row.metrics or list(table.metrics)
-        for metric in row.metrics:
-            if metric not in metrics_known:
-                raise LitvisionError(f"{where}: metric {metric!r} is not one of {sorted(metrics_known)}")
-        for got, count in ((row.metrics, "metrics"), (row.published, "published")):
-            if len(got) != len(table.metrics):
-                raise LitvisionError(
-                    f"{where}, row '{row.label}': '{count}' must list {len(table.metrics)} value(s)"
-                )
-    return table
+        _count(row.metrics, len(table.metrics), f"{where}, row '{row.label}': 'metrics'")
+        _count(row.published, len(table.metrics), f"{where}, row '{row.label}': 'published'")
 
 
-def _check_analysis(analysis: Analysis, runs: dict[str, RunSpec], root: Path, where: str) -> Analysis:
-    if analysis.tool not in ANALYSIS_TOOLS:
-        raise LitvisionError(f"{where}: tool {analysis.tool!r} is not one of {list(ANALYSIS_TOOLS)}")
-    for name in analysis.runs:
-        if name not in runs:
-            raise LitvisionError(f"{where}: run {name!r} is not one of the plan's runs {sorted(runs)}")
+def _count(values: list[Any], n: int, what: str) -> None:
+    if len(values) != n:
+        raise LitvisionError(f"{what} must list {n} value(s)")
+
+
+def _check_analysis(analysis: Analysis, runs: dict[str, RunSpec], root: Path, where: str) -> None:
+    _require(where, "tool", [analysis.tool], ANALYSIS_TOOLS)
+    _require(where, "run", analysis.runs, runs, "the plan's runs ")
     if analysis.tool == "loss-landscape":
         if analysis.runs or analysis.config is None:
             raise LitvisionError(f"{where}: loss-landscape takes a 'config', not runs")
@@ -413,48 +372,40 @@ def _check_analysis(analysis: Analysis, runs: dict[str, RunSpec], root: Path, wh
     if analysis.name is not None:
         _word(analysis.name, where, "name")
     analysis.caption = analysis.caption or analysis.tool
-    return analysis
 
 
 def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
     """A report plan, checked: every config, sweep, run, metric and tool it names exists."""
-    report = path.stem
-    where = f"plan '{path}'"
-    data = read_yaml(path, "plan")
-    overrides: dict[str, Any] = {}  # command-line arguments, kept from jsonargparse (see parse)
-    if isinstance(data.get("runs"), dict):
-        data["runs"] = {k: {"config": v} if isinstance(v, str) else v for k, v in data["runs"].items()}
-        allowed = sorted(f.name for f in fields(RunEntry))
-        for name, entry in data["runs"].items():  # jsonargparse passes a mapping's unknown keys silently
-            unknown = sorted(set(entry) - set(allowed)) if isinstance(entry, dict) else []
-            if unknown:
-                raise LitvisionError(f"{where}, run '{name}': unknown key {unknown[0]!r}; allowed: {allowed}")
-            if isinstance(entry, dict) and "overrides" in entry:
-                overrides[name] = entry.pop("overrides")
-    plan = parse(PlanFile, data, where)
-    runs: dict[str, RunSpec] = {}
-    for name, entry in plan.runs.items():
-        entry.overrides = overrides.get(name, {})
+    report, where = path.stem, f"plan '{path}'"
+    plan = parse(ReportPlan, read_yaml(path, "plan"), where, ("runs",), given={"id": report, "path": path})
+    entries, plan.runs = plan.runs, {}
+    if not isinstance(entries, dict) or not all(isinstance(e, (str, dict)) for e in entries.values()):
+        raise LitvisionError(f"{where}: 'runs' must map run names to configs (or to {{config: ...}})")
+    for name, entry in entries.items():
+        at = f"{where}, run '{_word(name, where, 'run name')}'"
+        entry = parse(RunEntry, {"config": entry} if isinstance(entry, str) else entry, at, ("overrides",))
         if not isinstance(entry.overrides, dict):
-            raise LitvisionError(f"{where}, run '{name}': 'overrides' must map dotted arguments to values")
-        config = _config_path(entry.config, root, f"{where}, run '{_word(name, where, 'run name')}'")
-        runs[name] = RunSpec(report, name, config, tuple(entry.overrides.items()), entry.plain_reference)
+            raise LitvisionError(f"{at}: 'overrides' must map dotted arguments to values")
+        config = _config_path(entry.config, root, at)
+        plan.runs[name] = RunSpec(report, name, config, tuple(entry.overrides.items()), entry.plain_reference)
     for sweep_path in plan.sweeps:
         for name, spec in load_sweep(Path(sweep_path), root).specs(report, root).items():
-            if name in runs:
+            if name in plan.runs:
                 raise LitvisionError(f"{where}: sweep '{sweep_path}' names run '{name}' again")
-            runs[name] = spec
+            plan.runs[name] = spec
     by_dir: dict[str, RunSpec] = {}
-    for spec in runs.values():
+    for spec in plan.runs.values():
         if by_dir.setdefault(spec.name, spec) != spec:
             raise LitvisionError(f"{where}: two different runs would share the directory '{spec.name}'")
-    tables = [_check_table(t, runs, metrics_known, f"{where}, table") for t in plan.tables]
-    analyses = [_check_analysis(a, runs, root, f"{where}, analysis") for a in plan.analyses]
-    keys = [a.key for a in analyses]
+    for table in plan.tables:
+        _check_table(table, plan.runs, metrics_known, f"{where}, table")
+    for analysis in plan.analyses:
+        _check_analysis(analysis, plan.runs, root, f"{where}, analysis")
+    keys = [a.key for a in plan.analyses]
     if len(set(keys)) != len(keys):
         raise LitvisionError(f"{where}: two analyses share a name ({keys}); give them different 'name's")
-    notes = [" ".join(n.split()) for n in plan.notes]
-    return ReportPlan(report, path, plan.title, plan.source, notes, runs, tables, analyses)
+    plan.notes = [_words(n) for n in plan.notes]
+    return plan
 
 
 def available_plans(plans_dir: Path) -> dict[str, Path]:
@@ -492,20 +443,15 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
         known = ["full", *sorted(p.stem for p in scales_dir.glob("*.yaml"))]
         raise LitvisionError(f"scale '{name}' not found: choose from {known}")
     where = f"scale '{path}'"
-    scale = parse(ScaleFile, read_yaml(path, "scale"), where, raw=("runs",))
+    defaults = {"description": name, "scaled_down": True}
+    scale = parse(Scale, {**defaults, **read_yaml(path, "scale")}, where, ("runs",), given={"name": name})
     if not isinstance(scale.runs, dict) or not all(isinstance(v, dict) for v in scale.runs.values()):
         raise LitvisionError(f"{where}: 'runs' must map run patterns to arguments")
-    for tool in scale.analyses:
-        if tool not in ANALYSIS_TOOLS:
-            raise LitvisionError(f"{where}: analysis tool {tool!r} is not one of {list(ANALYSIS_TOOLS)}")
+    _require(where, "analysis tool", scale.analyses, ANALYSIS_TOOLS)
     if any(n < 1 for n in scale.seeds.values()):
         raise LitvisionError(f"{where}: 'seeds' must be 1 or more")
-
-    def words(text: str) -> str:
-        return " ".join(str(text).split())
-
-    return Scale(
-        name, words(scale.description or name), scale.scaled_down, scale.data, scale.runs, scale.analyses,
-        {p: words(v) for p, v in scale.reduced.items()}, {p: words(v) for p, v in scale.needs_gpu.items()},
-        scale.seeds, scale.plain_reference, {k: [words(n) for n in v] for k, v in scale.notes.items()},
-    )  # fmt: skip
+    scale.description = _words(scale.description or name)
+    scale.reduced = {p: _words(v) for p, v in scale.reduced.items()}
+    scale.needs_gpu = {p: _words(v) for p, v in scale.needs_gpu.items()}
+    scale.notes = {k: [_words(n) for n in v] for k, v in scale.notes.items()}
+    return scale
