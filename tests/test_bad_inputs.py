@@ -5,8 +5,11 @@ messages in docs/bad-inputs.md by running every case."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -215,26 +218,54 @@ def litvision(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "litvision", *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("what, args, message", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_fails_with_a_clear_message_and_keeps_runs(what, args, message, tmp_path):
-    inputs, work = tmp_path / "inputs", tmp_path / "work"
-    inputs.mkdir()
-    work.mkdir()
-    prepare(inputs)
-    run = existing_run(work) if "ckpt_path=last" not in " ".join(args) else None
-    before = sorted(p.relative_to(work) for p in work.rglob("*"))
-    done = litvision([a.replace("{tmp}", str(inputs)) for a in args], work)
+@dataclass
+class Outcome:
+    inputs: Path
+    work: Path
+    run: Path | None  # the earlier run the command must leave as it is
+    before: list[Path]  # what ``work`` held before the command
+    done: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """Every case's command, run side by side: each is mostly a Python start-up (Lightning's imports)."""
+    prepared = {}
+    for what, args, _ in CASES:
+        root = tmp_path_factory.mktemp(what.replace(" ", "_"))
+        inputs, work = root / "inputs", root / "work"
+        inputs.mkdir()
+        work.mkdir()
+        prepare(inputs)
+        run = existing_run(work) if "ckpt_path=last" not in " ".join(args) else None
+        prepared[what] = (inputs, work, run, sorted(p.relative_to(work) for p in work.rglob("*")))
+
+    def one(case: tuple[str, list[str], str]) -> tuple[str, Outcome]:
+        what, args = case[:2]
+        inputs, work, run, before = prepared[what]
+        done = litvision([a.replace("{tmp}", str(inputs)) for a in args], work)
+        return what, Outcome(inputs, work, run, before, done)
+
+    with ThreadPoolExecutor(max_workers=min(4, max(2, os.cpu_count() or 1))) as pool:  # memory: 4 at most
+        return dict(pool.map(one, CASES))
+
+
+@pytest.mark.parametrize("what, message", [(c[0], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_with_a_clear_message_and_keeps_runs(what, message, outcomes):
+    case = outcomes[what]
+    done = case.done
     assert done.returncode != 0
-    assert message.replace("{tmp}", str(inputs)) in done.stderr, done.stderr[-3000:]
+    assert message.replace("{tmp}", str(case.inputs)) in done.stderr, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
-    if run is not None:
-        assert (run / "config.yaml").read_text() == "# an earlier run\n"
-        assert (run / "checkpoints/last.ckpt").read_bytes() == b"weights"
-    after = sorted(p.relative_to(work) for p in work.rglob("*"))
+    if case.run is not None:
+        assert (case.run / "config.yaml").read_text() == "# an earlier run\n"
+        assert (case.run / "checkpoints/last.ckpt").read_bytes() == b"weights"
+    after = sorted(p.relative_to(case.work) for p in case.work.rglob("*"))
     if what not in ("corrupt image", "loss becomes NaN"):  # those fail while training, in a run of their own
-        assert after == before, "nothing is written"
+        assert after == case.before, "nothing is written"
     if what == "loss becomes NaN":  # the last good checkpoint is kept, and it is finite
-        state = torch.load(work / "lightning_logs/default/version_0/checkpoints/last.ckpt", weights_only=True)
+        last = case.work / "lightning_logs/default/version_0/checkpoints/last.ckpt"
+        state = torch.load(last, weights_only=True)
         assert state["epoch"] == 0 and all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
 

@@ -43,7 +43,10 @@ def assert_ranks_trained_on_their_shares(cwd: Path, data: DigitsDataModule, epoc
     return trained
 
 
-@pytest.mark.parametrize("in_memory", ["true", "false"], ids=["in_memory", "pil"])
+@pytest.mark.parametrize(
+    "in_memory",
+    [pytest.param("true", id="in_memory", marks=pytest.mark.slow), pytest.param("false", id="pil")],
+)
 def test_ddp_two_processes_fit_and_report_once(in_memory, in_tmp):
     result = subprocess.run(
         [
