@@ -132,7 +132,7 @@ def fmt(value: float | None, accuracy: bool = True) -> str:
 
 
 def fmt_diff(ours: float | None, published: float | None) -> str:
-    return "" if ours is None or published is None else f"{ours - published:+.2f}"
+    return "" if ours is None or published is None else f"{round(ours - published, 2) + 0.0:+.2f}"  # no -0.00
 
 
 @dataclass(frozen=True)
