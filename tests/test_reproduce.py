@@ -32,7 +32,7 @@ from litvision.reproduce.plan import (
     lookup,
     select_plans,
 )
-from litvision.reproduce.report import METRICS
+from litvision.reproduce.report import METRICS, Report
 from litvision.reproduce.runner import MARKER, Reproduction, is_finished
 
 PLANS = ROOT / "configs" / "experiments"
@@ -541,3 +541,20 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 12  # 2 epochs of 6 steps: the lost steps were trained again
     assert [p.name for p in run.parent.iterdir()] == ["lstm"]  # no second run directory
+
+
+def test_the_random_weights_note_names_the_runs_trained_here_with_their_configs_network(
+    tmp_path, in_root, monkeypatch
+):
+    """Offline, ImageNet weights not in the torch hub cache are replaced by random ones, and the report
+    says so of each such run, but not of a run left to a GPU or trained with another network in its place
+    (the cpu scale's simple CNN standing in for VGG-16)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    plan = load_plan(PLANS / "000.yaml", Path("."), set(METRICS))
+    notes = {}
+    for name in ("quick", "cpu"):
+        scale = load_scale(name, PLANS / "scales")
+        report = Report([plan], scale, DataSource("offline", scale, shared_dir=tmp_path), tmp_path, tmp_path)
+        notes[name] = " ".join(report.automatic_notes(plan))
+    assert "`vgg16`, `unbalanced`, `augmented`, `irm`, `combined` start from random weights" in notes["quick"]
+    assert "random weights" not in notes["cpu"]

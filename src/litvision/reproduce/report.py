@@ -304,8 +304,12 @@ class Report:
 
     def automatic_notes(self, plan: ReportPlan) -> list[str]:
         notes = []
-        random_init = [f"`{spec.name}`" for spec in plan.unique_runs()
-                       if self.source.replaces_pretrained(read_yaml(spec.config, "config"))]  # fmt: skip
+        # Runs trained here with their config's own network (a scale may train another in its place).
+        own = [s for s in plan.unique_runs() if not self.scale.gpu_reason(s)
+               and not any(a.startswith("--model.backbone=") for a in self.scale.run_args(s))]  # fmt: skip
+        random_init = [
+            f"`{s.name}`" for s in own if self.source.replaces_pretrained(read_yaml(s.config, "config"))
+        ]
         if random_init:
             one = len(random_init) == 1
             verb, whose = ("starts", "its config asks") if one else ("start", "their configs ask")
