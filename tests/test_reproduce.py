@@ -481,6 +481,7 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
     main(args)
     top = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[0]
     assert "> **Partial report**: 1 of 2 runs finished" in top and "`litvision reproduce run`" in top
+    assert "| LSTM | 97.00 | 90.00 (1 of 2 seeds) | -7.00 |" in (reports / "cpu" / "REPORT.md").read_text()
     finish("lstm-seed1")
     main(args)
     assert "Partial report" not in (reports / "cpu" / "REPORT.md").read_text()

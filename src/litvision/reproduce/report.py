@@ -140,6 +140,7 @@ class Seeds:
     """A value over the seeds of one run: their mean, sample standard deviation and count."""
 
     values: tuple[float, ...]
+    asked: int = 1  # the seeds the scale trains (more than the values: some have not finished)
 
     @property
     def mean(self) -> float | None:
@@ -150,8 +151,11 @@ class Seeds:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
     def text(self, accuracy: bool = True) -> str:
-        mean = fmt(self.mean, accuracy)
-        return mean if self.std is None else f"{mean} ± {fmt(self.std, accuracy)} ({len(self.values)} seeds)"
+        mean, n = fmt(self.mean, accuracy), len(self.values)
+        count = f"{n} seeds" if n >= self.asked else f"{n} of {self.asked} seeds"
+        if self.std is None:
+            return mean if n >= self.asked else f"{mean} ({count})"
+        return f"{mean} ± {fmt(self.std, accuracy)} ({count})"
 
 
 def git_commit() -> str:
@@ -202,7 +206,7 @@ class Report:
     def value(self, metric: str, spec: RunSpec) -> Seeds:
         """A metric over the finished seeds of a run."""
         values = (METRICS[metric].value(r) for r in self.seeded(spec))
-        return Seeds(tuple(v for v in values if v is not None))
+        return Seeds(tuple(v for v in values if v is not None), self.scale.seed_count(spec, self.seeds))
 
     def status(self, spec: RunSpec) -> str:
         """What stands in a cell without a value: why the run has none."""
@@ -367,10 +371,11 @@ class Report:
     def _class_value(self, spec: RunSpec, key: int | str) -> Seeds:
         """A class's test accuracy (or the overall one, ``total``) over the seeds of a run."""
         tests = [r.test for r in self.seeded(spec) if r.test is not None]
+        asked = self.scale.seed_count(spec, self.seeds)
         if key == "total":
-            return Seeds(tuple(100 * test["acc"] for test in tests))
+            return Seeds(tuple(100 * test["acc"] for test in tests), asked)
         classes = [list(test["per_class"].values()) for test in tests]
-        return Seeds(tuple(100 * c[key]["acc"] for c in classes if 0 <= key < len(c)))
+        return Seeds(tuple(100 * c[key]["acc"] for c in classes if 0 <= key < len(c)), asked)
 
     def per_class_table(self, plan: ReportPlan, table: Table) -> list[str]:
         specs = {label: plan.runs[run] for label, run in table.columns.items()}
