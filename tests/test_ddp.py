@@ -143,9 +143,13 @@ def test_ddp_epochs_draw_new_samples(in_tmp):
 
 
 @pytest.mark.slow
-def test_ddp_run_with_a_count_aware_loss_and_a_sampling_schedule_reports_what_one_process_measures(in_tmp):
-    """LDAM-DRW with progressive sampling on two gloo processes: both ranks hand the loss the same
-    counts (the datamodule's), and the logged test metrics equal a single-process test of the checkpoint."""
+def test_ddp_run_with_a_count_aware_loss_a_sampling_schedule_and_mixup_reports_what_one_process_measures(
+    in_tmp,
+):
+    """LDAM-DRW with progressive sampling, mixup and CutMix on two gloo processes: both ranks hand the
+    loss the same counts (the datamodule's), each rank mixes its own training batches on its device
+    (seeded by its rank), and the logged test metrics, never mixed, equal a single-process test of the
+    checkpoint."""
     litvision = str(Path(sys.executable).parent / "litvision")
     config = f"--config={ROOT / 'configs/digits_lstm.yaml'}"
     fit = subprocess.run(
@@ -155,6 +159,7 @@ def test_ddp_run_with_a_count_aware_loss_and_a_sampling_schedule_reports_what_on
             "--data.imbalance=LongTailImbalance", "--data.imbalance.ratio=10", "--data.sampling=progressive",
             "--model.loss=litvision.objectives.LDAMLoss", "--model.loss.s=5",
             "--model.loss.class_balanced_beta=0.999", "--model.loss.reweight_from_epoch=1",
+            "--data.mixup_alpha=0.4", "--data.cutmix_alpha=1.0",
         ],
         cwd=in_tmp, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -107,8 +107,9 @@ def test_a_mixed_batch_trains_on_both_labels_and_counts_the_larger_share():
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "pil"])
 def test_mixing_runs_on_both_data_paths_seeded_by_the_batch_position(in_memory, in_tmp):
-    """Every training batch (no validation batch) is mixed, with draws fixed by the run seed, the rank
-    and the batch's position in the fit: what a resumed run recomputes."""
+    """Every training batch (no validation batch, nor the model summary's example input) is mixed, with
+    draws fixed by the run seed, the rank and the batch's position in the fit: what a resumed run
+    recomputes."""
     from litvision.cli import LitvisionCLI
 
     args = [
@@ -116,10 +117,9 @@ def test_mixing_runs_on_both_data_paths_seeded_by_the_batch_position(in_memory, 
         "--data.input_shape=[3,8,8]", "--data.train_size=96", "--data.val_size=16", "--data.batch_size=16",
         f"--data.in_memory={str(in_memory).lower()}", "--data.mixup_alpha=0.4", "--data.cutmix_alpha=1.0",
         "--data.sampling=square_root", "--trainer.max_epochs=1", "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false", "--trainer.logger=false",
         "--trainer.enable_checkpointing=false", "--test_after_fit=false",
-    ]  # fmt: skip
+    ]  # fmt: skip (the model summary stays on, as for a user: it sends an example input through the hook)
     seen: list[MixedBatch] = []
     cli = LitvisionCLI(args=args, run=False)
     original = cli.datamodule.on_after_batch_transfer

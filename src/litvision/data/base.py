@@ -482,9 +482,9 @@ class ImageDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Mixup or cutmix of a training batch, on the device it reached. The draws are seeded by the run
         seed, the rank and the batch's position in the fit, so that a resumed run mixes as the
-        uninterrupted one would."""
+        uninterrupted one would. A bare tensor (the model summary's example input) has no labels to mix."""
         trainer = self.trainer
-        if not self.mixes or trainer is None or not trainer.training:
+        if not self.mixes or trainer is None or not trainer.training or isinstance(batch, torch.Tensor):
             return batch
         position = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         rng = np.random.default_rng([_run_seed(), trainer.global_rank, position])

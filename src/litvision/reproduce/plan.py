@@ -96,6 +96,11 @@ class Analysis:
         suffix = self.name or "+".join(self.runs)
         return f"{self.tool}-{suffix}" if suffix else self.tool
 
+    @property
+    def single(self) -> bool:
+        """Whether it analyses one run, writing into that run's ``analysis/`` folder."""
+        return self.tool != "loss-landscape" and len(self.runs) == 1
+
 
 @dataclass
 class RunEntry:

@@ -253,8 +253,7 @@ class Reproduction:
         """The jobs of an analysis not done yet: a single-run tool that scores (SVM head, re-balancing)
         runs on every seed of its run, into each seed's ``analysis/`` (the report averages its numbers
         over the seeds); a figure is made of the first seed, into a folder of the report for several runs."""
-        single = analysis.tool != "loss-landscape" and len(analysis.runs) == 1
-        scores = single and BY_NAME[analysis.tool].scores
+        scores = analysis.single and BY_NAME[analysis.tool].scores
         seeds = self.scale.seed_count(plan.runs[analysis.runs[0]], self.seeds) if scores else 1
         jobs = (self.analysis_job(plan, analysis, statuses, k) for k in range(seeds))
         return [job for job in jobs if job is not None]
@@ -265,7 +264,7 @@ class Reproduction:
         run_dirs = [self.run_dir(plan.runs[name].with_seed(seed)) for name in analysis.runs]
         if not all(is_finished(d) for d in run_dirs):
             return None
-        single = analysis.tool != "loss-landscape" and len(analysis.runs) == 1
+        single = analysis.single
         out = run_dirs[0] / "analysis" if single else self.root / plan.id / "analysis" / analysis.key
         key = f"{analysis.key}-seed{seed}" if seed else analysis.key
         tool = BY_NAME[analysis.tool]
