@@ -119,7 +119,8 @@ def test_mixing_runs_on_both_data_paths_seeded_by_the_batch_position(in_memory, 
         "--data.sampling=square_root", "--trainer.max_epochs=1", "--trainer.accelerator=cpu",
         "--trainer.enable_progress_bar=false", "--trainer.logger=false",
         "--trainer.enable_checkpointing=false", "--test_after_fit=false",
-    ]  # fmt: skip (the model summary stays on, as for a user: it sends an example input through the hook)
+    ]  # fmt: skip
+    # The model summary stays on, as for a user: it sends its example input through the same hook.
     seen: list[MixedBatch] = []
     cli = LitvisionCLI(args=args, run=False)
     original = cli.datamodule.on_after_batch_transfer
