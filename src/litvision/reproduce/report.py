@@ -369,13 +369,17 @@ class Report:
         self.rows.append(dict(zip(CSV_COLUMNS, values)))
 
     def _class_value(self, spec: RunSpec, key: int | str) -> Seeds:
-        """A class's test accuracy (or the overall one, ``total``) over the seeds of a run."""
+        """A class's test accuracy over the seeds of a run; ``total``: the overall one; ``"A-B"``: the mean
+        accuracy of classes A to B, taken in each seed."""
         tests = [r.test for r in self.seeded(spec) if r.test is not None]
         asked = self.scale.seed_count(spec, self.seeds)
         if key == "total":
             return Seeds(tuple(100 * test["acc"] for test in tests), asked)
+        first, _, last = str(key).partition("-")
+        span = range(int(first), int(last or first) + 1)
         classes = [list(test["per_class"].values()) for test in tests]
-        return Seeds(tuple(100 * c[key]["acc"] for c in classes if 0 <= key < len(c)), asked)
+        means = [statistics.fmean(c[k]["acc"] for k in span) for c in classes if span[-1] < len(c)]
+        return Seeds(tuple(100 * mean for mean in means), asked)
 
     def per_class_table(self, plan: ReportPlan, table: Table) -> list[str]:
         specs = {label: plan.runs[run] for label, run in table.columns.items()}
@@ -383,8 +387,9 @@ class Report:
         names: list[str] = list(tests[0]["per_class"]) if tests else []
         rows = [["class", *specs]]
         for key, published in table.published.items():
-            name = names[key] if key != "total" and key < len(names) else str(key)
-            label = "overall" if key == "total" else str(key) if name == str(key) else f"{key} {name}"
+            name = names[key] if isinstance(key, int) and key < len(names) else str(key)
+            label = {"total": "overall"}.get(str(key), str(key) if name == str(key) else f"{key} {name}")
+            label = f"classes {key} (mean)" if "-" in str(key) else label
             cells = [label]
             for (column, spec), value in zip(specs.items(), published):
                 ours = self._class_value(spec, key)
