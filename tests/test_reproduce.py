@@ -494,6 +494,16 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
     finish("lstm-seed1")
     main(args)
     assert "Partial report" not in (reports / "cpu" / "REPORT.md").read_text()
+    # A study's plan (not numbered) is left out of a report unless named, run, or the scale covers it:
+    # the report of a scale made for the study covers the study alone.
+    (plans / "study.yaml").write_text((plans / "900.yaml").read_text().replace("Digits", "Study"))
+    main(args)
+    assert "Study" not in (reports / "cpu" / "REPORT.md").read_text()
+    scale = yaml.safe_load((plans / "scales" / "cpu.yaml").read_text())
+    (plans / "scales" / "study.yaml").write_text(yaml.safe_dump({**scale, "reports": ["study"]}))
+    main([*args[:4], "study", *args[5:]])
+    text = (reports / "study" / "REPORT.md").read_text()
+    assert "## study: Study" in text and "Digits" not in text and "1 of 2 runs" not in text
 
 
 def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root, capsys, monkeypatch):

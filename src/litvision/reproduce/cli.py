@@ -131,9 +131,10 @@ def _plans(names: list[str], plans_dir: Path) -> list[ReportPlan]:
 def write_report(args: argparse.Namespace, scale, source, console: Console, command: str) -> Path:
     out_dir = args.reports_dir if scale.name == "full" else args.reports_dir / scale.name
     runs_dir = args.runs_dir / scale.name
-    # The numbered reports, and any other plan this command named or that has runs on disk (cifar10_lt).
+    # The scale's plans (default: the numbered reports), those this command named, those with runs on disk.
     named = set(getattr(args, "reports", []))
-    ids = [p for p in available_plans(args.plans) if is_numbered(p) or p in named or (runs_dir / p).is_dir()]
+    covered = (lambda p: p in scale.reports) if scale.reports is not None else is_numbered
+    ids = [p for p in available_plans(args.plans) if covered(p) or p in named or (runs_dir / p).is_dir()]
     report = Report(_plans(ids or ["all"], args.plans), scale, source, runs_dir, out_dir, command, args.seeds)
     path = report.write()
     console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")

@@ -190,6 +190,7 @@ class Scale:
     seeds: dict[str, int] = field(default_factory=dict)  # pattern -> number of seeds
     plain_reference: list[str] | None = None  # only these runs get their plan's plain loop
     notes: dict[str, list[str]] = field(default_factory=dict)  # report id -> notes on this scale
+    reports: list[str] | None = None  # the plans its report covers (None: the five numbered reports)
 
     def _matching(self, spec: RunSpec, entries: dict[str, T]) -> list[T]:
         return [value for pattern, value in entries.items() if fnmatch.fnmatchcase(spec.row_id, pattern)]

@@ -377,14 +377,14 @@ class Report:
             return Seeds(tuple(100 * test["acc"] for test in tests), asked)
         first, _, last = str(key).partition("-")
         span = range(int(first), int(last or first) + 1)
-        classes = [list(test["per_class"].values()) for test in tests]
+        classes = [list(test.get("per_class", {}).values()) for test in tests]
         means = [statistics.fmean(c[k]["acc"] for k in span) for c in classes if span[-1] < len(c)]
         return Seeds(tuple(100 * mean for mean in means), asked)
 
     def per_class_table(self, plan: ReportPlan, table: Table) -> list[str]:
         specs = {label: plan.runs[run] for label, run in table.columns.items()}
         tests = [r.test for spec in specs.values() for r in self.seeded(spec) if r.test]
-        names: list[str] = list(tests[0]["per_class"]) if tests else []
+        names: list[str] = list(tests[0].get("per_class", {})) if tests else []
         rows = [["class", *specs]]
         for key, published in table.published.items():
             name = names[key] if isinstance(key, int) and key < len(names) else str(key)
