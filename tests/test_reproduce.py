@@ -504,6 +504,7 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
     main([*args[:4], "study", *args[5:]])
     text = (reports / "study" / "REPORT.md").read_text()
     assert "## study: Study" in text and "Digits" not in text and "1 of 2 runs" not in text
+    assert text.startswith("# Reproduction of Study (study scale)")
 
 
 def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root, capsys, monkeypatch):

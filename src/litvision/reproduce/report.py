@@ -245,7 +245,8 @@ class Report:
         wall = sum(r.wall_time_s or 0 for r in finished) / 60
         command_wall = sum(r.marker.get("wall_time_s") or 0 for r in finished) / 60
         cpu = sum(r.marker.get("cpu_time_s") or 0 for r in finished) / 60
-        lines = [f"# Reproduction of the five reports ({self.scale.name} scale)", ""]
+        what = "the five reports" if len(self.plans) > 1 else self.plans[0].title
+        lines = [f"# Reproduction of {what} ({self.scale.name} scale)", ""]
         if len(finished) < len(results):
             lines += [f"> **Partial report**: {len(finished)} of {len(results)} runs finished; the empty "
                       "cells fill in when `litvision reproduce run` is run again with the same arguments "
