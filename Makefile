@@ -85,7 +85,7 @@ reproduce-004: $(STAMP) ## rerun report 004 (CIFAR-10: ResNet-18 ablations, VGG-
 reproduce-longtail: $(STAMP) ## CIFAR-10-LT, every long-tailed method, 200 epochs (a GPU) -> reports/REPORT.md
 	$(REPRODUCE) run cifar10_lt $(REPRODUCE_ARGS)
 
-reproduce-longtail-cpu: $(STAMP) ## the same at the CPU study's budget, 2 seeds (~2 h, 2 cores; resumes) -> reports/longtail_cpu/
+reproduce-longtail-cpu: $(STAMP) ## the same at the CPU study's budget, 2 seeds (47 min on 2 cores; resumes) -> reports/longtail_cpu/
 	$(REPRODUCE) run cifar10_lt --scale longtail_cpu --data-source $(QUICK_DATA) $(REPRODUCE_ARGS)
 
 clean: ## remove caches (keeps .venv, data and the runs in lightning_logs/)

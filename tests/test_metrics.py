@@ -62,10 +62,11 @@ def test_test_report_matches_sklearn():
 
 
 def test_logged_per_class_test_accuracy_matches_predictions(tmp_path):
-    """End to end: what trainer.test logs per class equals sklearn on trainer.predict's predictions."""
+    """End to end: what trainer.test logs per class equals sklearn on trainer.predict's predictions, and
+    its loss is the mean over the test images (the short last batch weighs by its size)."""
     torch.manual_seed(0)
     data = SyntheticDataModule(
-        num_classes=4, input_shape=(1, 8, 8), train_size=64, test_size=96, batch_size=16
+        num_classes=4, input_shape=(1, 8, 8), train_size=64, test_size=90, batch_size=16
     )
     model = ImageClassifier(SimpleCNN, num_classes=4, input_shape=(1, 8, 8), class_names=data.class_names)
     trainer = Trainer(
@@ -87,6 +88,8 @@ def test_logged_per_class_test_accuracy_matches_predictions(tmp_path):
         assert logged[f"test/acc_class/{name}"].item() == pytest.approx(recall)
     assert logged["test/acc"].item() == pytest.approx(accuracy_score(y, p))
     assert (model.confusion["test"].numpy() == confusion_matrix(y, p, labels=range(4))).all()
+    nll = -torch.log(probs[torch.arange(len(y)), torch.as_tensor(y)]).mean()
+    assert logged["test/loss"].item() == pytest.approx(nll.item(), rel=1e-5)
 
 
 def run_with_a_missing_and_an_unpredicted_class(cwd: Path) -> tuple[dict, dict[str, float]]:

@@ -170,8 +170,10 @@ class ImageClassifierBase(LightningModule):
         else:
             loss = self.compute_loss(logits, target, env)
         getattr(self, f"{split}_metrics").update(logits.detach(), target)
-        # The weight made on the device: from a Python number it would be copied there, and wait for it.
-        getattr(self, f"{split}_loss").update(loss.detach(), weight=loss.new_full((), target.shape[0]))
+        # The epoch's loss is the mean over images: the batch's loss once per image (a view, no copy).
+        # Not ``weight=``: with nan_strategy="disable" (no NaN check, so no step waits for the device)
+        # torchmetrics' MeanMetric replaces any weight by ones.
+        getattr(self, f"{split}_loss").update(loss.detach().expand(target.shape[0]))
         return loss
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
