@@ -15,6 +15,7 @@ Paths are relative to the current directory (the repository root). See docs/repr
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -172,8 +173,11 @@ def main(argv: list[str] | None = None) -> None:
             return
         seconds = reproduction.estimate() if reproduction.launcher is None else 0.0  # a cluster's: unknown
         if seconds:
+            load, cores = os.getloadavg()[0], os.cpu_count() or 1
+            busy = f"; the machine is busy (load {load:.1f} on {cores} cores), so it may be far too long"
             console.print(
-                f"estimated time on this machine: about {format_duration(seconds)} (a rough figure)"
+                f"estimated time on this machine: about {format_duration(seconds)} (a rough figure"
+                f"{busy if load > 0.75 * cores else ''})"
             )
         if seconds > LONG_HOURS * 3600 and not args.yes:
             raise LitvisionError(

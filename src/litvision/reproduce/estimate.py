@@ -1,7 +1,8 @@
 """How long the runs of a reproduction take on this machine, before and while they run.
 
-Before: each architecture's training step is timed once on this machine's device (a forward and backward
-pass of random images, cached in ``RUNS/estimates.json``) and multiplied by the images a run trains on
+Before: each architecture's training step is timed on this machine's device, once per command and as it
+is loaded now (a forward and backward pass of random images; not kept across commands, where a timing
+taken in a busy hour would outlive it), and multiplied by the images a run trains on
 (epochs x training images, from the dataset's size, the scale's subset and ``limit_train_batches``),
 plus a share for validation and test. Imbalance, noise copies and data loading are left out, so this is
 a rough figure. While running: the estimate is scaled by how long the finished runs took compared with
@@ -10,9 +11,9 @@ their estimates.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,9 +27,8 @@ START_S = 20.0  # starting Python, Lightning and the data of one run
 
 
 def run_seconds(
-    config: dict[str, Any], args: list[str], dataset: str, shape: tuple[int, ...], sizes: dict[str, Any],
-    cache: Path,
-) -> float | None:  # fmt: skip
+    config: dict[str, Any], args: list[str], dataset: str, shape: tuple[int, ...], sizes: dict[str, Any]
+) -> float | None:
     """Estimated seconds of one run of ``config`` with the ``--key=value`` arguments ``args`` (later ones
     win), on ``dataset`` (its subset ``sizes`` per class, if any); None when its network is unknown."""
     given = {k: yaml.safe_load(v) for k, _, v in (a[2:].partition("=") for a in args if "=" in a)}
@@ -56,33 +56,29 @@ def run_seconds(
     limit = setting("trainer.limit_train_batches", 1.0)
     images = min(images, limit * batch) if isinstance(limit, int) else int(images * float(limit))
     epochs = int(setting("trainer.max_epochs", 1000))
-    per_image = step_seconds(backbone, shape, min(batch, 64), cache)
+    init_args = {k: v for k, v in (backbone.get("init_args") or {}).items() if k != "pretrained"}
+    per_image = step_seconds(backbone["class_path"], json.dumps(init_args), shape, min(batch, 64))
     return START_S + epochs * max(images, 1) * per_image * (1 + EVAL_SHARE)
 
 
-def step_seconds(backbone: dict[str, Any], shape: tuple[int, ...], batch: int, cache: Path) -> float:
-    """Seconds per image of a training step of ``backbone`` on this machine's device (cached)."""
+@functools.cache
+def step_seconds(class_path: str, init_args: str, shape: tuple[int, ...], batch: int) -> float:
+    """Seconds per image of a training step of the network (its ``init_args`` as JSON) on this machine's
+    device, timed once per command."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    init_args = {k: v for k, v in (backbone.get("init_args") or {}).items() if k != "pretrained"}
-    key = json.dumps([backbone.get("class_path"), init_args, list(shape), batch, device], sort_keys=True)
-    known = json.loads(cache.read_text()) if cache.is_file() else {}
-    if key not in known:
-        net = import_object(backbone["class_path"])(10, shape, **init_args).to(device)
-        images = torch.randn(batch, *shape, device=device)
-        labels = torch.zeros(batch, dtype=torch.long, device=device)
-        times = []
-        for _ in range(3):  # the first step warms up (a few seconds per architecture on a CPU)
-            start = time.perf_counter()
-            torch.nn.functional.cross_entropy(net(images), labels).backward()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        known[key] = min(times[1:]) / batch
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known, indent=1))
-    return float(known[key])
+    net = import_object(class_path)(10, shape, **json.loads(init_args)).to(device)
+    images = torch.randn(batch, *shape, device=device)
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+    times = []
+    for _ in range(3):  # the first step warms up (a few seconds per architecture on a CPU)
+        start = time.perf_counter()
+        torch.nn.functional.cross_entropy(net(images), labels).backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times[1:]) / batch
 
 
 def format_duration(seconds: float) -> str:

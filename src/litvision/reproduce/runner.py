@@ -426,9 +426,8 @@ class Reproduction:
         if dataset is None:
             return START_S
         shape = DATASETS[lookup(config, "data.class_path")[1]][1]
-        cache = self.root / "estimates.json"
         args = self.fit_args(spec)[2:]
-        return run_seconds(config, args, dataset, shape, self.source._sizes(dataset), cache) or START_S
+        return run_seconds(config, args, dataset, shape, self.source._sizes(dataset)) or START_S
 
     def estimate(self) -> float:
         """Estimated seconds to train the runs not finished yet, with this reproduction's slots."""
