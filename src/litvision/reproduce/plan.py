@@ -351,7 +351,8 @@ def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str]
     metrics = [*table.metrics, *(metric for row in table.rows for metric in row.metrics)]
     _require(where, "metric", metrics, metrics_known)
     for key, values in table.published.items():
-        if key != "total" and not isinstance(key, int) and not re.fullmatch(r"\d+-\d+", str(key)):
+        span = re.fullmatch(r"(\d+)-(\d+)", str(key))
+        if key != "total" and not isinstance(key, int) and not (span and int(span[1]) < int(span[2])):
             raise LitvisionError(
                 f"{where}: 'published' keys are class ids (0, 1, ...), a range of them ('0-4': their mean "
                 f"accuracy) or 'total', not {key!r}"

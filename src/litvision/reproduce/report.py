@@ -388,9 +388,11 @@ class Report:
         names: list[str] = list(tests[0].get("per_class", {})) if tests else []
         rows = [["class", *specs]]
         for key, published in table.published.items():
-            name = names[key] if isinstance(key, int) and key < len(names) else str(key)
-            label = {"total": "overall"}.get(str(key), str(key) if name == str(key) else f"{key} {name}")
-            label = f"classes {key} (mean)" if "-" in str(key) else label
+            if not isinstance(key, int):  # "total", or a range of classes
+                label = "overall" if key == "total" else f"classes {key} (mean)"
+            else:  # the class's id, and its name where that is not the id
+                name = names[key] if key < len(names) else str(key)
+                label = str(key) if name == str(key) else f"{key} {name}"
             cells = [label]
             for (column, spec), value in zip(specs.items(), published):
                 ours = self._class_value(spec, key)
