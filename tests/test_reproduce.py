@@ -524,6 +524,12 @@ def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root
     err = capsys.readouterr().err.strip()
     assert "add --yes to start it anyway" in err and len(err.splitlines()) == 1
     assert not (runs / "cpu" / "900").exists()
+    # Timed while other work holds the cores, the estimate says so (it can be 100 times too long).
+    monkeypatch.setattr(entry.os, "getloadavg", lambda: (3.0 * (os.cpu_count() or 1), 0.0, 0.0))
+    with pytest.raises(SystemExit):
+        main(["run", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs),
+              "--reports-dir", str(tmp_path / "reports"), "--no-analyses"])  # fmt: skip
+    assert f"the machine is busy, load {3.0 * (os.cpu_count() or 1):.1f}" in capsys.readouterr().out
 
 
 def test_progress_scales_the_estimate_by_the_finished_runs():

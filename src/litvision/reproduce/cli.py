@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds = reproduction.estimate() if reproduction.launcher is None else 0.0  # a cluster's: unknown
         if seconds:
             load, cores = os.getloadavg()[0], os.cpu_count() or 1
-            busy = f"; the machine is busy (load {load:.1f} on {cores} cores), so it may be far too long"
+            busy = f"; the machine is busy, load {load:.1f} on {cores} cores, so it may be far too long"
             console.print(
                 f"estimated time on this machine: about {format_duration(seconds)} (a rough figure"
                 f"{busy if load > 0.75 * cores else ''})"
