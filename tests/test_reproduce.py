@@ -148,6 +148,19 @@ def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, c
                                     "rows": [{"label": "x", "run": "a", "published": ["high"]}]}]},
          "'tables.rows.published' is 'high'"),
         ({"runs": {}}, "'title' is missing"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "findings": [{"claim": "c", "higher": {"run": "a"}, "lower": {"run": "b"}}]}, "lower: run 'b'"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "findings": [{"claim": "c", "higher": "a", "lower": {"run": "a"}}]}, "is 'a': expected a mapping"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "findings": [{"claim": "c", "higher": {"run": "a", "classes": "4-0"}, "lower": {"run": "a"}}]},
+         "'classes' '4-0' must be a class id or a range"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml", "b": "configs/digits_lstm.yaml"},
+          "tables": [{"title": "T", "metrics": ["test_acc"], "rows": [
+              {"label": "A", "run": "a", "published": [90.0]},
+              {"label": "B", "run": "b", "published": [95.0]}]}],
+          "findings": [{"claim": "A above B", "higher": {"run": "a"}, "lower": {"run": "b"}}]},
+         "the published values (90.0 and 95.0) do not put 'higher' above 'lower'"),
     ],
 )  # fmt: skip
 def test_a_bad_plan_is_refused_in_one_line_naming_the_value(plan, message, tmp_path, in_root):
@@ -207,6 +220,16 @@ def test_dry_run_prints_each_runs_command_and_writes_nothing(tmp_path, in_root, 
     assert len(commands) == 3 + 14  # each run once: the sweeps' baseline points share theirs
     assert "--model.optimizer.init_args.lr=0.005" in printed and "SyntheticDataModule" in printed
     assert not runs.exists() and not data.exists()
+    # One row alone (every seed of it), by a pattern of report/run; a pattern that matches nothing is refused.
+    main(["run", "002", "--dry-run", "--scale", "cpu", "--only", "002/unb*",
+          "--runs-dir", str(runs), "--data-root", str(data), "--seeds", "2"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert [line for line in printed.splitlines() if line.startswith("# ")] == [
+        "# 002/unbalanced (to run)", "# 002/unbalanced-seed1 (to run)"
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["run", "002", "--dry-run", "--only", "002/elmann", "--runs-dir", str(runs)])
+    assert "--only '002/elmann' matches no run of these reports: ['002/augmented'" in capsys.readouterr().err
 
 
 def test_a_sweep_runs_alone_with_arguments_for_every_point(tmp_path, in_root, capsys):
@@ -302,9 +325,16 @@ def test_the_whole_pipeline_fills_every_table_at_smoke_scale(tmp_path, in_root):
           str(runs), "--reports-dir", str(reports), "--data-root", str(tmp_path / "data")])  # fmt: skip
     rows = list(csv.DictReader((reports / "smoke" / "results.csv").open()))
     assert {r["report"] for r in rows} == {"000", "001", "002", "003", "004"}
-    assert all(r["status"] == "finished" and r["ours"] != "" for r in rows), [
-        r for r in rows if not r["ours"]
+    cells = [r for r in rows if r["table"] != "findings"]
+    assert all(r["status"] == "finished" and r["ours"] != "" for r in cells), [
+        r for r in cells if not r["ours"]
     ]
+    # Every finding of the reports judged (its two cells filled), with a verdict.
+    findings = [r for r in rows if r["table"] == "findings"]
+    assert len(findings) == 29 and all(r["ours"] != "" for r in findings), findings
+    assert all(
+        r["status"].startswith(("confirmed", "not confirmed", "same direction", "reversed")) for r in findings
+    )
     report = (reports / "smoke" / "REPORT.md").read_text()
     assert "| not run |" not in report and "failed:" not in report and "no figure" not in report
     figures = list((reports / "smoke" / "figures").glob("*.png"))
@@ -509,6 +539,69 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
     text = (reports / "study" / "REPORT.md").read_text()
     assert "## study: Study" in text and "Digits" not in text and "1 of 2 runs" not in text
     assert text.startswith("# Reproduction of Study (study scale)")
+
+
+def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_noise(tmp_path, in_root):
+    """A finding compares two cells, each over its run's finished seeds: confirmed when our gap has the
+    report's sign, and beyond the noise when it is over twice the larger standard deviation."""
+    plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
+    write_seeded_plan(plans)
+    plan = yaml.safe_load((plans / "900.yaml").read_text())
+    plan["runs"]["small"] = plan["runs"]["lstm"]
+    plan["tables"][0]["rows"].append({"label": "small", "run": "small", "published": [95.0]})
+    plan["tables"][1]["columns"]["small"] = "small"
+    plan["tables"][1]["published"] = {"0-4": [95.0, 90.0]}
+    plan["findings"] = [
+        {"claim": "LSTM above small", "higher": {"run": "lstm"}, "lower": {"run": "small"}},
+        {"claim": "LSTM above small, 0-4", "higher": {"run": "lstm", "classes": "0-4"},
+         "lower": {"run": "small", "classes": "0-4"}},
+        {"claim": "big above LSTM", "higher": {"run": "big"}, "lower": {"run": "lstm"}},
+    ]  # fmt: skip
+    (plans / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+
+    def finish(run: str, acc: float, minority: float) -> None:
+        (runs / "cpu" / "900" / run).mkdir(parents=True, exist_ok=True)
+        per_class = {str(k): {"acc": minority if k < 5 else acc} for k in range(10)}
+        (runs / "cpu" / "900" / run / "test_results.json").write_text(
+            json.dumps({"acc": acc, "per_class": per_class})
+        )
+        (runs / "cpu" / "900" / run / MARKER).write_text(json.dumps({"status": "finished"}))
+
+    def findings() -> dict[str, list[str]]:
+        main(["report", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
+              str(reports)])  # fmt: skip
+        text = (reports / "cpu" / "REPORT.md").read_text().split("### Findings")[1].split("###")[0]
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if "|" in line]
+        return {row[0]: row[1:] for row in rows[2:]}
+
+    finish("lstm", 0.95, 0.90)
+    finish("lstm-seed1", 0.97, 0.92)  # overall: 96 ± 1.41 over two seeds; classes 0-4: 91 ± 1.41
+    finish("small", 0.90, 0.80)
+    found = findings()
+    assert found["LSTM above small"] == [
+        "97.00 vs 95.00", "+2.00", "96.00 ± 1.41 (2 seeds) vs 90.00", "+6.00",
+        "confirmed, beyond the noise (2 x 1.41: twice the seeds' standard deviation)",
+    ]  # fmt: skip
+    assert found["LSTM above small, 0-4"][1:] == ["+5.00", "91.00 ± 1.41 (2 seeds) vs 80.00", "+11.00",
+                                                    found["LSTM above small"][-1]]  # fmt: skip
+    assert found["big above LSTM"][2:] == ["—", "", "needs a GPU: `big`"]
+    shutil.rmtree(runs / "cpu" / "900" / "small")
+    finish("small", 0.94, 0.80)  # a gap of 2 points: beyond one standard deviation, within two
+    assert found_verdict(findings(), "LSTM above small") == "same direction, within the noise"
+    shutil.rmtree(runs / "cpu" / "900" / "small")
+    finish("small", 0.99, 0.80)  # 3 points the other way
+    assert found_verdict(findings(), "LSTM above small") == "reversed, beyond the noise"
+    rows = {r["row"]: r for r in csv.DictReader((reports / "cpu" / "results.csv").open())}
+    assert rows["LSTM above small"]["table"] == "findings"
+    assert [rows["LSTM above small"][k] for k in ("published", "ours", "ours_std", "seeds")] == [
+        "2.0", "-3.0", "1.41", "1"
+    ]  # fmt: skip
+    summary = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[1].split("<a id")[0]
+    assert "| 1 of 2 (1 waiting for runs) |" in summary  # the 0-4 one confirmed, the reversed one not
+
+
+def found_verdict(found: dict[str, list[str]], claim: str) -> str:
+    return found[claim][-1].split(" (")[0]
 
 
 def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root, capsys, monkeypatch):

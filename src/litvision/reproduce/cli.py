@@ -4,6 +4,7 @@
     litvision reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
     litvision reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
     litvision reproduce run all --dry-run       # the command of every run, nothing started
+    litvision reproduce run 002 --scale cpu --data-source offline --only 002/elman   # one row
     litvision reproduce run cifar10_lt --scale longtail_cpu --data-source offline   # the long-tail study
     litvision reproduce report --scale quick    # rewrite the report from the runs on disk
     litvision reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     _seeds(run)
     _parallel(run)
+    run.add_argument(
+        "--only", nargs="+", metavar="REPORT/RUN",
+        help="train only these runs (patterns, e.g. 002/elman '002/lstm*'), every seed of each; the report "
+        "still covers the whole reports",
+    )  # fmt: skip
     run.add_argument("--no-analyses", action="store_true", help="skip the litvision analyze figures")
     run.add_argument(
         "--yes", action="store_true",
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         scale, source = _scale_and_source(args, make=not args.dry_run)
         reproduction = Reproduction(
             plans, scale, source, args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console=console,
-            seeds=args.seeds, launcher=launch.from_args(args),
+            seeds=args.seeds, launcher=launch.from_args(args), only=args.only,
         )  # fmt: skip
         if args.dry_run:
             print("\n".join(reproduction.dry_run()))

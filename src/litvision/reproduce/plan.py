@@ -103,6 +103,30 @@ class Analysis:
 
 
 @dataclass
+class Cell:
+    """A number of a report: a run's metric, or (``classes``: ``"0-4"``, ``"3"``) its mean test accuracy
+    over a range of classes, as a per-class table shows it."""
+
+    run: str
+    metric: str = "test_acc"
+    classes: int | str | None = None
+
+    @property
+    def key(self) -> int | str | None:
+        """The per-class table's key of ``classes``."""
+        return int(self.classes) if str(self.classes).isdigit() else self.classes
+
+
+@dataclass
+class Finding:
+    """An ordering the report states, ``higher`` above ``lower``; our report says whether ours agree."""
+
+    claim: str
+    higher: Cell
+    lower: Cell
+
+
+@dataclass
 class RunEntry:
     """A run of a plan file (a bare config path is read as ``{config: ...}``)."""
 
@@ -143,7 +167,10 @@ def _one_line(error: str) -> str:
     if missing:
         return f"'{missing.group(1)}' is missing"
     keys = [k.removeprefix("file.") for k in re.findall(r'(?:Parser key|key) "([^"]+)"', error)]
-    key = ".".join(k for k in keys if k != "file") or "file"
+    key = ".".join(k for k in dict.fromkeys(keys) if k != "file") or "file"
+    scalar = re.search(r"Unable to load config ['\"](.*?)['\"]", error)
+    if scalar:  # a value where a mapping of fields belongs
+        return f"'{key}' is {scalar.group(1)!r}: expected a mapping"
     lines = [line.strip() for line in error.splitlines() if line.strip()]
     value = next((line.split("value:", 1)[1].strip() for line in lines if "value:" in line), None)
     expected = next((line for line in lines if line.startswith(("Expected a", "Subtypes"))), lines[-1])
@@ -168,9 +195,21 @@ class ReportPlan:
     tables: list[Table] = field(default_factory=list)
     analyses: list[Analysis] = field(default_factory=list)
     sweeps: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     def unique_runs(self) -> list[RunSpec]:
         return list({spec.name: spec for spec in self.runs.values()}.values())  # one spec per directory
+
+    def published(self, cell: Cell) -> float | None:
+        """The report's own value of ``cell``, from the plan's tables (None: no table has it)."""
+        for table in self.tables:
+            if cell.key is None:
+                rows = [row for row in table.rows if row.run == cell.run and cell.metric in row.metrics]
+                if rows:
+                    return rows[0].published[rows[0].metrics.index(cell.metric)]
+            elif cell.key in table.published and cell.run in table.columns.values():
+                return table.published[cell.key][list(table.columns.values()).index(cell.run)]
+        return None
 
 
 @dataclass
@@ -351,8 +390,7 @@ def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str]
     metrics = [*table.metrics, *(metric for row in table.rows for metric in row.metrics)]
     _require(where, "metric", metrics, metrics_known)
     for key, values in table.published.items():
-        span = re.fullmatch(r"(\d+)-(\d+)", str(key))
-        if key != "total" and not isinstance(key, int) and not (span and int(span[1]) < int(span[2])):
+        if key != "total" and not isinstance(key, int) and not _class_range(key):
             raise LitvisionError(
                 f"{where}: 'published' keys are class ids (0, 1, ...), a range of them ('0-4': their mean "
                 f"accuracy) or 'total', not {key!r}"
@@ -361,6 +399,12 @@ def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str]
     for row in table.rows:
         _count(row.metrics, len(table.metrics), f"{where}, row '{row.label}': 'metrics'")
         _count(row.published, len(table.metrics), f"{where}, row '{row.label}': 'published'")
+
+
+def _class_range(key: str) -> bool:
+    """Whether ``key`` is a range of class ids, ``"0-4"`` (upwards)."""
+    span = re.fullmatch(r"(\d+)-(\d+)", key)
+    return bool(span and int(span[1]) < int(span[2]))
 
 
 def _count(values: list[Any], n: int, what: str) -> None:
@@ -380,6 +424,27 @@ def _check_analysis(analysis: Analysis, runs: dict[str, RunSpec], root: Path, wh
     if analysis.name is not None:
         _word(analysis.name, where, "name")
     analysis.caption = analysis.caption or analysis.tool
+
+
+def _check_finding(finding: Finding, plan: ReportPlan, metrics_known: set[str], where: str) -> None:
+    where = f"{where} '{finding.claim}'"
+    for side, cell in (("higher", finding.higher), ("lower", finding.lower)):
+        _require(f"{where}, {side}", "run", [cell.run], plan.runs, "the plan's runs ")
+        _require(f"{where}, {side}", "metric", [cell.metric], metrics_known)
+        classes = str(cell.classes)
+        if cell.classes is not None and not (
+            (classes.isdigit() or _class_range(classes)) and cell.metric == "test_acc"
+        ):
+            raise LitvisionError(
+                f"{where}, {side}: 'classes' {cell.classes!r} must be a class id or a range ('0-4') of the "
+                "test accuracy (metric test_acc)"
+            )
+    high, low = plan.published(finding.higher), plan.published(finding.lower)
+    if high is not None and low is not None and high <= low:
+        raise LitvisionError(
+            f"{where}: the published values ({high} and {low}) do not put 'higher' above 'lower'"
+        )
+    finding.claim = _words(finding.claim)
 
 
 def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
@@ -409,6 +474,8 @@ def load_plan(path: Path, root: Path, metrics_known: set[str]) -> ReportPlan:
         _check_table(table, plan.runs, metrics_known, f"{where}, table")
     for analysis in plan.analyses:
         _check_analysis(analysis, plan.runs, root, f"{where}, analysis")
+    for finding in plan.findings:
+        _check_finding(finding, plan, metrics_known, f"{where}, finding")
     keys = [a.key for a in plan.analyses]
     if len(set(keys)) != len(keys):
         raise LitvisionError(f"{where}: two analyses share a name ({keys}); give them different 'name's")

@@ -23,7 +23,7 @@ from typing import Any
 
 from litvision.analysis.cli import BY_NAME
 from litvision.reproduce.data_sources import DATASETS, DataSource
-from litvision.reproduce.plan import ReportPlan, RunSpec, Scale, Table, read_yaml
+from litvision.reproduce.plan import Cell, ReportPlan, RunSpec, Scale, Table, read_yaml
 from litvision.reproduce.runner import ANALYSES_FILE, LOG, MARKER, PLAIN_DIR, is_finished, last_error
 from litvision.utils import csv_text, git_state, markdown_table, read_json, read_scalars, write_text
 
@@ -32,7 +32,14 @@ TEST, SVM, REBALANCE = "test_results.json", "analysis/svm_head.json", "analysis/
 PLAIN = f"{PLAIN_DIR}/results.json"
 CSV_COLUMNS = ["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds", "difference",
                "plain_loop", "status", "budget", "run", "run_dir", "scale", "data_source"]  # fmt: skip
-ROUNDED = {"ours", "ours_std", "difference", "plain_loop"}  # to 2 decimals in the file, not in the summary
+ROUNDED = {
+    "published",
+    "ours",
+    "ours_std",
+    "difference",
+    "plain_loop",
+}  # to 2 decimals in the file, not in the summary
+FINDINGS = "findings"  # results.csv's table of the findings: published and our gaps, and the verdict
 
 
 @dataclass
@@ -156,6 +163,28 @@ class Seeds:
         if self.std is None:
             return mean if n >= self.asked else f"{mean} ({count})"
         return f"{mean} ± {fmt(self.std, accuracy)} ({count})"
+
+
+def verdict(higher: Seeds, lower: Seeds) -> str:
+    """Whether our values put ``higher`` above ``lower``, and whether the gap is beyond the noise: twice
+    the larger standard deviation over the seeds (not measured where each side has one seed)."""
+    assert higher.mean is not None and lower.mean is not None
+    gap = higher.mean - lower.mean
+    spread = max((s.std for s in (higher, lower) if s.std is not None), default=None)
+    if spread is None:
+        return ("confirmed" if gap > 0 else "not confirmed") + " (one seed each: the noise is not measured)"
+    said = {(True, True): "confirmed, beyond the noise", (True, False): "same direction, within the noise",
+            (False, True): "reversed, beyond the noise",
+            (False, False): "not confirmed, within the noise"}[gap > 0, abs(gap) > 2 * spread]  # fmt: skip
+    return f"{said} (2 x {spread:.2f}: twice the seeds' standard deviation)"
+
+
+def findings_count(verdicts: list[str], listed: int) -> str:
+    """The summary's count: the findings confirmed of those judged (both sides have a value)."""
+    if not listed:
+        return "—"
+    waiting = f" ({listed - len(verdicts)} waiting for runs)" if len(verdicts) < listed else ""
+    return f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}{waiting}"
 
 
 def git_commit() -> str:
@@ -284,15 +313,19 @@ class Report:
 
     def summary(self) -> list[str]:
         """A line per report, from its rows of results.csv (so ``section`` comes first)."""
-        rows = [["report", "runs finished", "table cells filled", "mean \\|difference\\| (points)"]]
+        rows = [["report", "runs finished", "table cells filled", "mean \\|difference\\| (points)",
+                 "findings confirmed"]]  # fmt: skip
         for plan in self.plans:
             runs = self.trained_here([plan])
-            cells = [row for row in self.rows if row["report"] == plan.id]
+            mine = [row for row in self.rows if row["report"] == plan.id]
+            cells = [row for row in mine if row["table"] != FINDINGS]
             diffs = [abs(row["difference"]) for row in cells if row["difference"] is not None]
+            judged = [row["status"] for row in mine if row["table"] == FINDINGS and row["ours"] is not None]
             rows.append([
                 f"[{plan.id}](#{plan.id}) {plan.title}", f"{sum(r.finished for r in runs)} / {len(runs)}",
                 f"{sum(row['ours'] is not None for row in cells)} / {len(cells)}",
                 f"{statistics.fmean(diffs):.2f}" if diffs else "—",
+                findings_count(judged, len(plan.findings)),
             ])  # fmt: skip
         return ["## Summary", "", markdown_table(rows)]
 
@@ -305,6 +338,7 @@ class Report:
             lines += ["Where our protocol differs:", "", *(f"- {n}" for n in notes), ""]
         for table in plan.tables:
             lines += (self.per_class_table if table.kind == "per_class" else self.runs_table)(plan, table)
+        lines += self.findings_table(plan)
         return "\n".join(lines + self.figures_section(plan) + self.runs_section(plan))
 
     def automatic_notes(self, plan: ReportPlan) -> list[str]:
@@ -404,6 +438,46 @@ class Report:
         note = f"Each cell: {self.ours} / published (difference), in %."
         return [f"### {table.title}", "", note, "", markdown_table(rows)]
 
+    def cell(self, plan: ReportPlan, cell: Cell) -> Seeds:
+        """Our value of a cell over the finished seeds of its run."""
+        spec = plan.runs[cell.run]
+        return self._class_value(spec, cell.key) if cell.key is not None else self.value(cell.metric, spec)
+
+    def findings_table(self, plan: ReportPlan) -> list[str]:
+        """The report's orderings, each with the published values, ours and whether ours agree; in
+        results.csv, a row each: the published gap, ours, the noise (``ours_std``) and the verdict."""
+        if not plan.findings:
+            return []
+        rows = [["finding", "published", "gap", self.ours, "gap", "verdict"]]
+        for finding in plan.findings:
+            sides = (finding.higher, finding.lower)
+            high, low = (self.cell(plan, cell) for cell in sides)
+            pub_high, pub_low = (plan.published(cell) for cell in sides)
+            gap = None if high.mean is None or low.mean is None else high.mean - low.mean
+            pub_gap = None if pub_high is None or pub_low is None else pub_high - pub_low
+            missing = [plan.runs[c.run] for c, v in zip(sides, (high, low)) if v.mean is None]
+            status = self.status(missing[0]) if missing else ""
+            said = (
+                verdict(high, low)
+                if gap is not None
+                else f"{status.replace('finished', 'no value')}: `{missing[0].name}`"
+            )
+            ours = f"{high.text()} vs {low.text()}" if gap is not None else "—"
+            published = f"{fmt(pub_high)} vs {fmt(pub_low)}"
+            rows.append([finding.claim, published, fmt_diff(pub_high, pub_low), ours,
+                         fmt_diff(high.mean, low.mean), said])  # fmt: skip
+            spec, stds = plan.runs[finding.higher.run], [s.std for s in (high, low) if s.std is not None]
+            budget = "needs a GPU" if self.scale.gpu_reason(spec) else self.scale.budget(spec)
+            run = f"{finding.higher.run} > {finding.lower.run}"
+            values = [plan.id, FINDINGS, finding.claim, "gap", pub_gap, gap, max(stds, default=None),
+                      min(len(high.values), len(low.values)), None, None, said, budget, run, "",
+                      self.scale.name, self.source.name]  # fmt: skip
+            self.rows.append(dict(zip(CSV_COLUMNS, values)))
+        note = (f"The report's orderings, each as two of the numbers above, the higher first: published and "
+                f"{self.ours} values in %, the gaps in points. The noise: twice the larger standard "
+                "deviation of the two sides' seeds.")  # fmt: skip
+        return ["### Findings", "", note, "", markdown_table(rows)]
+
     def figures_section(self, plan: ReportPlan) -> list[str]:
         statuses = read_json(self.runs_root / plan.id / ANALYSES_FILE) or {}
         lines = ["### Figures", ""] if plan.analyses else []
@@ -451,8 +525,11 @@ class Report:
                     fmt(r.marker.get("wall_time_s") if done else None, accuracy=False), r.device or "—",
                 ])  # fmt: skip
                 commands += [f"# {r.spec.name}\n{r.marker['command']}"] if r.marker.get("command") else []
+        again = shlex.join(["litvision", "reproduce", "run", plan.id, "--scale", self.scale.name,
+                            "--data-source", self.source.name, "--only", f"{plan.id}/RUN"])  # fmt: skip
         lines = ["### Runs", "", "Training time: the fit (training and validation) from `run_info.json`; "
-                 "command: the whole `litvision fit`, start-up and test included.", "",
+                 "command: the whole `litvision fit`, start-up and test included. One run again, its seeds "
+                 f"and arguments as here, from a clone of the repository: `{again}`.", "",
                  markdown_table(rows)]  # fmt: skip
         if gpu:
             lines += [f"Needs a GPU (not run at this scale; `make reproduce-{plan.id}` on a GPU box runs "

@@ -11,6 +11,7 @@ unfinished run with ``checkpoints/last.ckpt`` resumes from it, in place.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import functools
 import os
 import queue
@@ -117,11 +118,17 @@ class Reproduction:
         self, plans: list[ReportPlan], scale: Scale, source: DataSource, root: Path, jobs: int | None = None,
         gpus_per_run: int = 1, python: str = sys.executable, console: Console | None = None,
         extra_args: list[str] | None = None, seeds: int | None = None, launcher: Launcher | None = None,
+        only: list[str] | None = None,
     ) -> None:  # fmt: skip
         for option, value in (("--seeds", seeds), ("--jobs", jobs), ("--gpus-per-run", gpus_per_run)):
             if value is not None and value < 1:
                 raise LitvisionError(f"{option} {value} is invalid: it must be 1 or more")
         self.plans, self.scale, self.source, self.seeds = plans, scale, source, seeds
+        self.only = only  # report/run patterns: the runs to train (None: all)
+        rows = {spec.row_id for plan in plans for spec in plan.unique_runs()}
+        for pattern in only or []:
+            if not fnmatch.filter(rows, pattern):
+                raise LitvisionError(f"--only {pattern!r} matches no run of these reports: {sorted(rows)}")
         self.root = root  # runs go to ROOT/<report>/<run>/
         self.extra_args = list(extra_args or [])
         self.python = python
@@ -144,11 +151,12 @@ class Reproduction:
         return self.root / spec.report / spec.name
 
     def specs(self) -> list[RunSpec]:
-        """Every run of the plans with all its seeds, those this scale leaves to a GPU included."""
+        """Every run of the plans (those of ``only``) with all its seeds, those left to a GPU included."""
         return [
             spec.with_seed(k)
             for plan in self.plans
             for spec in plan.unique_runs()
+            if self.only is None or any(fnmatch.fnmatchcase(spec.row_id, p) for p in self.only)
             for k in range(self.scale.seed_count(spec, self.seeds))
         ]
 
