@@ -9,6 +9,7 @@ import os
 import shutil
 import statistics
 import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -665,6 +666,32 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 12  # 2 epochs of 6 steps: the lost steps were trained again
     assert [p.name for p in run.parent.iterdir()] == ["lstm"]  # no second run directory
+
+
+def test_a_run_the_runner_stops_is_marked_interrupted_not_failed(tmp_path, in_root, capsys):
+    """Ctrl-C (or a requeue) stops the run's process: its marker, the console and the report say
+    interrupted, not failed, and the next start runs it."""
+    plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
+    write_seeded_plan(plans)
+    scale = load_scale("cpu", plans / "scales")
+    plan = load_plan(plans / "900.yaml", Path("."), set(METRICS))
+    runner = Reproduction([plan], scale, DataSource("download", scale), runs / "cpu")
+    job = runner.run_job(plan.runs["lstm"])
+    stop = threading.Event()
+    stop.set()  # as KeyboardInterrupt leaves it: the process is terminated at once
+    runner.run_one(job, None, "[1/1]", stop)
+    assert "run 900/lstm interrupted after 0 s: it resumes at the next start" in capsys.readouterr().out
+    marker = json.loads((runs / "cpu" / "900" / "lstm" / MARKER).read_text())
+    assert marker["status"] == "interrupted" and marker["reason"] == "interrupted"
+    main(["report", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
+          str(reports)])  # fmt: skip
+    text = (reports / "cpu" / "REPORT.md").read_text()
+    assert "| LSTM | 97.00 | interrupted |" in text and "0 failed" in text
+    assert (
+        "| `lstm` | interrupted: it resumes from its last checkpoint at the next `litvision reproduce run`"
+        in text
+    )
+    assert runner.run_job(plan.runs["lstm"]) is not None  # the next start runs it
 
 
 def test_the_random_weights_note_names_the_runs_trained_here_with_their_configs_network(

@@ -24,7 +24,15 @@ from typing import Any
 from litvision.analysis.cli import BY_NAME
 from litvision.reproduce.data_sources import DATASETS, DataSource
 from litvision.reproduce.plan import Cell, ReportPlan, RunSpec, Scale, Table, read_yaml
-from litvision.reproduce.runner import ANALYSES_FILE, LOG, MARKER, PLAIN_DIR, is_finished, last_error
+from litvision.reproduce.runner import (
+    ANALYSES_FILE,
+    INTERRUPTED,
+    LOG,
+    MARKER,
+    PLAIN_DIR,
+    is_finished,
+    last_error,
+)
 from litvision.utils import csv_text, git_state, markdown_table, read_json, read_scalars, write_text
 
 # The JSON files of a run that metrics read.
@@ -84,6 +92,8 @@ class RunResult:
             return "finished"
         if self.marker.get("status") == "failed":
             return f"failed: {self.marker.get('reason', 'see its log')}"
+        if self.marker.get("status") == INTERRUPTED:
+            return f"{INTERRUPTED}: it resumes from its last checkpoint at the next `litvision reproduce run`"
         if (self.directory / LOG).is_file():
             return f"unfinished: {last_error(self.directory / LOG)}"
         return "not run"

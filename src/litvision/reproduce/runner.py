@@ -45,6 +45,7 @@ MARKER = "reproduce.json"
 LOG = "reproduce.log"
 PLAIN_DIR = "plain_loop"
 ANALYSES_FILE = "analyses.json"
+INTERRUPTED = "interrupted"  # the reason of a job stopped by the runner (Ctrl-C, a requeue): not a failure
 
 
 def now() -> str:
@@ -234,7 +235,9 @@ class Reproduction:
 
         return Job(
             "run", spec.id, [self.python, "-m", "litvision", *args], run_dir / LOG, success,
-            lambda seconds, cpu, reason: record("failed", seconds, cpu, reason),
+            lambda seconds, cpu, reason: record(
+                "interrupted" if reason == INTERRUPTED else "failed", seconds, cpu, reason
+            ),
             remake=functools.partial(self.run_job, spec),
         )  # fmt: skip
 
@@ -384,13 +387,14 @@ class Reproduction:
             said = f": {summary}" if summary else ""
             self.console.print(f"{position} {job.kind} [bold]{job.id}[/] finished in {seconds:.0f} s{said}")
         else:
-            reason = reason or ("interrupted" if stop.is_set() else last_error(job.log))
+            reason = reason or (INTERRUPTED if stop.is_set() else last_error(job.log))
             job.on_failure(seconds, cpu, reason)
             with self._lock:
                 self.failures.append(f"{job.kind} {job.id}: {reason}")
+            said = f"{reason} (log: {job.log})" if reason != INTERRUPTED else "it resumes at the next start"
+            ended = "[bold yellow]interrupted[/]" if reason == INTERRUPTED else "[bold red]failed[/]"
             self.console.print(
-                f"{position} {job.kind} [bold]{job.id}[/] [bold red]failed[/] after {seconds:.0f} s: "
-                f"{reason} (log: {job.log})"
+                f"{position} {job.kind} [bold]{job.id}[/] {ended} after {seconds:.0f} s: {said}"
             )
         if progress:
             with self._lock:
