@@ -279,6 +279,17 @@ def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fak
     assert not list(fake_slurm.iterdir()) and not (tmp_path / "runs").exists()
 
 
+def test_a_settings_files_time_limit_reads_as_sbatch_reads_it(tmp_path):
+    """``time: 4:00:00`` unquoted is four hours (YAML 1.1 would read 14400, then taken as minutes)."""
+    from litvision.reproduce.launch import SlurmSettings
+
+    for written, seconds in (("4:00:00", 4 * 3600), ("'4:00:00'", 4 * 3600), ("240", 240 * 60),
+                             ("1-12", 36 * 3600), ("30:00", 30 * 60)):  # fmt: skip
+        (tmp_path / "slurm.yaml").write_text(f"time: {written}\narray_parallelism: 8\n")
+        settings = SlurmSettings.load(tmp_path / "slurm.yaml")
+        assert (settings.timeout_s(), settings.array_parallelism) == (seconds, 8), written
+
+
 @pytest.mark.slow
 def test_submitit_local_waits_and_reports_a_failed_task(tmp_path, capsys):
     from litvision.reproduce.cli import main

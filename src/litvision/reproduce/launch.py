@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from litvision.errors import LitvisionError
-from litvision.reproduce.plan import read_yaml
+from litvision.reproduce.plan import TimeLoader, read_yaml
 from litvision.utils import read_json, write_json
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class SlurmSettings:
     @classmethod
     def load(cls, path: Path | None = None, **given: Any) -> SlurmSettings:
         """Settings from a YAML file (if any), then the options given (None: not given)."""
-        data = read_yaml(path, "SLURM settings") if path is not None else {}
+        data = read_yaml(path, "SLURM settings", TimeLoader) if path is not None else {}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

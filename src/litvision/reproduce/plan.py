@@ -270,12 +270,24 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
+class TimeLoader(yaml.SafeLoader):
+    """YAML with integers as YAML 1.2 reads them: ``4:00:00`` stays a string (YAML 1.1 makes it 14400,
+    base 60), as a time limit is written."""
+
+
+TimeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+TimeLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def read_yaml(path: Path | str, what: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> dict[str, Any]:
     path = Path(path)  # an analysis's config is a str
     if not path.is_file():
         raise LitvisionError(f"{what} '{path}' not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=loader)
     except yaml.YAMLError as err:
         raise LitvisionError(f"{what} '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
