@@ -679,8 +679,11 @@ def test_a_run_the_runner_stops_is_marked_interrupted_not_failed(tmp_path, in_ro
     job = runner.run_job(plan.runs["lstm"])
     stop = threading.Event()
     stop.set()  # as KeyboardInterrupt leaves it: the process is terminated at once
+    runner.progress = Progress({job.id: 10.0})
     runner.run_one(job, None, "[1/1]", stop)
-    assert "run 900/lstm interrupted after 0 s: it resumes at the next start" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "run 900/lstm interrupted after 0 s: it resumes at the next start" in out
+    assert "progress: 0 finished, 0 running, 1 left;" in out  # not counted as failed
     marker = json.loads((runs / "cpu" / "900" / "lstm" / MARKER).read_text())
     assert marker["status"] == "interrupted" and marker["reason"] == "interrupted"
     main(["report", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",

@@ -100,11 +100,12 @@ class Progress:
     def start(self, run: str) -> None:
         self.running.add(run)
 
-    def end(self, run: str, seconds: float, ok: bool) -> None:
+    def end(self, run: str, seconds: float, ok: bool | None) -> None:
+        """A run ended: ``ok`` True (finished), False (failed) or None (interrupted: left to do)."""
         self.running.discard(run)
         if ok:
             self.actual[run] = seconds
-        else:
+        elif ok is False:
             self.failed.add(run)
 
     def left_seconds(self) -> float:

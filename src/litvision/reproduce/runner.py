@@ -398,7 +398,7 @@ class Reproduction:
             )
         if progress:
             with self._lock:
-                progress.end(job.id, seconds, reason is None)
+                progress.end(job.id, seconds, None if reason == INTERRUPTED else reason is None)
                 self.console.print(f"[dim]progress: {progress.line()}[/]")
 
     def __getstate__(self) -> dict[str, Any]:
