@@ -40,13 +40,8 @@ TEST, SVM, REBALANCE = "test_results.json", "analysis/svm_head.json", "analysis/
 PLAIN = f"{PLAIN_DIR}/results.json"
 CSV_COLUMNS = ["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds", "difference",
                "plain_loop", "status", "budget", "run", "run_dir", "scale", "data_source"]  # fmt: skip
-ROUNDED = {
-    "published",
-    "ours",
-    "ours_std",
-    "difference",
-    "plain_loop",
-}  # to 2 decimals in the file, not in the summary
+# Rounded to 2 decimals in the file, not in the summary.
+ROUNDED = {"published", "ours", "ours_std", "difference", "plain_loop"}
 FINDINGS = "findings"  # results.csv's table of the findings: published and our gaps, and the verdict
 
 
@@ -465,14 +460,12 @@ class Report:
             pub_high, pub_low = (plan.published(cell) for cell in sides)
             gap = None if high.mean is None or low.mean is None else high.mean - low.mean
             pub_gap = None if pub_high is None or pub_low is None else pub_high - pub_low
-            missing = [plan.runs[c.run] for c, v in zip(sides, (high, low)) if v.mean is None]
-            status = self.status(missing[0]) if missing else ""
-            said = (
-                verdict(high, low)
-                if gap is not None
-                else f"{status.replace('finished', 'no value')}: `{missing[0].name}`"
-            )
-            ours = f"{high.text()} vs {low.text()}" if gap is not None else "—"
+            if gap is None:  # the first side without a value, and why
+                spec = next(plan.runs[c.run] for c, v in zip(sides, (high, low)) if v.mean is None)
+                why = self.status(spec)
+                said, ours = f"{'no value yet' if why == 'finished' else why}: `{spec.name}`", "—"
+            else:
+                said, ours = verdict(high, low), f"{high.text()} vs {low.text()}"
             published = f"{fmt(pub_high)} vs {fmt(pub_low)}"
             rows.append([finding.claim, published, fmt_diff(pub_high, pub_low), ours,
                          fmt_diff(high.mean, low.mean), said])  # fmt: skip
