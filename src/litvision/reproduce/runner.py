@@ -236,7 +236,7 @@ class Reproduction:
         return Job(
             "run", spec.id, [self.python, "-m", "litvision", *args], run_dir / LOG, success,
             lambda seconds, cpu, reason: record(
-                "interrupted" if reason == INTERRUPTED else "failed", seconds, cpu, reason
+                INTERRUPTED if reason == INTERRUPTED else "failed", seconds, cpu, reason
             ),
             remake=functools.partial(self.run_job, spec),
         )  # fmt: skip
