@@ -413,9 +413,9 @@ def _check_table(table: Table, runs: dict[str, RunSpec], metrics_known: set[str]
         _count(row.published, len(table.metrics), f"{where}, row '{row.label}': 'published'")
 
 
-def _class_range(key: str) -> bool:
+def _class_range(key: Any) -> bool:
     """Whether ``key`` is a range of class ids, ``"0-4"`` (upwards)."""
-    span = re.fullmatch(r"(\d+)-(\d+)", key)
+    span = re.fullmatch(r"(\d+)-(\d+)", str(key))
     return bool(span and int(span[1]) < int(span[2]))
 
 
