@@ -22,7 +22,7 @@ from litvision.commands import main as litvision_main
 from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
-from litvision.reproduce.estimate import Progress
+from litvision.reproduce.estimate import START_S, Progress
 from litvision.reproduce.plan import (
     Analysis,
     Scale,
@@ -34,7 +34,7 @@ from litvision.reproduce.plan import (
     select_plans,
 )
 from litvision.reproduce.report import METRICS, Report
-from litvision.reproduce.runner import MARKER, Reproduction, is_finished
+from litvision.reproduce.runner import MARKER, Reproduction, epochs_trained, is_finished
 
 PLANS = ROOT / "configs" / "experiments"
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
@@ -656,11 +656,24 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
         (tmp_path / name / "scales" / "tiny.yaml").write_text(yaml.safe_dump({"description": "short"}))
     args = ["--scale", "tiny", "--runs-dir", str(tmp_path / "runs"), "--reports-dir",
             str(tmp_path / "reports"), "--data-source", "synthetic", "--no-analyses"]  # fmt: skip
+    # The time-left estimate of a run in that directory, were it a 2-epoch MNIST run (digits have none).
+    mnist = tmp_path / "mnist"
+    (mnist / "900.yaml").parent.mkdir()
+    (mnist / "900.yaml").write_text(yaml.safe_dump({"title": "MNIST", "runs": {"lstm": {
+        "config": "configs/lstm_mnist.yaml", "overrides": {"trainer.max_epochs": 2}}}}))  # fmt: skip
+    scale = Scale("tiny", scaled_down=True, data={"mnist": {"train": 10, "test": 10}})
+    plan = load_plan(mnist / "900.yaml", Path("."), set(METRICS))
+    runner = Reproduction([plan], scale, DataSource("synthetic", scale), tmp_path / "runs" / "tiny")
+    fresh = runner.predicted_seconds(plan.runs["lstm"]) - START_S  # training time, 2 epochs
+    assert fresh > 0
     with pytest.raises(SystemExit):
         main(["run", "--plans", str(tmp_path / "crashing"), *args])
     run = tmp_path / "runs" / "tiny" / "900" / "lstm"
     assert not is_finished(run) and (run / "checkpoints" / "last.ckpt").is_file()
     capsys.readouterr()
+    # Killed in its second epoch: the estimate (and so the progress line's calibration) counts 1 epoch left.
+    assert epochs_trained(run) == 1
+    assert runner.predicted_seconds(plan.runs["lstm"]) - START_S == pytest.approx(fresh / 2)
 
     main(["run", "--plans", str(tmp_path / "plain"), *args])
     marker = json.loads((run / MARKER).read_text())

@@ -27,10 +27,16 @@ START_S = 20.0  # starting Python, Lightning and the data of one run
 
 
 def run_seconds(
-    config: dict[str, Any], args: list[str], dataset: str, shape: tuple[int, ...], sizes: dict[str, Any]
+    config: dict[str, Any],
+    args: list[str],
+    dataset: str,
+    shape: tuple[int, ...],
+    sizes: dict[str, Any],
+    epochs_done: int = 0,
 ) -> float | None:
     """Estimated seconds of one run of ``config`` with the ``--key=value`` arguments ``args`` (later ones
-    win), on ``dataset`` (its subset ``sizes`` per class, if any); None when its network is unknown."""
+    win), on ``dataset`` (its subset ``sizes`` per class, if any), ``epochs_done`` of its epochs trained
+    already (a resumed run); None when its network is unknown."""
     given = {k: yaml.safe_load(v) for k, _, v in (a[2:].partition("=") for a in args if "=" in a)}
 
     def setting(key: str, default: Any = None) -> Any:  # from the arguments, else the config file
@@ -55,7 +61,7 @@ def run_seconds(
     batch = int(setting("data.batch_size", 128))
     limit = setting("trainer.limit_train_batches", 1.0)
     images = min(images, limit * batch) if isinstance(limit, int) else int(images * float(limit))
-    epochs = int(setting("trainer.max_epochs", 1000))
+    epochs = max(int(setting("trainer.max_epochs", 1000)) - epochs_done, 0)
     init_args = {k: v for k, v in (backbone.get("init_args") or {}).items() if k != "pretrained"}
     per_image = step_seconds(backbone["class_path"], json.dumps(init_args), shape, min(batch, 64))
     return START_S + epochs * max(images, 1) * per_image * (1 + EVAL_SHARE)

@@ -39,7 +39,7 @@ from litvision.reproduce.data_sources import DATASETS, DataSource
 from litvision.reproduce.estimate import START_S, Progress, run_seconds
 from litvision.reproduce.launch import Launcher
 from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, lookup, read_yaml
-from litvision.utils import read_json, write_json
+from litvision.utils import load_checkpoint, read_json, write_json
 
 MARKER = "reproduce.json"
 LOG = "reproduce.log"
@@ -55,6 +55,16 @@ def now() -> str:
 def is_finished(run_dir: Path) -> bool:
     marker = read_json(run_dir / MARKER)
     return bool(marker and marker.get("status") == "finished" and (run_dir / "test_results.json").is_file())
+
+
+def epochs_trained(run_dir: Path) -> int:
+    """The epochs an unfinished run has trained to its ``last.ckpt`` (0: none, or it cannot be read)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        loops = load_checkpoint(last)["loops"] if last.is_file() else {}
+    except (LitvisionError, KeyError):
+        return 0
+    return int(lookup(loops, "fit_loop.epoch_progress.total.processed")[1] or 0)
 
 
 def last_error(log: Path) -> str:
@@ -432,14 +442,15 @@ class Reproduction:
                 (self.root / ".lock").unlink(missing_ok=True)  # while still holding it
 
     def predicted_seconds(self, spec: RunSpec) -> float:
-        """A rough estimate of the run's wall time on this machine (see reproduce/estimate.py)."""
+        """A rough estimate of the run's wall time on this machine (see reproduce/estimate.py), for the
+        epochs it has left when it resumes from a checkpoint."""
         config = self.resolved_config(spec)
         dataset = self.source.run_args(config)[1]
         if dataset is None:
             return START_S
         shape = DATASETS[lookup(config, "data.class_path")[1]][1]
-        args = self.fit_args(spec)[2:]
-        return run_seconds(config, args, dataset, shape, self.source._sizes(dataset)) or START_S
+        args, done = self.fit_args(spec)[2:], epochs_trained(self.run_dir(spec))
+        return run_seconds(config, args, dataset, shape, self.source._sizes(dataset), done) or START_S
 
     def estimate(self) -> float:
         """Estimated seconds to train the runs not finished yet, with this reproduction's slots."""
