@@ -33,7 +33,7 @@ from litvision.reproduce.plan import (
     lookup,
     select_plans,
 )
-from litvision.reproduce.report import METRICS, Report
+from litvision.reproduce.report import METRICS, Report, RunResult
 from litvision.reproduce.runner import MARKER, Reproduction, epochs_trained, is_finished
 
 PLANS = ROOT / "configs" / "experiments"
@@ -673,6 +673,11 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     capsys.readouterr()
     # Killed in its second epoch: the estimate (and so the progress line's calibration) counts 1 epoch left.
     assert epochs_trained(run) == 1
+    marker = (run / MARKER).read_text()
+    (run / MARKER).unlink()  # as a runner killed with its run leaves it: the report says what is left
+    status = RunResult(plan.runs["lstm"], run).status
+    assert status.startswith("unfinished: 1 epoch(s) trained; it resumes from its last checkpoint")
+    (run / MARKER).write_text(marker)
     assert runner.predicted_seconds(plan.runs["lstm"]) - START_S == pytest.approx(fresh / 2)
 
     main(["run", "--plans", str(tmp_path / "plain"), *args])

@@ -30,6 +30,7 @@ from litvision.reproduce.runner import (
     LOG,
     MARKER,
     PLAIN_DIR,
+    epochs_trained,
     is_finished,
     last_error,
 )
@@ -89,6 +90,11 @@ class RunResult:
             return f"failed: {self.marker.get('reason', 'see its log')}"
         if self.marker.get("status") == INTERRUPTED:
             return f"{INTERRUPTED}: it resumes from its last checkpoint at the next `litvision reproduce run`"
+        if (self.directory / "checkpoints" / "last.ckpt").is_file():  # running, or its runner was stopped
+            return (
+                f"unfinished: {epochs_trained(self.directory)} epoch(s) trained; it resumes from its last "
+                "checkpoint at the next `litvision reproduce run`"
+            )
         if (self.directory / LOG).is_file():
             return f"unfinished: {last_error(self.directory / LOG)}"
         return "not run"
