@@ -687,6 +687,8 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 12  # 2 epochs of 6 steps: the lost steps were trained again
     assert [p.name for p in run.parent.iterdir()] == ["lstm"]  # no second run directory
+    report = (tmp_path / "reports" / "tiny" / "REPORT.md").read_text()
+    assert f"| {marker['wall_time_s']:.0f} (last attempt) |" in report  # its command time: not all of it
 
 
 def test_a_run_the_runner_stops_is_marked_interrupted_not_failed(tmp_path, in_root, capsys):

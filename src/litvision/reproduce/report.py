@@ -527,17 +527,20 @@ class Report:
                 continue
             for r in self.seeded(spec):
                 done = r.finished
+                command_s = fmt(r.marker.get("wall_time_s") if done else None, accuracy=False)
+                resumed = done and r.marker.get("resumed_from_checkpoint")
                 rows.append([
                     f"`{r.spec.name}`", r.status, fmt(METRICS["test_acc"].value(r)),
                     r.info.get("epochs", (r.test or {}).get("epoch")) if done else "—",
                     fmt(r.wall_time_s if done else None, accuracy=False),
-                    fmt(r.marker.get("wall_time_s") if done else None, accuracy=False), r.device or "—",
+                    f"{command_s} (last attempt)" if resumed else command_s, r.device or "—",
                 ])  # fmt: skip
                 commands += [f"# {r.spec.name}\n{r.marker['command']}"] if r.marker.get("command") else []
         again = shlex.join(["litvision", "reproduce", "run", plan.id, "--scale", self.scale.name,
                             "--data-source", self.source.name, "--only", f"{plan.id}/RUN"])  # fmt: skip
         lines = ["### Runs", "", "Training time: the fit (training and validation) from `run_info.json`; "
-                 "command: the whole `litvision fit`, start-up and test included. One run again, its seeds "
+                 "command: the whole `litvision fit`, start-up and test included (of a run resumed from its "
+                 "checkpoint, only the attempt that finished it). One run again, its seeds "
                  f"and arguments as here, from a clone of the repository: `{again}`.", "",
                  markdown_table(rows)]  # fmt: skip
         if gpu:
