@@ -604,6 +604,8 @@ def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_no
     assert "| 1 of 2 (1 waiting for runs) |" in summary  # the 0-4 one confirmed, the reversed one not
     # The mean difference: small's two cells (4 and 10 points), not the LSTM's at its reduced budget.
     assert "mean \\|difference\\|, published recipes (points)" in summary and "| 7.00 |" in summary
+    per_class = (reports / "cpu" / "REPORT.md").read_text().split("### Per class")[1].split("###")[0]
+    assert "Budget: LSTM: one short epoch; small: published recipe." in per_class
 
 
 def found_verdict(found: dict[str, list[str]], claim: str) -> str:

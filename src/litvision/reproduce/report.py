@@ -296,7 +296,7 @@ class Report:
                       f"a run shrunk to check the pipeline: {self.scale.description}. Compare them with each "
                       "other and with the plain-loop references, not with the published numbers; `make "
                       "reproduce-all` on a GPU runs the reports' own recipes.", ""]  # fmt: skip
-        elif self.scale.name != "full":
+        elif self.mixed_budgets:
             lines += [f"> **Scale {self.scale.name}**: {self.scale.description} Each row says its budget: "
                       '"published recipe" rows ran at the report\'s own recipe on the real data; "reduced" '
                       'rows at the budget stated; "needs a GPU" rows were not run here (their commands are '
@@ -322,11 +322,18 @@ class Report:
             "",
         ]
 
+    @property
+    def mixed_budgets(self) -> bool:
+        """Whether this scale keeps some recipes and reduces others (cpu): each row says its budget."""
+        return self.scale.name != "full" and not self.scale.scaled_down
+
+    def budget(self, spec: RunSpec) -> str:
+        return "needs a GPU" if self.scale.gpu_reason(spec) else self.scale.budget(spec)
+
     def summary(self) -> list[str]:
         """A line per report, from its rows of results.csv (so ``section`` comes first)."""
         # A scale that keeps some recipes (cpu) compares only those with the published values.
-        mixed = self.scale.name != "full" and not self.scale.scaled_down
-        recipes = ", published recipes" if mixed else ""
+        recipes = ", published recipes" if self.mixed_budgets else ""
         rows = [["report", "runs finished", "table cells filled", f"mean \\|difference\\|{recipes} (points)",
                  "findings confirmed"]]  # fmt: skip
         for plan in self.plans:
@@ -334,7 +341,7 @@ class Report:
             mine = [row for row in self.rows if row["report"] == plan.id]
             cells = [row for row in mine if row["table"] != FINDINGS]
             diffs = [abs(row["difference"]) for row in cells if row["difference"] is not None
-                     and (not mixed or row["budget"] == "published recipe")]  # fmt: skip
+                     and (not self.mixed_budgets or row["budget"] == "published recipe")]  # fmt: skip
             judged = [row["status"] for row in mine if row["table"] == FINDINGS and row["ours"] is not None]
             rows.append([
                 f"[{plan.id}](#{plan.id}) {plan.title}", f"{sum(r.finished for r in runs)} / {len(runs)}",
@@ -381,12 +388,11 @@ class Report:
 
     def runs_table(self, plan: ReportPlan, table: Table) -> list[str]:
         plain = any(self.scale.has_plain_reference(plan.runs[row.run]) for row in table.rows)
-        budgets = self.scale.name != "full" and not self.scale.scaled_down
         header = ["row"]
         for metric in map(METRICS.get, table.metrics):
             header += [f"{metric.header}: published", self.ours] + (["difference"] if metric.accuracy else [])
         header += ["plain loop (%)", "ours - plain loop"] if plain else []
-        rows = [header + (["budget"] if budgets else []) + ["run"]]
+        rows = [header + (["budget"] if self.mixed_budgets else []) + ["run"]]
         for row in table.rows:
             spec = plan.runs[row.run]
             result = self.result(spec)
@@ -402,7 +408,7 @@ class Report:
                 no_reference = "—" if self.scale.has_plain_reference(spec) else "n/a"
                 shown = fmt(plain_value) if plain_value is not None else no_reference
                 cells += [shown, fmt_diff(METRICS["test_acc"].value(result), plain_value)]
-            if budgets:
+            if self.mixed_budgets:
                 cells.append("—" if self.scale.gpu_reason(spec) else self.scale.budget(spec))
             rows.append([*cells, f"`{spec.name}`"])
         return [f"### {table.title}", "", markdown_table(rows)]
@@ -412,9 +418,8 @@ class Report:
         """A row of results.csv; the difference (accuracies only) is empty where a value is missing."""
         mean, accuracy = ours.mean, METRICS[metric].accuracy
         diff = None if mean is None or published is None or not accuracy else mean - published
-        budget = "needs a GPU" if self.scale.gpu_reason(spec) else self.scale.budget(spec)
         values = [plan.id, table.title, label, metric, published, mean, ours.std, len(ours.values), diff,
-                  plain, self.status(spec), budget, spec.name, str(self.result(spec).directory),
+                  plain, self.status(spec), self.budget(spec), spec.name, str(self.result(spec).directory),
                   self.scale.name, self.source.name]  # fmt: skip
         self.rows.append(dict(zip(CSV_COLUMNS, values)))
 
@@ -451,6 +456,11 @@ class Report:
                 self.csv_row(plan, table, f"{column}: {label}", "test_acc", value, ours, spec)
             rows.append(cells)
         note = f"Each cell: {self.ours} / published (difference), in %."
+        if self.mixed_budgets:  # a column at a reduced budget or with another network is not the recipe
+            by_budget: dict[str, list[str]] = {}
+            for column, spec in specs.items():
+                by_budget.setdefault(self.budget(spec), []).append(column)
+            note += " Budget: " + "; ".join(f"{', '.join(c)}: {b}" for b, c in by_budget.items()) + "."
         return [f"### {table.title}", "", note, "", markdown_table(rows)]
 
     def cell(self, plan: ReportPlan, cell: Cell) -> Seeds:
@@ -480,10 +490,9 @@ class Report:
             rows.append([finding.claim, published, fmt_diff(pub_high, pub_low), ours,
                          fmt_diff(high.mean, low.mean), said])  # fmt: skip
             spec, stds = plan.runs[finding.higher.run], [s.std for s in (high, low) if s.std is not None]
-            budget = "needs a GPU" if self.scale.gpu_reason(spec) else self.scale.budget(spec)
             run = f"{finding.higher.run} > {finding.lower.run}"
             values = [plan.id, FINDINGS, finding.claim, "gap", pub_gap, gap, max(stds, default=None),
-                      min(len(high.values), len(low.values)), None, None, said, budget, run, "",
+                      min(len(high.values), len(low.values)), None, None, said, self.budget(spec), run, "",
                       self.scale.name, self.source.name]  # fmt: skip
             self.rows.append(dict(zip(CSV_COLUMNS, values)))
         note = (f"The report's orderings, each as two of the numbers above, the higher first: published and "
