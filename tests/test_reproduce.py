@@ -693,6 +693,13 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     assert [p.name for p in run.parent.iterdir()] == ["lstm"]  # no second run directory
     report = (tmp_path / "reports" / "tiny" / "REPORT.md").read_text()
     assert f"| {marker['wall_time_s']:.0f} (last attempt) |" in report  # its command time: not all of it
+    info = json.loads((run / "run_info.json").read_text())
+    assert [s["status"] for s in info["sessions"]] == ["killed", "finished"]
+    result = RunResult(plan.runs["lstm"], run)
+    assert result.training_time == f"{info['wall_time_s']:.0f}"  # both sessions timed
+    del info["sessions"][0]["wall_time_s"]  # as a session killed before its first checkpoint leaves it
+    (run / "run_info.json").write_text(json.dumps(info))
+    assert RunResult(plan.runs["lstm"], run).training_time.endswith(" (+ 1 session(s) not timed)")
 
 
 def test_a_run_the_runner_stops_is_marked_interrupted_not_failed(tmp_path, in_root, capsys):

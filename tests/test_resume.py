@@ -178,9 +178,13 @@ def kill_and_resume(tmp_path: Path, uninterrupted: Path, *args: str) -> None:
     assert results[0]["confusion_matrix"] == results[1]["confusion_matrix"]
     # One TensorBoard run whose curves are the uninterrupted run's: no step twice, none missing.
     assert scalars(run) == scalars(uninterrupted)
-    sessions = json.loads((run / "run_info.json").read_text())["sessions"]
-    assert [s["status"] for s in sessions] == ["running", "finished"]  # the killed session never ended
+    info = json.loads((run / "run_info.json").read_text())
+    sessions = info["sessions"]
+    assert [s["status"] for s in sessions] == ["killed", "finished"]  # the killed session never ended
     assert sessions[1]["resumed_from"].endswith("last.ckpt")
+    # Its time up to the checkpoint the resume started from counts in the run's.
+    assert sessions[0]["wall_time_s"] > 0 and sessions[0]["finished_at"] is None
+    assert info["wall_time_s"] == pytest.approx(sessions[0]["wall_time_s"] + sessions[1]["wall_time_s"])
 
 
 def test_same_seed_is_bitwise_identical_and_loader_workers_do_not_matter(uninterrupted, tmp_path):

@@ -252,7 +252,9 @@ class FiniteLossGuard(Callback):
 class RunInfo(Callback):
     """Writes ``run_info.json`` in the run directory: what made the run (package version, git commit,
     library versions, device, seed, the data split's checksum) and, per session (a resume is a new
-    session), when it started, ended and how.
+    session), when it started, ended and how. A session's wall time is brought up to date at each
+    checkpoint, so that one killed without ending (a lost job, a machine stopped) still counts the time
+    up to the checkpoint the next session resumes from; the next session marks it ``killed``.
 
     With it and ``config.yaml`` any reported number can be traced to the code, config and data that
     produced it."""
@@ -283,10 +285,21 @@ class RunInfo(Callback):
             "finished_at": None,
             "status": "running",
         }
-        info["sessions"] = [*previous.get("sessions", []), session]
+        ended = [
+            {**s, "status": "killed"} if s.get("status") == "running" else s
+            for s in previous.get("sessions", [])
+        ]
+        info["sessions"] = [*ended, session]
         info.setdefault("started_at", session["started_at"])
         self._info = info
         self._write()
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._path is not None and self._info.get("sessions"):
+            self._time(self._info["sessions"][-1])
+            self._write()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._end(trainer, "interrupted" if trainer.interrupted else "finished")
@@ -303,14 +316,17 @@ class RunInfo(Callback):
         session = self._info["sessions"][-1]
         if session["finished_at"] is not None:
             return
-        session.update(finished_at=_now(), status=status, wall_time_s=round(time.time() - self._started, 3))
+        session.update(finished_at=_now(), status=status)
+        self._time(session)
         self._info.update(
-            finished_at=session["finished_at"],
-            wall_time_s=round(sum(s.get("wall_time_s", 0.0) for s in self._info["sessions"]), 3),
-            epochs=trainer.current_epoch,
-            global_step=trainer.global_step,
+            finished_at=session["finished_at"], epochs=trainer.current_epoch, global_step=trainer.global_step
         )
         self._write()
+
+    def _time(self, session: dict[str, Any]) -> None:
+        """The session's wall time so far, and the run's over its sessions."""
+        session["wall_time_s"] = round(time.time() - self._started, 3)
+        self._info["wall_time_s"] = round(sum(s.get("wall_time_s", 0.0) for s in self._info["sessions"]), 3)
 
     def _write(self) -> None:
         assert self._path is not None

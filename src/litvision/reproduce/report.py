@@ -104,6 +104,14 @@ class RunResult:
         return self.info.get("wall_time_s") or self.marker.get("wall_time_s")
 
     @property
+    def training_time(self) -> str:
+        """The fit's seconds over its sessions, and how many sessions ended with no time recorded (killed
+        before their first checkpoint, or run by a litvision that timed a session only at its end)."""
+        untimed = sum("wall_time_s" not in s for s in self.info.get("sessions", []))
+        seconds = fmt(self.wall_time_s if self.finished else None, accuracy=False)
+        return f"{seconds} (+ {untimed} session(s) not timed)" if self.finished and untimed else seconds
+
+    @property
     def device(self) -> str:
         device, n = self.info.get("device") or "", self.info.get("num_devices") or 1
         return f"{n} x {device}" if device and n > 1 else str(device)
@@ -545,13 +553,13 @@ class Report:
                 rows.append([
                     f"`{r.spec.name}`", r.status, fmt(METRICS["test_acc"].value(r)),
                     r.info.get("epochs", (r.test or {}).get("epoch")) if done else "—",
-                    fmt(r.wall_time_s if done else None, accuracy=False),
-                    f"{command_s} (last attempt)" if resumed else command_s, r.device or "—",
+                    r.training_time, f"{command_s} (last attempt)" if resumed else command_s, r.device or "—",
                 ])  # fmt: skip
                 commands += [f"# {r.spec.name}\n{r.marker['command']}"] if r.marker.get("command") else []
         again = shlex.join(["litvision", "reproduce", "run", plan.id, "--scale", self.scale.name,
                             "--data-source", self.source.name, "--only", f"{plan.id}/RUN"])  # fmt: skip
-        lines = ["### Runs", "", "Training time: the fit (training and validation) from `run_info.json`; "
+        lines = ["### Runs", "", "Training time: the fit (training and validation) from `run_info.json`, "
+                 "over its sessions (of a session that was killed, up to its last checkpoint); "
                  "command: the whole `litvision fit`, start-up and test included (of a run resumed from its "
                  "checkpoint, only the attempt that finished it). One run again, its seeds "
                  f"and arguments as here, from a clone of the repository: `{again}`.", "",
