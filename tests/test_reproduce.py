@@ -731,6 +731,15 @@ def test_a_run_the_runner_stops_is_marked_interrupted_not_failed(tmp_path, in_ro
     assert runner.run_job(plan.runs["lstm"]) is not None  # the next start runs it
 
 
+def test_a_report_whose_runs_all_need_a_gpu_lists_their_commands_without_an_empty_table(tmp_path, in_root):
+    plan = load_plan(PLANS / "003.yaml", Path("."), set(METRICS))
+    scale = load_scale("cpu", PLANS / "scales")
+    report = Report([plan], scale, DataSource("offline", scale, shared_dir=tmp_path), tmp_path, tmp_path)
+    text = "\n".join(report.runs_section(plan))
+    assert "| run | status |" not in text and "Training time" not in text
+    assert "- `lr-0.001`: the multi-kernel CNN" in text and "--model.optimizer.init_args.lr=0.001`" in text
+
+
 def test_the_random_weights_note_names_the_runs_trained_here_with_their_configs_network(
     tmp_path, in_root, monkeypatch
 ):

@@ -564,6 +564,8 @@ class Report:
                  "checkpoint, only the attempt that finished it). One run again, its seeds "
                  f"and arguments as here, from a clone of the repository: `{again}`.", "",
                  markdown_table(rows)]  # fmt: skip
+        if len(rows) == 1:  # every run needs a GPU at this scale
+            lines = ["### Runs", ""]
         if gpu:
             lines += [f"Needs a GPU (not run at this scale; `make reproduce-{plan.id}` on a GPU box runs "
                       "every row at its recipe, or each alone with its command):", "", *gpu, ""]  # fmt: skip
