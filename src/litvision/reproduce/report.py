@@ -260,6 +260,12 @@ class Report:
         """What stands in a cell without a value: why the run has none."""
         return "needs a GPU" if self.scale.gpu_reason(spec) else self.result(spec).status.split(":", 1)[0]
 
+    def missing(self, spec: RunSpec) -> str:
+        """What stands in a cell without a value: why the run has none (a finished run: the analysis that
+        computes it has not run yet)."""
+        why = self.status(spec)
+        return "no value yet" if why == "finished" else why
+
     @property
     def ours(self) -> str:
         if self.scale.scaled_down:
@@ -408,7 +414,10 @@ class Report:
             cells = [row.label]
             for metric, published in zip(row.metrics, row.published):
                 accuracy, ours = METRICS[metric].accuracy, self.value(metric, spec)
-                cells += [fmt(published, accuracy), ours.text(accuracy) if ours.values else self.status(spec)]
+                cells += [
+                    fmt(published, accuracy),
+                    ours.text(accuracy) if ours.values else self.missing(spec),
+                ]
                 cells += [fmt_diff(ours.mean, published)] if accuracy else []
                 reference = plain_value if metric == "test_acc" else None
                 self.csv_row(plan, table, row.label, metric, published, ours, spec, reference)
@@ -459,7 +468,7 @@ class Report:
             for (column, spec), value in zip(specs.items(), published):
                 ours = self._class_value(spec, key)
                 diff = fmt_diff(ours.mean, value)
-                shown = ours.text() if ours.values else self.status(spec)
+                shown = ours.text() if ours.values else self.missing(spec)
                 cells.append(f"{shown} / {fmt(value)}" + (f" ({diff})" if diff else ""))
                 self.csv_row(plan, table, f"{column}: {label}", "test_acc", value, ours, spec)
             rows.append(cells)
@@ -490,8 +499,7 @@ class Report:
             pub_gap = None if pub_high is None or pub_low is None else pub_high - pub_low
             if gap is None:  # the first side without a value, and why
                 spec = next(plan.runs[c.run] for c, v in zip(sides, (high, low)) if v.mean is None)
-                why = self.status(spec)
-                said, ours = f"{'no value yet' if why == 'finished' else why}: `{spec.name}`", "—"
+                said, ours = f"{self.missing(spec)}: `{spec.name}`", "—"
             else:
                 said, ours = verdict(high, low), f"{high.text()} vs {low.text()}"
             published = f"{fmt(pub_high)} vs {fmt(pub_low)}"
