@@ -18,6 +18,7 @@ import torch
 import yaml
 from conftest import ROOT
 
+import litvision.reproduce.report as report_module
 from litvision.commands import main as litvision_main
 from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
@@ -681,8 +682,12 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     assert epochs_trained(run) == 1
     marker = (run / MARKER).read_text()
     (run / MARKER).unlink()  # as a runner killed with its run leaves it: the report says what is left
-    status = RunResult(plan.runs["lstm"], run).status
+    loads = []
+    monkeypatch.setattr(report_module, "epochs_trained", lambda d: loads.append(d) or epochs_trained(d))
+    unfinished = RunResult(plan.runs["lstm"], run)
+    status = unfinished.status
     assert status.startswith("unfinished: 1 epoch(s) trained; it resumes from its last checkpoint")
+    assert unfinished.status == status and len(loads) == 1  # a report asks for it in every cell: read once
     (run / MARKER).write_text(marker)
     assert runner.predicted_seconds(plan.runs["lstm"]) - START_S == pytest.approx(fresh / 2)
 

@@ -82,8 +82,8 @@ class RunResult:
             node = node.get(key) if isinstance(node, dict) else None
         return node if isinstance(node, (int, float)) else None
 
-    @property
-    def status(self) -> str:
+    @cached_property
+    def status(self) -> str:  # read once: an unfinished run's checkpoint is loaded for its epochs
         if self.finished:
             return "finished"
         if self.marker.get("status") == "failed":
