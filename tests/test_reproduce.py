@@ -8,8 +8,11 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,7 @@ from litvision.reproduce.plan import (
 )
 from litvision.reproduce.report import METRICS, Report, RunResult
 from litvision.reproduce.runner import MARKER, Reproduction, epochs_trained, is_finished
+from litvision.utils import load_checkpoint
 
 PLANS = ROOT / "configs" / "experiments"
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
@@ -344,6 +348,39 @@ def test_the_whole_pipeline_fills_every_table_at_smoke_scale(tmp_path, in_root):
     assert "| not run |" not in report and "failed:" not in report and "no figure" not in report
     figures = list((reports / "smoke" / "figures").glob("*.png"))
     assert report.count("](figures/") == len(figures) > 0
+
+
+def test_plain_loop_killed_between_epochs_ends_where_an_unbroken_one_ends(tmp_path):
+    """The plain loop saves its state after each epoch; killed and started again (the same command), it
+    goes on from there to the same result as a run never stopped: weights, optimizer, best epoch and the
+    random stream of the network's dropout carried over. Another run's state is refused, not used."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    fit = [sys.executable, "-m", "litvision", "fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}",
+           "--model.backbone=litvision.models.MultiKernelCNN", "--model.backbone.init_args.channels=[8, 8]",
+           "--model.backbone.init_args.pool_after=[1]", "--model.backbone.init_args.hidden=16",
+           "--data.batch_size=128", "--print_config"]  # fmt: skip
+    for folder, epochs in ((run, 30), (other, 3)):
+        folder.mkdir()
+        config = subprocess.run([*fit, f"--trainer.max_epochs={epochs}"], capture_output=True, text=True)
+        (folder / "config.yaml").write_text(config.stdout)
+    plain = [sys.executable, "-m", "litvision", "reproduce", "plain", "--device=cpu"]
+    subprocess.run([*plain, str(run), f"--output={tmp_path / 'whole'}"], check=True, capture_output=True)
+
+    out = tmp_path / "stopped"
+    stopped = subprocess.Popen([*plain, str(run), f"--output={out}"], stdout=subprocess.DEVNULL)
+    while not (out / "state.pt").exists() and stopped.poll() is None:
+        time.sleep(0.01)
+    stopped.kill()
+    assert stopped.wait() != 0 and not (out / "results.json").exists()  # killed part-way
+    assert 1 <= load_checkpoint(out / "state.pt")["done"]["epochs"] < 30
+    refused = subprocess.run([*plain, str(other), f"--output={out}"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "holds the plain loop of another run" in refused.stderr
+    subprocess.run([*plain, str(run), f"--output={out}"], check=True, capture_output=True)
+
+    whole, resumed = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "whole", out))
+    for key in ("acc", "confusion_matrix", "val_acc_best", "best_epoch", "train_images"):
+        assert resumed[key] == whole[key], key
+    assert not (out / "state.pt").exists()
 
 
 @pytest.mark.slow

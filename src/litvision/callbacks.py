@@ -153,9 +153,13 @@ class RandomState(Callback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._pending is None:
-            return
-        states, self._pending = self._pending, None
+        if self._pending is not None:
+            self.restore(self._pending)
+            self._pending = None
+
+    @staticmethod
+    def restore(states: dict[str, Any]) -> None:
+        """Set the global generators to ``states`` (a :meth:`state_dict`)."""
         torch.set_rng_state(states["torch"])
         random.setstate((3, tuple(states["python"]), states.get("python_gauss")))
         numpy = states["numpy"]

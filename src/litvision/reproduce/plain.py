@@ -10,14 +10,18 @@ PyTorch. On a CPU the two should end on the same test accuracy.
     litvision reproduce plain lightning_logs/cnn_cifar/version_0 --output plain/
 
 Writes ``results.json`` (test ``acc``, ``acc_macro``, ``per_class``, the best validation accuracy and
-its epoch, the wall time) in the output folder, last. Recipes it does not implement (a learning-rate
-schedule, IRM, label smoothing, oversampling, gradient clipping or accumulation) are refused.
+its epoch, the wall time) in the output folder, last. After each epoch it saves its state there
+(``state.pt``: weights, optimizer, best weights so far, the random generators), so that the same command
+run again after a stop goes on from the last epoch finished, as if it had never stopped. Recipes it does
+not implement (a learning-rate schedule, IRM, label smoothing, oversampling, gradient clipping or
+accumulation) are refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import random
@@ -31,9 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from litvision.callbacks import RandomState
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies
-from litvision.utils import import_object, write_json
+from litvision.utils import import_object, load_checkpoint, write_atomically, write_json
 
 # Trainer settings the plain loop follows only at their defaults.
 TRAINER_DEFAULTS = {
@@ -143,8 +148,9 @@ def evaluate(net: nn.Module, loader: DataLoader, num_classes: int, device: torch
     return confmat.numpy()
 
 
-def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, Any]:
-    """Train and test the run described by ``config`` (a run's ``config.yaml``) with a plain loop."""
+def plain_fit(config: dict[str, Any], device: str | None = None, state: Path | None = None) -> dict[str, Any]:
+    """Train and test the run described by ``config`` (a run's ``config.yaml``) with a plain loop; with
+    ``state``, saved there after each epoch and resumed from there if it exists."""
     check_supported(config)
     device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     seed = int(config.get("seed_everything") or 0)
@@ -167,17 +173,31 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
     test_loader = data.test_dataloader()
     steps = num_batches(trainer.get("limit_train_batches"), len(train_loader))
     epochs = int(trainer.get("max_epochs") or 1000)
-    best_acc, best_epoch, best_state = -1.0, None, None
-    images = 0
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        images += train_one_epoch(net, train_loader, optimizer, device_, epoch, steps)
+    done: dict[str, Any] = {"epochs": 0, "best_acc": -1.0, "best_epoch": None, "images": 0, "seconds": 0.0}
+    best_state = None
+    if state is not None and state.is_file():
+        saved = load_checkpoint(state)
+        if saved["config"] != config:
+            raise LitvisionError(f"'{state}' holds the plain loop of another run: delete it to start afresh")
+        net.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        RandomState.restore(saved["random"])
+        done, best_state = saved["done"], saved["best_state"]
+    start = time.perf_counter() - done["seconds"]
+    for epoch in range(done["epochs"], epochs):
+        done["images"] += train_one_epoch(net, train_loader, optimizer, device_, epoch, steps)
         if val_loader is not None:
             confmat = evaluate(net, val_loader, data.num_classes, device_)
             acc = accuracies(confmat)["acc"].item()
-            if acc > best_acc:  # the first epoch of the best accuracy, as ModelCheckpoint keeps it
-                best_acc, best_epoch, best_state = acc, epoch, copy.deepcopy(net.state_dict())
-    seconds = time.perf_counter() - start
+            if acc > done["best_acc"]:  # the first epoch of the best accuracy, as ModelCheckpoint keeps it
+                done.update(best_acc=acc, best_epoch=epoch)
+                best_state = copy.deepcopy(net.state_dict())
+        done.update(epochs=epoch + 1, seconds=time.perf_counter() - start)
+        if state is not None:
+            saved = {"config": config, "state_dict": net.state_dict(), "optimizer": optimizer.state_dict()}
+            saved.update(random=RandomState().state_dict(), done=done, best_state=best_state)
+            write_atomically(state, functools.partial(torch.save, saved))
+    seconds, images = done["seconds"], done["images"]
     if best_state is not None:
         net.load_state_dict(best_state)
     confmat = evaluate(net, test_loader, data.num_classes, device_)
@@ -191,8 +211,8 @@ def plain_fit(config: dict[str, Any], device: str | None = None) -> dict[str, An
         "acc_macro": values["acc_macro"],
         "per_class": per_class,
         "confusion_matrix": confmat.tolist(),
-        "val_acc_best": best_acc if best_state is not None else None,
-        "best_epoch": best_epoch,
+        "val_acc_best": done["best_acc"] if best_state is not None else None,
+        "best_epoch": done["best_epoch"],
         "epochs": epochs,
         "train_images": images,
         "wall_time_s": round(seconds, 2),
@@ -218,10 +238,10 @@ def run(args: argparse.Namespace) -> None:
     config_file = args.run_dir / "config.yaml"
     if not config_file.is_file():
         raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
-    results = plain_fit(yaml.safe_load(config_file.read_text()), args.device)
-    write_json(
-        (args.output or args.run_dir / "plain_loop") / "results.json", {"run": str(args.run_dir), **results}
-    )
+    output = args.output or args.run_dir / "plain_loop"
+    results = plain_fit(yaml.safe_load(config_file.read_text()), args.device, output / "state.pt")
+    write_json(output / "results.json", {"run": str(args.run_dir), **results})
+    (output / "state.pt").unlink()
     print(
         json.dumps({k: results[k] for k in ("acc", "acc_macro", "val_acc_best", "best_epoch", "wall_time_s")})
     )
