@@ -27,6 +27,7 @@ from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
 from litvision.reproduce.estimate import START_S, Progress
+from litvision.reproduce.plain import STATE
 from litvision.reproduce.plan import (
     Analysis,
     Scale,
@@ -38,7 +39,7 @@ from litvision.reproduce.plan import (
     select_plans,
 )
 from litvision.reproduce.report import METRICS, Report, RunResult
-from litvision.reproduce.runner import MARKER, Reproduction, epochs_trained, is_finished
+from litvision.reproduce.runner import MARKER, PLAIN_DIR, Reproduction, epochs_trained, is_finished
 from litvision.utils import load_checkpoint
 
 PLANS = ROOT / "configs" / "experiments"
@@ -293,7 +294,12 @@ def test_runner_trains_once_retries_failures_and_puts_published_next_to_ours(tmp
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 1  # the broken run failed; the other finished, and the report was written
-    assert "broken" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "broken" in printed.err
+    # The progress line counts the plain-loop reference among the jobs, from the start.
+    assert "progress: 1 finished, 0 running, 2 left;" in printed.out
+    after_plain = printed.out.split("plain loop 900/lstm finished")[1]
+    assert "progress: 2 finished, 0 running, 0 left, 1 failed;" in after_plain
 
     lstm, broken = runs / "tiny" / "900" / "lstm", runs / "tiny" / "900" / "broken"
     marker = json.loads((lstm / MARKER).read_text())
@@ -744,6 +750,29 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     del info["sessions"][0]["wall_time_s"]  # as a session killed before its first checkpoint leaves it
     (run / "run_info.json").write_text(json.dumps(info))
     assert RunResult(plan.runs["lstm"], run).training_time.endswith(" (+ 1 session(s) not timed)")
+
+
+def test_the_estimate_counts_the_plain_loop_references_left(tmp_path, in_root):
+    """A run with a plain-loop reference costs its training twice: the estimate counts the reference too,
+    less the epochs its saved state holds, until it has written its results."""
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    lstm = {"config": "configs/lstm_mnist.yaml", "overrides": {"trainer.max_epochs": 2}}
+    (plans / "900.yaml").write_text(
+        yaml.safe_dump({"title": "MNIST", "runs": {"lstm": {**lstm, "plain_reference": True}}})
+    )
+    scale = Scale("tiny", scaled_down=True, data={"mnist": {"train": 10, "test": 10}})
+    plan = load_plan(plans / "900.yaml", Path("."), set(METRICS))
+    runner = Reproduction([plan], scale, DataSource("synthetic", scale), tmp_path / "runs")
+    spec = plan.runs["lstm"]
+    run = runner.predicted_seconds(spec)
+    assert run > START_S and runner.estimate() == pytest.approx(2 * run)
+    out = runner.run_dir(spec) / PLAIN_DIR
+    out.mkdir(parents=True)
+    torch.save({"state_dict": {}, "done": {"epochs": 1}}, out / STATE)  # stopped after its first epoch
+    assert runner.estimate() == pytest.approx(run + START_S + (run - START_S) / 2)
+    (out / "results.json").write_text("{}")
+    assert runner.estimate() == pytest.approx(run)
 
 
 def test_a_run_the_runner_stops_is_marked_interrupted_not_failed(tmp_path, in_root, capsys):

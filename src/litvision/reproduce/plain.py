@@ -40,6 +40,7 @@ from litvision.errors import LitvisionError
 from litvision.metrics import accuracies
 from litvision.utils import import_object, load_checkpoint, write_atomically, write_json
 
+STATE = "state.pt"  # in the output folder, after each epoch; removed once results.json is written
 # Trainer settings the plain loop follows only at their defaults.
 TRAINER_DEFAULTS = {
     "accumulate_grad_batches": lambda v: v in (None, 1),
@@ -239,9 +240,9 @@ def run(args: argparse.Namespace) -> None:
     if not config_file.is_file():
         raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
     output = args.output or args.run_dir / "plain_loop"
-    results = plain_fit(yaml.safe_load(config_file.read_text()), args.device, output / "state.pt")
+    results = plain_fit(yaml.safe_load(config_file.read_text()), args.device, output / STATE)
     write_json(output / "results.json", {"run": str(args.run_dir), **results})
-    (output / "state.pt").unlink()
+    (output / STATE).unlink()
     print(
         json.dumps({k: results[k] for k in ("acc", "acc_macro", "val_acc_best", "best_epoch", "wall_time_s")})
     )

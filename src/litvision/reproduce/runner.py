@@ -38,12 +38,14 @@ from litvision.errors import LitvisionError
 from litvision.reproduce.data_sources import DATASETS, DataSource
 from litvision.reproduce.estimate import START_S, Progress, run_seconds
 from litvision.reproduce.launch import Launcher
+from litvision.reproduce.plain import STATE
 from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, lookup, read_yaml
 from litvision.utils import load_checkpoint, read_json, write_json
 
 MARKER = "reproduce.json"
 LOG = "reproduce.log"
 PLAIN_DIR = "plain_loop"
+PLAIN = "plain loop"  # the kind of a plain-loop reference's job
 ANALYSES_FILE = "analyses.json"
 INTERRUPTED = "interrupted"  # the reason of a job stopped by the runner (Ctrl-C, a requeue): not a failure
 
@@ -57,14 +59,21 @@ def is_finished(run_dir: Path) -> bool:
     return bool(marker and marker.get("status") == "finished" and (run_dir / "test_results.json").is_file())
 
 
-def epochs_trained(run_dir: Path) -> int:
-    """The epochs an unfinished run has trained to its ``last.ckpt`` (0: none, or it cannot be read)."""
-    last = run_dir / "checkpoints" / "last.ckpt"
+def epochs_trained(run_dir: Path, plain: bool = False) -> int:
+    """The epochs an unfinished run has trained to its ``last.ckpt``, or (``plain``) its plain-loop
+    reference to its saved state (0: none, or it cannot be read)."""
+    path = run_dir / PLAIN_DIR / STATE if plain else run_dir / "checkpoints" / "last.ckpt"
     try:
-        loops = load_checkpoint(last)["loops"] if last.is_file() else {}
-    except (LitvisionError, KeyError):
+        saved = load_checkpoint(path) if path.is_file() else {}
+    except LitvisionError:
         return 0
-    return int(lookup(loops, "fit_loop.epoch_progress.total.processed")[1] or 0)
+    key = "done.epochs" if plain else "loops.fit_loop.epoch_progress.total.processed"
+    return int(lookup(saved, key)[1] or 0)
+
+
+def progress_key(kind: str, run_id: str) -> str:
+    """A job's name in the progress line: a run's id, or its plain-loop reference's."""
+    return run_id if kind == "run" else f"{run_id} ({kind})"
 
 
 def last_error(log: Path) -> str:
@@ -267,7 +276,7 @@ class Reproduction:
 
         command = [self.python, "-m", "litvision", "reproduce", "plain", str(run_dir), "--output", str(out)]
         return Job(
-            "plain loop", spec.id, command, out / LOG, success, remake=functools.partial(self.plain_job, spec)
+            PLAIN, spec.id, command, out / LOG, success, remake=functools.partial(self.plain_job, spec)
         )
 
     def analysis_jobs(self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any]) -> list[Job]:
@@ -376,10 +385,11 @@ class Reproduction:
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(self.slots))))
             where = "CPU" if len(self.slots) == 1 else f"CPU ({env['OMP_NUM_THREADS']} threads)"
         self.console.print(f"{position} {job.kind} [bold]{job.id}[/] started on {where} (log: {job.log})")
-        progress = self.progress if job.kind == "run" else None
+        progress = self.progress if job.kind in ("run", PLAIN) else None
+        key = progress_key(job.kind, job.id)
         if progress:
             with self._lock:
-                progress.start(job.id)
+                progress.start(key)
         job.log.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         with job.log.open("w") as log:
@@ -408,7 +418,7 @@ class Reproduction:
             )
         if progress:
             with self._lock:
-                progress.end(job.id, seconds, None if reason == INTERRUPTED else reason is None)
+                progress.end(key, seconds, None if reason == INTERRUPTED else reason is None)
                 self.console.print(f"[dim]progress: {progress.line()}[/]")
 
     def __getstate__(self) -> dict[str, Any]:
@@ -441,21 +451,30 @@ class Reproduction:
             finally:
                 (self.root / ".lock").unlink(missing_ok=True)  # while still holding it
 
-    def predicted_seconds(self, spec: RunSpec) -> float:
+    def predicted_seconds(self, spec: RunSpec, plain: bool = False) -> float:
         """A rough estimate of the run's wall time on this machine (see reproduce/estimate.py), for the
-        epochs it has left when it resumes from a checkpoint."""
+        epochs it has left when it resumes from a checkpoint; ``plain``: of its plain-loop reference
+        (the same training), for the epochs its saved state has left."""
         config = self.resolved_config(spec)
         dataset = self.source.run_args(config)[1]
         if dataset is None:
             return START_S
         shape = DATASETS[lookup(config, "data.class_path")[1]][1]
-        args, done = self.fit_args(spec)[2:], epochs_trained(self.run_dir(spec))
+        args, done = self.fit_args(spec)[2:], epochs_trained(self.run_dir(spec), plain)
         return run_seconds(config, args, dataset, shape, self.source._sizes(dataset), done) or START_S
 
+    def plain_left(self, specs: list[RunSpec]) -> list[RunSpec]:
+        """The runs of ``specs`` whose plain-loop reference has not written its results yet."""
+        done = [(self.run_dir(s) / PLAIN_DIR / "results.json").is_file() for s in specs]
+        return [s for s, d in zip(specs, done) if self.scale.has_plain_reference(s) and not d]
+
     def estimate(self) -> float:
-        """Estimated seconds to train the runs not finished yet, with this reproduction's slots."""
-        specs = [s for s in self.specs() if not self.scale.gpu_reason(s) and not is_finished(self.run_dir(s))]
-        return sum(self.predicted_seconds(s) for s in specs) / len(self.slots)
+        """Estimated seconds to train the runs not finished yet and their plain-loop references, with this
+        reproduction's slots."""
+        specs = [s for s in self.specs() if not self.scale.gpu_reason(s)]
+        runs = sum(self.predicted_seconds(s) for s in specs if not is_finished(self.run_dir(s)))
+        plain = sum(self.predicted_seconds(s, plain=True) for s in self.plain_left(specs))
+        return (runs + plain) / len(self.slots)
 
     def run(self, analyses: bool = True) -> None:
         """Train every unfinished run, then the plain-loop references, then the analyses."""
@@ -468,12 +487,17 @@ class Reproduction:
                 f"{len(specs) - len(pending)} finished already, {len(pending)} to run, "
                 f"{len(self.slots)} at a time" + (f"; {to_gpu} left to a GPU" if to_gpu else "")
             )
-            self.progress = Progress(
-                {job.id: self.predicted_seconds(spec) for spec, job in pending}, len(self.slots)
-            )
+            predicted = {job.id: self.predicted_seconds(spec) for spec, job in pending}
+            plain = {
+                progress_key(PLAIN, s.id): self.predicted_seconds(s, True) for s in self.plain_left(specs)
+            }
+            self.progress = Progress({**predicted, **plain}, len(self.slots))
             self.execute([job for _, job in pending])
+            plain_jobs = [job for spec in specs if (job := self.plain_job(spec)) is not None]
+            for key in set(plain) - {progress_key(job.kind, job.id) for job in plain_jobs}:
+                del self.progress.predicted[key]  # its run failed: no reference to train
+            self.execute(plain_jobs)
             self.progress = None
-            self.execute([job for spec in specs if (job := self.plain_job(spec)) is not None])
             jobs = []
             for plan in self.plans if analyses else []:
                 statuses = read_json(self.root / plan.id / ANALYSES_FILE) or {}
