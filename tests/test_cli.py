@@ -326,3 +326,5 @@ def test_a_checkpoint_of_non_finite_weights_is_never_written(in_tmp, capsys):
     )
     assert saved["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+    info = json.loads((in_tmp / "lightning_logs/default/version_0/run_info.json").read_text())
+    assert info["sessions"][-1]["status"] == f"failed: {error}"  # a failure, not an interruption

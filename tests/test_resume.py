@@ -187,6 +187,21 @@ def kill_and_resume(tmp_path: Path, uninterrupted: Path, *args: str) -> None:
     assert info["wall_time_s"] == pytest.approx(sessions[0]["wall_time_s"] + sessions[1]["wall_time_s"])
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_run_stopped_by_a_signal_is_marked_interrupted_not_failed(tmp_path, sig):
+    """A run stopped on purpose (Ctrl-C; SIGTERM, as a scheduler or ``litvision reproduce`` stops one)
+    records its session in ``run_info.json`` as interrupted, not as a failure, and resumes."""
+    write_run(tmp_path, in_memory=True)
+    stop = ["--trainer.callbacks+=helpers.crash.SignalAtStep", f"--trainer.callbacks.step={KILL_AT}"]
+    fit(tmp_path, *stop, f"--trainer.callbacks.signal={sig}")
+    run = tmp_path / "lightning_logs/tiny/version_0"
+    assert not (run / "test_results.json").exists()  # stopped before its end
+    info_file = run / "run_info.json"
+    assert [s["status"] for s in json.loads(info_file.read_text())["sessions"]] == ["interrupted"]
+    assert fit(tmp_path, "--ckpt_path=last").returncode == 0
+    assert [s["status"] for s in json.loads(info_file.read_text())["sessions"]] == ["interrupted", "finished"]
+
+
 def test_same_seed_is_bitwise_identical_and_loader_workers_do_not_matter(uninterrupted, tmp_path):
     """Read by the main process alone (no loader workers), the images get the same augmentation and the
     run the same weights. (On the in-memory path there are no loader workers: the rerun checks that the

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.table import Table
 
@@ -309,10 +310,10 @@ class RunInfo(Callback):
         self._end(trainer, "interrupted" if trainer.interrupted else "finished")
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._end(
-            trainer,
-            f"failed: {str(exception).splitlines()[0] if str(exception) else type(exception).__name__}",
-        )
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):  # stopped on purpose: it resumes
+            self._end(trainer, "interrupted")
+        else:
+            self._end(trainer, f"failed: {(str(exception).splitlines() or [type(exception).__name__])[0]}")
 
     def _end(self, trainer: Trainer, status: str) -> None:
         if self._path is None or not self._info.get("sessions"):

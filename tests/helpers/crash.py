@@ -31,3 +31,16 @@ class NonFiniteWeightsAtStep(Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
+
+
+class SignalAtStep(Callback):
+    """Send this process ``signal`` (a name: SIGTERM as a scheduler or `litvision reproduce` stops a run,
+    SIGINT as Ctrl-C does) once training reaches ``step``."""
+
+    def __init__(self, step: int, signal: str) -> None:
+        self.step, self.signal, self.sent = step, signal, False
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), getattr(signal, self.signal))
