@@ -492,7 +492,8 @@ def write_seeded_plan(folder: Path) -> None:
             {"label": "SVM head", "run": "lstm", "published": [96.0], "metrics": ["svm_head_acc"]},
         ]}, {"title": "Per class", "kind": "per_class", "columns": {"LSTM": "lstm"},
              "published": {0: [90.0], "0-4": [95.0], "total": [97.0]}}],
-        "analyses": [{"tool": "svm-head", "runs": ["lstm"]}],
+        "analyses": [{"tool": "svm-head", "runs": ["lstm"]}, {"tool": "curves", "runs": ["lstm", "big"]},
+                     {"tool": "confusion", "runs": ["big"]}],
     }  # fmt: skip
     (folder / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     (folder / "scales").mkdir()
@@ -529,6 +530,11 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     )
     assert "| big | 99.00 | needs a GPU |" in report
     assert "too big for a CPU. `litvision fit --config=configs/digits_lstm.yaml" in report
+    # A figure of several runs shows those trained here and says which one is left to a GPU; a figure of
+    # that run alone says why it has none.
+    curves = f"**curves** (without big: needs a GPU at this scale; `litvision analyze curves {first} --output"
+    assert curves in report and "![curves](figures/900-curves-lstm+big-curves.png)" in report
+    assert "- *confusion*: no figure, its run(s) big need a GPU at this scale." in report
     # An analysis that scores runs on every seed of its run, and the report averages its number over
     # them; a figure is made of the first seed only.
     runner = Reproduction(

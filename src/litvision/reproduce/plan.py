@@ -256,6 +256,13 @@ class Scale:
         """How many seeds the run gets: ``seeds`` (the command line) if given, else this scale's."""
         return seeds if seeds is not None else self._match(spec, self.seeds) or 1
 
+    def analysed(self, analysis: Analysis, runs: dict[str, RunSpec]) -> list[str]:
+        """The runs (of the plan's ``runs``) that ``analysis`` reads at this scale: a figure of several
+        runs (curves) leaves out those this scale leaves to a GPU and shows the others."""
+        if analysis.tool != "curves":
+            return analysis.runs
+        return [name for name in analysis.runs if not self.gpu_reason(runs[name])]
+
     def has_plain_reference(self, spec: RunSpec) -> bool:
         if not spec.plain_reference or spec.seed:
             return False

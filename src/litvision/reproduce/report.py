@@ -521,12 +521,15 @@ class Report:
         lines = ["### Figures", ""] if plan.analyses else []
         for analysis in plan.analyses:
             entry = statuses.get(analysis.key) or {}
-            command = f"(`{entry.get('command', '')}`)"
+            gpu = [name for name in analysis.runs if self.scale.gpu_reason(plan.runs[name])]
+            here = [name for name in self.scale.analysed(analysis, plan.runs) if name not in gpu]
+            left = f"without {', '.join(gpu)}: needs a GPU at this scale; " if gpu and here else ""
+            command = f"({left}`{entry.get('command', '')}`)"
             figures = [Path(f) for f in entry.get("figures", []) if Path(f).is_file()]
             if not entry:
-                runs = [plan.runs[name] for name in analysis.runs]
-                missing = ", ".join(spec.name for spec in runs if not self.result(spec).finished)
+                missing = ", ".join(name for name in here if not self.result(plan.runs[name]).finished)
                 why = f"its run(s) {missing} have not finished" if missing else "not run yet"
+                why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
                 said = f"no figure, {why}."
             elif entry.get("status") != "done":
                 said = f"{entry.get('status')}: {entry.get('reason', '')} {command}"

@@ -291,8 +291,9 @@ class Reproduction:
     def analysis_job(
         self, plan: ReportPlan, analysis: Analysis, statuses: dict[str, Any], seed: int = 0
     ) -> Job | None:
-        run_dirs = [self.run_dir(plan.runs[name].with_seed(seed)) for name in analysis.runs]
-        if not all(is_finished(d) for d in run_dirs):
+        names = self.scale.analysed(analysis, plan.runs)
+        run_dirs = [self.run_dir(plan.runs[name].with_seed(seed)) for name in names]
+        if not all(is_finished(d) for d in run_dirs) or (analysis.runs and not names):
             return None
         single = analysis.single
         out = run_dirs[0] / "analysis" if single else self.root / plan.id / "analysis" / analysis.key
@@ -312,14 +313,14 @@ class Reproduction:
         else:
             command += [str(d) for d in run_dirs]
         if analysis.tool == "curves" and len(run_dirs) > 1:
-            command += ["--names", *analysis.runs]
+            command += ["--names", *names]
         if not single:
             command += ["--output", str(out)]
         command += [*analysis.args, *self.scale.analyses.get(analysis.tool, [])]
 
         def record(status: str, reason: str | None = None) -> None:
             figures = sorted(str(p) for pattern in tool.figures for p in out.glob(pattern))
-            entry = {"status": status, "tool": analysis.tool, "runs": analysis.runs, "output": str(out),
+            entry = {"status": status, "tool": analysis.tool, "runs": names, "output": str(out),
                      "command": shlex.join(["litvision", *command[3:]]), "figures": figures,
                      "at": now()}  # fmt: skip
             with self._lock:
