@@ -493,7 +493,8 @@ def write_seeded_plan(folder: Path) -> None:
         ]}, {"title": "Per class", "kind": "per_class", "columns": {"LSTM": "lstm"},
              "published": {0: [90.0], "0-4": [95.0], "total": [97.0]}}],
         "analyses": [{"tool": "svm-head", "runs": ["lstm"]}, {"tool": "curves", "runs": ["lstm", "big"]},
-                     {"tool": "confusion", "runs": ["big"]}],
+                     {"tool": "confusion", "runs": ["big"]},
+                     {"tool": "loss-landscape", "config": "configs/analysis/loss_landscape.yaml"}],
     }  # fmt: skip
     (folder / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     (folder / "scales").mkdir()
@@ -502,7 +503,7 @@ def write_seeded_plan(folder: Path) -> None:
         "scaled_down": False,
         "seeds": {"900/lstm": 2},
         "reduced": {"900/lstm": "one short epoch"},
-        "needs_gpu": {"900/big": "too big for a CPU."},
+        "needs_gpu": {"900/big": "too big for a CPU.", "900/loss-*": "hours of VGG-A."},
     }
     (folder / "scales" / "cpu.yaml").write_text(yaml.safe_dump(scale))
 
@@ -535,6 +536,8 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     curves = f"**curves** (without big: needs a GPU at this scale; `litvision analyze curves {first} --output"
     assert curves in report and "![curves](figures/900-curves-lstm+big-curves.png)" in report
     assert "- *confusion*: no figure, its run(s) big need a GPU at this scale." in report
+    assert "- *loss-landscape*: no figure, it needs a GPU at this scale: hours of VGG-A." in report
+    assert not (runs / "cpu" / "900" / "analysis" / "loss-landscape").exists()  # not trained here
     # An analysis that scores runs on every seed of its run, and the report averages its number over
     # them; a figure is made of the first seed only.
     runner = Reproduction(

@@ -231,10 +231,11 @@ class Scale:
     notes: dict[str, list[str]] = field(default_factory=dict)  # report id -> notes on this scale
     reports: list[str] | None = None  # the plans its report covers (None: the five numbered reports)
 
-    def _matching(self, spec: RunSpec, entries: dict[str, T]) -> list[T]:
-        return [value for pattern, value in entries.items() if fnmatch.fnmatchcase(spec.row_id, pattern)]
+    def _matching(self, spec: RunSpec | str, entries: dict[str, T]) -> list[T]:
+        row = spec if isinstance(spec, str) else spec.row_id
+        return [value for pattern, value in entries.items() if fnmatch.fnmatchcase(row, pattern)]
 
-    def _match(self, spec: RunSpec, entries: dict[str, T]) -> T | None:
+    def _match(self, spec: RunSpec | str, entries: dict[str, T]) -> T | None:
         return (self._matching(spec, entries) or [None])[-1]
 
     def run_args(self, spec: RunSpec) -> list[str]:
@@ -248,8 +249,9 @@ class Scale:
             return "scaled down"
         return self._match(spec, self.reduced) or "published recipe"
 
-    def gpu_reason(self, spec: RunSpec) -> str | None:
-        """Why this scale leaves the run to a GPU (None: it runs here)."""
+    def gpu_reason(self, spec: RunSpec | str) -> str | None:
+        """Why this scale leaves the run (or an analysis that trains its own networks, the loss landscape,
+        by its id ``report/key``) to a GPU (None: it runs here)."""
         return self._match(spec, self.needs_gpu)
 
     def seed_count(self, spec: RunSpec, seeds: int | None = None) -> int:
