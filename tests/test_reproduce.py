@@ -536,7 +536,7 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     curves = f"**curves** (without big: needs a GPU at this scale; `litvision analyze curves {first} --output"
     assert curves in report and "![curves](figures/900-curves-lstm+big-curves.png)" in report
     assert "- *confusion*: no figure, its run(s) big need a GPU at this scale." in report
-    assert "- *loss-landscape*: no figure, it needs a GPU at this scale: hours of VGG-A." in report
+    assert "- *loss-landscape*: no figure, it needs a GPU at this scale: hours of VGG-A.\n" in report
     assert not (runs / "cpu" / "900" / "analysis" / "loss-landscape").exists()  # not trained here
     # An analysis that scores runs on every seed of its run, and the report averages its number over
     # them; a figure is made of the first seed only.

@@ -531,7 +531,7 @@ class Report:
                 why = f"its run(s) {missing} have not finished" if missing else "not run yet"
                 why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
                 own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
-                why = f"it needs a GPU at this scale: {own}" if own else why
+                why = f"it needs a GPU at this scale: {own.rstrip('.')}" if own else why
                 said = f"no figure, {why}."
             elif entry.get("status") != "done":
                 said = f"{entry.get('status')}: {entry.get('reason', '')} {command}"
