@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from pathlib import Path
 
@@ -784,33 +785,53 @@ def test_the_estimate_counts_the_plain_loop_references_left(tmp_path, in_root):
     assert runner.estimate() == pytest.approx(run)
 
 
-def test_a_run_the_runner_stops_is_marked_interrupted_not_failed(tmp_path, in_root, capsys):
-    """Ctrl-C (or a requeue) stops the run's process: its marker, the console and the report say
-    interrupted, not failed, and the next start runs it."""
+def test_a_reproduction_stopped_by_sigterm_stops_its_run_which_is_interrupted_not_failed(tmp_path, in_root):
+    """``kill`` (or a scheduler) stops a reproduction as Ctrl-C does, one started with ``nohup ... &`` too,
+    which ignores Ctrl-C's SIGINT: its run's process is stopped, the marker, the console and the report
+    say interrupted, not failed, and the run keeps its checkpoint for the next start."""
     plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
-    write_seeded_plan(plans)
-    scale = load_scale("cpu", plans / "scales")
-    plan = load_plan(plans / "900.yaml", Path("."), set(METRICS))
-    runner = Reproduction([plan], scale, DataSource("download", scale), runs / "cpu")
-    job = runner.run_job(plan.runs["lstm"])
-    stop = threading.Event()
-    stop.set()  # as KeyboardInterrupt leaves it: the process is terminated at once
-    runner.progress = Progress({job.id: 10.0})
-    runner.run_one(job, None, "[1/1]", stop)
-    out = capsys.readouterr().out
-    assert "run 900/lstm interrupted after 0 s: it resumes at the next start" in out
+    (plans / "scales").mkdir(parents=True)
+    long = {"trainer.max_epochs": 100, "data.init_args.batch_size": 32, "data.init_args.num_workers": 0,
+            "checkpoint_every_n_steps": 2}  # fmt: skip
+    plan = {"title": "Digits", "runs": {"lstm": {"config": "configs/digits_lstm.yaml", "overrides": long}},
+            "tables": [{"title": "Digits", "metrics": ["test_acc"],
+                        "rows": [{"label": "LSTM", "run": "lstm", "published": [97.0]}]}]}  # fmt: skip
+    (plans / "900.yaml").write_text(yaml.safe_dump(plan))
+    (plans / "scales" / "cpu.yaml").write_text(yaml.safe_dump({"description": "long", "scaled_down": False}))
+    command = [sys.executable, "-m", "litvision", "reproduce", "run", "900", "--plans", str(plans), "--scale",
+               "cpu", "--runs-dir", str(runs), "--reports-dir", str(reports), "--no-analyses"]  # fmt: skip
+    run = runs / "cpu" / "900" / "lstm"
+    runner = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `nohup ... &` starts it
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "last.ckpt").is_file() and runner.poll() is None:
+            assert time.monotonic() < deadline, "the run wrote no checkpoint in 2 minutes"
+            time.sleep(0.2)
+        runner.send_signal(signal.SIGTERM)
+        out, err = runner.communicate(timeout=120)
+        assert runner.returncode == 130, err[-2000:]
+        with pytest.raises(ProcessLookupError):  # nothing of it left running: its run was stopped
+            os.killpg(runner.pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)
+    assert "interrupted; run the same command again to resume" in err
+    assert (run / "reproduce.log").read_text().count("Received SIGTERM") == 1  # asked once, then waited for
+    assert "run 900/lstm interrupted after" in out and "it resumes at the next start" in out
     assert "progress: 0 finished, 0 running, 1 left;" in out  # not counted as failed
-    marker = json.loads((runs / "cpu" / "900" / "lstm" / MARKER).read_text())
+    marker = json.loads((run / MARKER).read_text())
     assert marker["status"] == "interrupted" and marker["reason"] == "interrupted"
-    main(["report", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
-          str(reports)])  # fmt: skip
     text = (reports / "cpu" / "REPORT.md").read_text()
     assert "| LSTM | 97.00 | interrupted |" in text and "0 failed" in text
     assert (
         "| `lstm` | interrupted: it resumes from its last checkpoint at the next `litvision reproduce run`"
         in text
     )
-    assert runner.run_job(plan.runs["lstm"]) is not None  # the next start runs it
+    assert not is_finished(run) and (run / "checkpoints" / "last.ckpt").is_file()  # the next start resumes
 
 
 def test_a_report_whose_runs_all_need_a_gpu_lists_their_commands_without_an_empty_table(tmp_path, in_root):

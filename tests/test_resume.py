@@ -193,7 +193,8 @@ def test_a_run_stopped_by_a_signal_is_marked_interrupted_not_failed(tmp_path, si
     records its session in ``run_info.json`` as interrupted, not as a failure, and resumes."""
     write_run(tmp_path, in_memory=True)
     stop = ["--trainer.callbacks+=helpers.crash.SignalAtStep", f"--trainer.callbacks.step={KILL_AT}"]
-    fit(tmp_path, *stop, f"--trainer.callbacks.signal={sig}")
+    stopped = fit(tmp_path, *stop, f"--trainer.callbacks.signal={sig}")
+    assert stopped.returncode == {"SIGTERM": 143, "SIGINT": 1}[sig]  # a script sees it did not finish
     run = tmp_path / "lightning_logs/tiny/version_0"
     assert not (run / "test_results.json").exists()  # stopped before its end
     info_file = run / "run_info.json"

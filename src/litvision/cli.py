@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from lightning.pytorch.callbacks import (
     RichProgressBar,
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport, quiet_console
 from litvision.checkpoint_io import with_atomic_checkpoints
@@ -285,7 +287,11 @@ def main(args: list[str] | None = None) -> None:
         if argv[:1] == ["predict"] and len(argv) > 1 and not argv[1].startswith("-"):
             args = run_dir_arguments(argv[1:])  # litvision predict RUN_DIR ...
         # An error in a datamodule's constructor reaches us wrapped by the argument parser.
-        LitvisionCLI(args=args)
+        try:
+            LitvisionCLI(args=args)
+        except SIGTERMException:  # a SystemExit without a status: a script would take it for success
+            print(f"{_prog()}: stopped by SIGTERM; --ckpt_path last resumes the run", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
 
 
 def _prog() -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     args.extra = extra
     console = Console(soft_wrap=True)  # long paths stay on one line, as in a log file
     command = f"{PROG} {shlex.join(argv)}"
+    # SIGTERM (kill, a scheduler; the only stop of a run started with `nohup ... &`, which ignores Ctrl-C's
+    # SIGINT) stops as Ctrl-C does: the runs are stopped, marked interrupted, the report written.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "plain":
             plain.run(args)
@@ -198,10 +202,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(1, f"{PROG}: error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"{PROG}: interrupted; run the same command again to resume\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if reproduction.failures:
         parser.exit(
             1, f"{PROG}: {len(reproduction.failures)} failed:\n" + "\n".join(reproduction.failures) + "\n"
         )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_sweep(args: argparse.Namespace, console: Console) -> None:

@@ -89,8 +89,8 @@ def last_error(log: Path) -> str:
 
 
 def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) -> tuple[int, float | None]:
-    """Wait for ``process`` (terminating it if ``stop`` is set, killing it ``grace_s`` later): its exit
-    status and CPU seconds."""
+    """Wait for ``process`` (once ``stop`` is set, asking it to stop with one SIGTERM, killing it ``grace_s``
+    later): its exit status and CPU seconds."""
     stopped = None
     while process.returncode is None:  # else reaped by terminate(), which polls first
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # Unix, as fcntl's lock below
@@ -98,10 +98,10 @@ def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) 
             process.returncode = os.waitstatus_to_exitcode(status)
             return process.returncode, usage.ru_utime + usage.ru_stime
         if stop.wait(0.5):
-            stopped = stopped or time.monotonic()
-            if time.monotonic() - stopped < grace_s:
+            if stopped is None:  # once: a second SIGTERM would cut Lightning's own stop short
+                stopped = time.monotonic()
                 process.terminate()
-            else:  # a run's checkpoints survive a kill at any instant (AtomicCheckpointIO)
+            elif time.monotonic() - stopped > grace_s:  # a run's checkpoints survive a kill at any instant
                 process.kill()
     return process.returncode, None
 
@@ -470,8 +470,8 @@ class Reproduction:
 
     def plain_left(self, specs: list[RunSpec]) -> list[RunSpec]:
         """The runs of ``specs`` whose plain-loop reference has not written its results yet."""
-        done = [(self.run_dir(s) / PLAIN_DIR / "results.json").is_file() for s in specs]
-        return [s for s, d in zip(specs, done) if self.scale.has_plain_reference(s) and not d]
+        left = [s for s in specs if not (self.run_dir(s) / PLAIN_DIR / "results.json").is_file()]
+        return [s for s in left if self.scale.has_plain_reference(s)]
 
     def estimate(self) -> float:
         """Estimated seconds to train the runs not finished yet and their plain-loop references, with this
