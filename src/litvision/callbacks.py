@@ -10,7 +10,6 @@ import random
 import re
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from rich.table import Table
 
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies, shot_groups
-from litvision.utils import git_state, write_json
+from litvision.utils import git_state, now, write_json
 
 # Lightning's console messages that a user of litvision cannot act on.
 _NOT_ACTIONABLE = (
@@ -285,7 +284,7 @@ class RunInfo(Callback):
         self._started = time.time()
         info = {**previous, **self.describe(trainer, pl_module)}
         session = {
-            "started_at": _now(),
+            "started_at": now(),
             "resumed_from": trainer.ckpt_path,
             "finished_at": None,
             "status": "running",
@@ -321,7 +320,7 @@ class RunInfo(Callback):
         session = self._info["sessions"][-1]
         if session["finished_at"] is not None:
             return
-        session.update(finished_at=_now(), status=status)
+        session.update(finished_at=now(), status=status)
         self._time(session)
         self._info.update(
             finished_at=session["finished_at"], epochs=trainer.current_epoch, global_step=trainer.global_step
@@ -368,7 +367,3 @@ class RunInfo(Callback):
             "split_checksum": digest.hexdigest() if splits else None,
             "split_sizes": {name: len(idx) for name, idx in splits.items()},
         }
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -19,8 +19,7 @@ from rich.console import Console
 
 from litvision.data.files import NO_LABEL
 from litvision.errors import LitvisionError
-from litvision.runs import find_checkpoint
-from litvision.utils import csv_text, write_json, write_text
+from litvision.utils import csv_text, find_checkpoint, write_json, write_text
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from litvision.errors import LitvisionError
-from litvision.utils import load_checkpoint
+from litvision.utils import find_checkpoint, load_checkpoint
 
 
 @dataclass
@@ -33,30 +33,6 @@ class Run:
         return json.loads(path.read_text()) if path.is_file() else None
 
 
-def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
-    """The run's ``best`` checkpoint (highest val/acc, as named by the CLI), its ``last``, or a path."""
-    if which not in ("best", "last"):
-        path = Path(which)
-        if not path.is_file():
-            raise LitvisionError(f"checkpoint '{which}' not found: give 'best', 'last' or a .ckpt file")
-        return path
-    folder = run_dir / "checkpoints"
-    last = folder / "last.ckpt"
-    best = sorted(folder.glob("best-*.ckpt"), key=_val_acc_of)
-    if which == "best" and best:
-        return best[-1]
-    if last.is_file():
-        return last
-    raise LitvisionError(f"no checkpoint in '{folder}': is '{run_dir}' a litvision run directory?")
-
-
-def _val_acc_of(path: Path) -> float:
-    try:
-        return float(path.stem.rsplit("val_acc", 1)[1])
-    except (IndexError, ValueError):
-        return float("-inf")
-
-
 def load_run(run_dir: str | Path, checkpoint: str = "best", data_args: dict[str, Any] | None = None) -> Run:
     """Rebuild a run's model and datamodule from its ``config.yaml`` and load a checkpoint's weights.
 
@@ -65,7 +41,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", data_args: dict[str,
     """
     import yaml
 
-    from litvision.cli import LitvisionCLI  # runs.py sits above the CLI: the CLI never imports it
+    from litvision.cli import LitvisionCLI  # runs.py sits above the CLI, which never imports it
 
     run_dir = Path(run_dir)
     config_file = run_dir / "config.yaml"

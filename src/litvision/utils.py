@@ -1,6 +1,7 @@
 """Small jobs that training, analysis and reproduction all need, each done here once: files written
-atomically, the git state of the source, a checkpoint read safely, a ``class_path`` imported, a run's
-TensorBoard scalars read, runs named in tables and figures, CSV and Markdown tables."""
+atomically, the time of day, the GPUs visible, the git state of the source, a run's checkpoint found and
+read safely, a ``class_path`` imported, a run's TensorBoard scalars read, runs named in tables and figures,
+CSV and Markdown tables."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -78,6 +80,43 @@ def git_state(folder: Path | None = None) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def now() -> str:
+    """The time in UTC, to the second, as every file of a run records it."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
+    """The run's ``best`` checkpoint (highest val/acc, as named by the CLI), its ``last``, or a path."""
+    if which not in ("best", "last"):
+        path = Path(which)
+        if not path.is_file():
+            raise LitvisionError(f"checkpoint '{which}' not found: give 'best', 'last' or a .ckpt file")
+        return path
+    folder = run_dir / "checkpoints"
+    last = folder / "last.ckpt"
+    best = sorted(folder.glob("best-*.ckpt"), key=_val_acc_of)
+    if which == "best" and best:
+        return best[-1]
+    if last.is_file():
+        return last
+    raise LitvisionError(f"no checkpoint in '{folder}': is '{run_dir}' a litvision run directory?")
+
+
+def _val_acc_of(path: Path) -> float:
+    try:
+        return float(path.stem.rsplit("val_acc", 1)[1])
+    except (IndexError, ValueError):
+        return float("-inf")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -22,8 +22,7 @@ from lightning.pytorch.cli import instantiate_class
 
 from litvision.analysis.common import Tool
 from litvision.errors import LitvisionError
-from litvision.runs import find_checkpoint
-from litvision.utils import csv_text, markdown_table, read_scalars, run_names, write_text
+from litvision.utils import csv_text, find_checkpoint, markdown_table, read_scalars, run_names, write_text
 
 SUMMARY_COLUMNS = {
     "run": "run",

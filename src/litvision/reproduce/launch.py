@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from litvision.errors import LitvisionError
 from litvision.reproduce.plan import TimeLoader, read_yaml
-from litvision.utils import read_json, write_json
+from litvision.utils import now, read_json, visible_gpus, write_json
 
 if TYPE_CHECKING:
     from litvision.reproduce.runner import Job, Reproduction
@@ -179,7 +179,6 @@ class Launcher:
 
     def submit(self, runner: Reproduction, jobs: list[Job]) -> None:
         """One array task per job; skips jobs whose earlier task is still pending or running."""
-        from litvision.reproduce.runner import now
 
         folder = runner.root / SUBMITIT_DIR
         record_path = folder / SUBMISSIONS
@@ -234,8 +233,6 @@ class JobTask:
         self._thread: threading.Thread | None = None
 
     def __call__(self) -> str:
-        from litvision.reproduce.runner import visible_gpus
-
         runner = self.runner
         slot = visible_gpus() or None  # what SLURM (or the local executor) gave this task: all for the run
         runner.slots, runner.gpus_per_run, runner.failures = [slot], len(slot or [None]), []

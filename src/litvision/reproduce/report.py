@@ -16,7 +16,6 @@ import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from litvision.reproduce.runner import (
     is_finished,
     last_error,
 )
-from litvision.utils import csv_text, git_state, markdown_table, read_json, read_scalars, write_text
+from litvision.utils import csv_text, git_state, markdown_table, now, read_json, read_scalars, write_text
 
 # The JSON files of a run that metrics read.
 TEST, SVM, REBALANCE = "test_results.json", "analysis/svm_head.json", "analysis/rebalance.json"
@@ -317,8 +316,7 @@ class Report:
                       "listed).", ""]  # fmt: skip
         datasets = sorted({dataset for dataset, _ in DATASETS.values()})
         return lines + [
-            f"- Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}"
-            + (f" by `{self.command}`" if self.command else ""),
+            f"- Generated {now()}" + (f" by `{self.command}`" if self.command else ""),
             f"- Code: litvision commit {git_commit()}"
             + (f"; runs made at commit(s) {', '.join(commits)}" if commits else ""),
             f"- Hardware: runs on {', '.join(devices) or 'no device recorded'}; host {host()}",

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from litvision.reproduce.estimate import START_S, Progress, run_seconds
 from litvision.reproduce.launch import Launcher
 from litvision.reproduce.plain import STATE
 from litvision.reproduce.plan import Analysis, ReportPlan, RunSpec, Scale, lookup, read_yaml
-from litvision.utils import load_checkpoint, read_json, write_json
+from litvision.utils import load_checkpoint, now, read_json, visible_gpus, write_json
 
 MARKER = "reproduce.json"
 LOG = "reproduce.log"
@@ -48,10 +47,6 @@ PLAIN_DIR = "plain_loop"
 PLAIN = "plain loop"  # the kind of a plain-loop reference's job
 ANALYSES_FILE = "analyses.json"
 INTERRUPTED = "interrupted"  # the reason of a job stopped by the runner (Ctrl-C, a requeue): not a failure
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -104,16 +99,6 @@ def wait(process: subprocess.Popen, stop: threading.Event, grace_s: float = 30) 
             elif time.monotonic() - stopped > grace_s:  # a run's checkpoints survive a kill at any instant
                 process.kill()
     return process.returncode, None
-
-
-def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
 @dataclass
