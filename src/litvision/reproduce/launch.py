@@ -179,7 +179,6 @@ class Launcher:
 
     def submit(self, runner: Reproduction, jobs: list[Job]) -> None:
         """One array task per job; skips jobs whose earlier task is still pending or running."""
-
         folder = runner.root / SUBMITIT_DIR
         record_path = folder / SUBMISSIONS
         records = read_json(record_path) or {}
