@@ -655,11 +655,15 @@ def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_no
         "2.0", "-3.0", "1.41", "1"
     ]  # fmt: skip
     summary = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[1].split("<a id")[0]
-    assert "| 1 of 2 (1 waiting for runs) |" in summary  # the 0-4 one confirmed, the reversed one not
+    assert "| 1 of 2 (1 needing a GPU) |" in summary  # the 0-4 one confirmed, the reversed one not
     # The mean difference: small's two cells (4 and 10 points), not the LSTM's at its reduced budget.
     assert "mean \\|difference\\|, published recipes (points)" in summary and "| 7.00 |" in summary
     per_class = (reports / "cpu" / "REPORT.md").read_text().split("### Per class")[1].split("###")[0]
     assert "Budget: LSTM: one short epoch; small: published recipe." in per_class
+    shutil.rmtree(runs / "cpu" / "900" / "small")  # not run yet: its two findings wait for it
+    findings()
+    summary = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[1].split("<a id")[0]
+    assert "| 0 of 0 (2 waiting for runs; 1 needing a GPU) |" in summary
     # A finished run whose analysis (the SVM head) has not run: its cell says so, not "finished".
     assert "| SVM head | 96.00 | no value yet |" in (reports / "cpu" / "REPORT.md").read_text()
 

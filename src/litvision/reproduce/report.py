@@ -197,12 +197,15 @@ def verdict(higher: Seeds, lower: Seeds) -> str:
     return f"{said} (2 x {spread:.2f}: twice the seeds' standard deviation)"
 
 
-def findings_count(verdicts: list[str], listed: int) -> str:
-    """The summary's count: the findings confirmed of those judged (both sides have a value)."""
+def findings_count(verdicts: list[str], listed: int, gpu: int = 0) -> str:
+    """The summary's count: the findings confirmed of those judged (both sides have a value), and of the
+    others how many wait for runs of this scale and how many for runs it leaves to a GPU."""
     if not listed:
         return "—"
-    waiting = f" ({listed - len(verdicts)} waiting for runs)" if len(verdicts) < listed else ""
-    return f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}{waiting}"
+    left = [f"{n} {what}" for n, what in ((listed - len(verdicts) - gpu, "waiting for runs"),
+                                          (gpu, "needing a GPU")) if n]  # fmt: skip
+    said = f" ({'; '.join(left)})" if left else ""
+    return f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}{said}"
 
 
 def git_commit() -> str:
@@ -354,12 +357,14 @@ class Report:
             cells = [row for row in mine if row["table"] != FINDINGS]
             diffs = [abs(row["difference"]) for row in cells if row["difference"] is not None
                      and (not self.mixed_budgets or row["budget"] == "published recipe")]  # fmt: skip
-            judged = [row["status"] for row in mine if row["table"] == FINDINGS and row["ours"] is not None]
+            findings = [row for row in mine if row["table"] == FINDINGS]
+            judged = [row["status"] for row in findings if row["ours"] is not None]
+            gpu = sum(row["status"].startswith("needs a GPU") for row in findings)
             rows.append([
                 f"[{plan.id}](#{plan.id}) {plan.title}", f"{sum(r.finished for r in runs)} / {len(runs)}",
                 f"{sum(row['ours'] is not None for row in cells)} / {len(cells)}",
                 f"{statistics.fmean(diffs):.2f}" if diffs else "—",
-                findings_count(judged, len(plan.findings)),
+                findings_count(judged, len(plan.findings), gpu),
             ])  # fmt: skip
         return ["## Summary", "", markdown_table(rows)]
 
