@@ -660,12 +660,12 @@ def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_no
     assert "mean \\|difference\\|, published recipes (points)" in summary and "| 7.00 |" in summary
     per_class = (reports / "cpu" / "REPORT.md").read_text().split("### Per class")[1].split("###")[0]
     assert "Budget: LSTM: one short epoch; small: published recipe." in per_class
+    # A finished run whose analysis (the SVM head) has not run: its cell says so, not "finished".
+    assert "| SVM head | 96.00 | no value yet |" in (reports / "cpu" / "REPORT.md").read_text()
     shutil.rmtree(runs / "cpu" / "900" / "small")  # not run yet: its two findings wait for it
     findings()
     summary = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[1].split("<a id")[0]
     assert "| 0 of 0 (2 waiting for runs; 1 needing a GPU) |" in summary
-    # A finished run whose analysis (the SVM head) has not run: its cell says so, not "finished".
-    assert "| SVM head | 96.00 | no value yet |" in (reports / "cpu" / "REPORT.md").read_text()
 
 
 def found_verdict(found: dict[str, list[str]], claim: str) -> str:
