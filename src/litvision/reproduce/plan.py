@@ -254,6 +254,11 @@ class Scale:
         by its id ``report/key``) to a GPU (None: it runs here)."""
         return self._match(spec, self.needs_gpu)
 
+    def analysis_gpu_reason(self, report: str, analysis: Analysis) -> str | None:
+        """Why this scale leaves an analysis that trains networks of its own (one of no runs: the loss
+        landscape) to a GPU, by its id ``report/key`` (None: it runs here, or it reads runs)."""
+        return None if analysis.runs else self.gpu_reason(f"{report}/{analysis.key}")
+
     def seed_count(self, spec: RunSpec, seeds: int | None = None) -> int:
         """How many seeds the run gets: ``seeds`` (the command line) if given, else this scale's."""
         return seeds if seeds is not None else self._match(spec, self.seeds) or 1

@@ -533,7 +533,7 @@ class Report:
                 missing = ", ".join(name for name in here if not self.result(plan.runs[name]).finished)
                 why = f"its run(s) {missing} have not finished" if missing else "not run yet"
                 why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
-                own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
+                own = self.scale.analysis_gpu_reason(plan.id, analysis)
                 why = f"it needs a GPU at this scale: {own.rstrip('.')}" if own else why
                 said = f"no figure, {why}."
             elif entry.get("status") != "done":

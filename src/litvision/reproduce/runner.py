@@ -280,10 +280,8 @@ class Reproduction:
         run_dirs = [self.run_dir(plan.runs[name].with_seed(seed)) for name in names]
         if not all(is_finished(d) for d in run_dirs) or (analysis.runs and not names):
             return None
-        if not analysis.runs and self.scale.gpu_reason(f"{plan.id}/{analysis.key}"):
-            return (
-                None  # it trains networks of its own (the loss landscape), which this scale leaves to a GPU
-            )
+        if self.scale.analysis_gpu_reason(plan.id, analysis):
+            return None
         single = analysis.single
         out = run_dirs[0] / "analysis" if single else self.root / plan.id / "analysis" / analysis.key
         key = f"{analysis.key}-seed{seed}" if seed else analysis.key
