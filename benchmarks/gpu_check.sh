@@ -18,6 +18,9 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CARRY="$ROOT/.offline/gpu"
 PYTHON="${PYTHON:-python3}"
+# --prepare reads the versions to carry from the Python that runs litvision here (the README's .venv).
+[[ "$PYTHON" == python3 && -x "$ROOT/.venv/bin/python" && "${1:-}" == --prepare ]] &&
+  PYTHON="$ROOT/.venv/bin/python"
 CIFAR_TAR="cifar10-jpeg.tar.xz"
 CIFAR_SHA256="209d9cbdfbdc983a0b77a47178b46586340bed28fa1106d91d10636ee116b4ae"
 # Carried as wheels: what litvision needs that the device image lacks (docs/gpu.md).
