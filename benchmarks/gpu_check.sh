@@ -24,7 +24,10 @@ PYTHON="${PYTHON:-python3}"
 CIFAR_TAR="cifar10-jpeg.tar.xz"
 CIFAR_SHA256="209d9cbdfbdc983a0b77a47178b46586340bed28fa1106d91d10636ee116b4ae"
 # Carried as wheels: what litvision needs that the device image lacks (docs/gpu.md).
-WHEELS="jsonargparse docstring_parser typeshed_client"
+# albumentations (imported by litvision.data.policy) and its needs that the image lacks; the image has
+# numpy, scipy, PyYAML and opencv-python-headless.
+WHEELS="jsonargparse docstring_parser typeshed_client albumentations albucore stringzilla simsimd pydantic
+  pydantic_core annotated_types typing_inspection typing_extensions"
 
 usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
@@ -43,7 +46,8 @@ prepare() {
     # The version tested here, as a wheel for the device's Python 3.12 (they are pure Python).
     version="$("$PYTHON" -c "from importlib.metadata import version; print(version('$name'))")" || return 1
     "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
-      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
       -d "$CARRY/whl" "$name==$version" || return 1
   done
   ls -l "$CARRY" "$CARRY/whl"
