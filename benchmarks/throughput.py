@@ -5,6 +5,10 @@ over (b)'s own training loader, with the same network, initial weights, optimize
 format. It prints images per second (epochs after the first, which pays for start-up and compilation),
 CPU time per image (loader workers included) and the ratios b/a and b/c; medians over ``--rounds``,
 which see the same load, are what hold on a shared machine. Validation and the test are off.
+``--profile DIR``: one more epoch of (b) and of (c), untimed, under torch's profiler: per training step,
+the wall time, the CPU time in torch's operators and CUDA calls (the rest is Python, Lightning's included,
+or waiting for the GPU), the GPU's kernel time and the kernel launches, and the
+operators by self CPU time in ``DIR/{b,c}.txt`` (what Lightning's step adds over the plain loop's).
 
     python benchmarks/throughput.py                                   # simple CNN, CPU, offline CIFAR-10
     python benchmarks/throughput.py --data-source synthetic --scale smoke     # anywhere, no data needed
@@ -75,25 +79,74 @@ class Timer:
                 "epoch_s": [round(s, 2) for s, *_ in self.epochs]}  # fmt: skip
 
 
+class StepProfile:
+    """torch's profiler over one epoch: per step, wall time and CPU time in operators (ms), GPU kernel
+    time (ms) and kernel launches; the operator table by self CPU time written to ``path``."""
+
+    def __init__(self, device: torch.device, path: Path) -> None:
+        self.device, self.path, self.steps = device, path, 0
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(activities=activities)
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.t0 = time.perf_counter()
+        self.profiler.start()
+
+    def stop(self, steps: int) -> dict:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.profiler.stop()
+        wall = time.perf_counter() - self.t0
+        events = self.profiler.key_averages()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(events.table(sort_by="self_cpu_time_total", row_limit=40))
+        # CPU: torch's operators and the CUDA runtime calls (the rest of the wall time is Python and
+        # waiting); GPU: the kernels themselves (operators also carry their kernels' time: not summed).
+        cpu_us = sum(e.self_cpu_time_total for e in events if e.key.startswith(("aten::", "cuda")))
+        gpu = torch.autograd.DeviceType.CUDA
+        gpu_us = sum(e.self_device_time_total for e in events if e.device_type == gpu)
+        launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC"))
+        per = max(steps, 1)
+        return {"steps": steps, "wall_ms": round(1000 * wall / per, 3),
+                "cpu_op_ms": round(cpu_us / 1000 / per, 3), "gpu_kernel_ms": round(gpu_us / 1000 / per, 3),
+                "launches": round(launches / per, 1)}  # fmt: skip
+
+
 class EpochTimer(Callback):
-    def __init__(self, timer: Timer) -> None:
-        self.timer, self.images = timer, 0
+    """Times the epochs before ``timed``; profiles the one after them, if given a :class:`StepProfile`."""
+
+    def __init__(self, timer: Timer, timed: int, profile: StepProfile | None = None) -> None:
+        self.timer, self.timed, self.profile, self.images, self.steps = timer, timed, profile, 0, 0
+        self.profiled: dict = {}
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.images = 0
-        self.timer.start()
+        self.images = self.steps = 0
+        if trainer.current_epoch < self.timed:
+            self.timer.start()
+        elif self.profile:
+            self.profile.start()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.images += batch[0].shape[0]  # a shape: no read from the device
+        self.steps += 1
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.timer.stop(self.images)
+        if trainer.current_epoch < self.timed:
+            self.timer.stop(self.images)
+        elif self.profile:
+            self.profiled = self.profile.stop(self.steps)
 
 
-def cli_args(args: argparse.Namespace, data_args: list[str], in_memory: bool, log_dir: str) -> list[str]:
+def cli_args(
+    args: argparse.Namespace, data_args: list[str], in_memory: bool, log_dir: str, epochs: int
+) -> list[str]:
     """The command line of one Lightning run, as a user would type it."""
     options = [
-        f"--config={args.config}", *data_args, f"--trainer.max_epochs={args.epochs}",
+        f"--config={args.config}", *data_args, f"--trainer.max_epochs={epochs}",
         f"--trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "--trainer.devices=1",
         f"--trainer.logger.save_dir={log_dir}", "--trainer.enable_checkpointing=false",
         "--trainer.enable_progress_bar=false", "--test_after_fit=false", f"--seed_everything={SEED}",
@@ -113,21 +166,26 @@ def cli_args(args: argparse.Namespace, data_args: list[str], in_memory: bool, lo
 
 
 def run_lightning(
-    args: argparse.Namespace, data_args: list[str], in_memory: bool
+    args: argparse.Namespace, data_args: list[str], in_memory: bool, profile: Path | None = None
 ) -> tuple[dict, LitvisionCLI]:
-    timer = Timer(torch.device(args.device))
+    device = torch.device(args.device)
+    timer = Timer(device)
+    epoch_timer = EpochTimer(timer, args.epochs, profile and StepProfile(device, profile))
     with tempfile.TemporaryDirectory() as log_dir:
-        options = ["fit", *cli_args(args, data_args, in_memory, log_dir)]
-        cli = LitvisionCLI(args=options, trainer_defaults={"callbacks": [EpochTimer(timer)]})
-    return {**timer.result(), "precision": str(cli.trainer.precision)}, cli
+        options = ["fit", *cli_args(args, data_args, in_memory, log_dir, args.epochs + bool(profile))]
+        cli = LitvisionCLI(args=options, trainer_defaults={"callbacks": [epoch_timer]})
+    result = {**timer.result(), "precision": str(cli.trainer.precision)}
+    return ({**result, "profile": epoch_timer.profiled} if profile else result), cli
 
 
-def run_plain(args: argparse.Namespace, data_args: list[str], memory: Any) -> dict:
+def run_plain(
+    args: argparse.Namespace, data_args: list[str], memory: Any, profile: Path | None = None
+) -> dict:
     """The plain loop on the in-memory run's own training loader, from the same initial weights."""
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as log_dir:
         seed_everything(SEED)
-        built = LitvisionCLI(args=cli_args(args, data_args, True, log_dir), run=False)
+        built = LitvisionCLI(args=cli_args(args, data_args, True, log_dir, args.epochs), run=False)
     model = built.model
     net = model.net.to(device)
     channels_last = memory.model.uses_channels_last
@@ -145,7 +203,13 @@ def run_plain(args: argparse.Namespace, data_args: list[str], memory: Any) -> di
         images = train_one_epoch(net, loader, optimizer, device, epoch, batches, bf16, model.label_smoothing,
                                  channels_last)  # fmt: skip
         timer.stop(images)
-    return timer.result()
+    if not profile:
+        return timer.result()
+    step_profile = StepProfile(device, profile)
+    step_profile.start()
+    train_one_epoch(net, loader, optimizer, device, args.epochs, batches, bf16, model.label_smoothing,
+                    channels_last)  # fmt: skip
+    return {**timer.result(), "profile": step_profile.stop(batches)}
 
 
 def main() -> None:
@@ -168,6 +232,8 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=min(os.cpu_count() or 1, 8), help="for (a)")
     parser.add_argument("--limit-batches", type=float, default=0, help="training batches per epoch")
     parser.add_argument("--rounds", type=int, default=1, help="repeats of (a), (b), (c); medians of ratios")
+    parser.add_argument("--paths", default="abc", help="which of (a), (b), (c) to run, e.g. bc")
+    parser.add_argument("--profile", type=Path, help="profile one more epoch of (b) and (c), tables here")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     # --data-dir: a CIFAR-10 image folder, e.g. the GPU check's JPEG copy or a subset (no ../shared there)
@@ -179,32 +245,53 @@ def main() -> None:
         data_args, _ = source.run_args(yaml.safe_load(args.config.read_text()))
         if args.data_source == "synthetic":
             data_args.append(f"--data.train_size={args.synthetic_size}")
+    paths = set(args.paths)
+    if not paths or paths - set(RUNS) or ("c" in paths and "b" not in paths):
+        parser.error(f"--paths {args.paths!r}: give some of a, b, c; (c) runs on (b)'s loader, so c needs b")
+    ratios = {"b/a": ("b", "a", "images_per_s"), "b/c": ("b", "c", "images_per_s"),
+              "cpu a/b": ("a", "b", "cpu_s_per_1000")}  # fmt: skip
+    ratios = {k: v for k, v in ratios.items() if {v[0], v[1]} <= paths}
+    profile = {key: args.profile / f"{key}.txt" if args.profile else None for key in "bc"}
     rounds = []
     for _ in range(args.rounds):
-        a, _ = run_lightning(args, data_args, in_memory=False)
-        if args.sync_debug:
-            torch.cuda.set_sync_debug_mode("warn")
-        b, memory = run_lightning(args, data_args, in_memory=True)
-        if args.sync_debug:
-            torch.cuda.set_sync_debug_mode("default")
-        c = run_plain(args, data_args, memory)
-        rounds.append({"a": a, "b": b, "c": c, "b/a": b["images_per_s"] / a["images_per_s"],
-                       "b/c": b["images_per_s"] / c["images_per_s"],
-                       "cpu a/b": a["cpu_s_per_1000"] / b["cpu_s_per_1000"]})  # fmt: skip
+        result = {}
+        if "a" in paths:
+            result["a"], _ = run_lightning(args, data_args, in_memory=False)
+        if "b" in paths:
+            if args.sync_debug:
+                torch.cuda.set_sync_debug_mode("warn")
+            result["b"], memory = run_lightning(args, data_args, True, profile["b"])
+            if args.sync_debug:
+                torch.cuda.set_sync_debug_mode("default")
+        if "c" in paths:
+            result["c"] = run_plain(args, data_args, memory, profile["c"])
+        result.update({k: result[x][m] / result[y][m] for k, (x, y, m) in ratios.items()})
+        rounds.append(result)
     device = (
         torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     )
-    precision = rounds[0]["b"]["precision"]
+    first = rounds[0]
+    precision = first["b"]["precision"] if "b" in first else first["a"]["precision"]
     print(f"\n{args.config.name}, {args.data_dir or args.data_source} data, {device}, precision {precision}, "
           f"augment {args.augment}, {args.epochs} epochs per run (the first untimed)")  # fmt: skip
     print(f"{'':32} {'images/s':>10} {'CPU s/1k img':>12} {'epochs (s)':>24}")
     for number, result in enumerate(rounds, 1):
         for key, name in RUNS.items():
-            r = result[key]
-            print(f"{name:32} {r['images_per_s']:10.0f} {r['cpu_s_per_1000']:12.2f} {str(r['epoch_s']):>24}")
-        print(f"  round {number}: " + "  ".join(f"{k} {result[k]:.2f}" for k in ("b/a", "b/c", "cpu a/b")))
-    medians = {k: statistics.median(r[k] for r in rounds) for k in ("b/a", "b/c", "cpu a/b")}
+            if key in result:
+                r = result[key]
+                epochs = str(r["epoch_s"])
+                print(f"{name:32} {r['images_per_s']:10.0f} {r['cpu_s_per_1000']:12.2f} {epochs:>24}")
+        print(f"  round {number}: " + "  ".join(f"{k} {result[k]:.2f}" for k in ratios))
+    medians = {k: statistics.median(r[k] for r in rounds) for k in ratios}
     print("medians: " + "  ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+    if args.profile:
+        print(f"\nper training step, one more epoch under torch's profiler (operator tables in {args.profile}/):")
+        print(f"{'':32} {'wall ms':>8} {'CPU in ops ms':>14} {'GPU kernels ms':>15} {'launches':>9}")
+        for key in "bc":
+            if key in first:
+                p = first[key]["profile"]
+                print(f"{RUNS[key]:32} {p['wall_ms']:8.2f} {p['cpu_op_ms']:14.2f} "
+                      f"{p['gpu_kernel_ms']:15.2f} {p['launches']:9.1f}")  # fmt: skip
     if args.json:
         setup = {**{k: str(v) for k, v in vars(args).items()}, "device_name": device}
         args.json.write_text(json.dumps({"setup": setup, "rounds": rounds, "medians": medians}, indent=2))
