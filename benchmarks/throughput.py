@@ -285,7 +285,7 @@ def main() -> None:
     medians = {k: statistics.median(r[k] for r in rounds) for k in ratios}
     print("medians: " + "  ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     if args.profile:
-        print(f"\nper training step, one more epoch under torch's profiler (operator tables in {args.profile}/):")
+        print(f"\nper training step, one more epoch under torch's profiler (tables in {args.profile}/):")
         print(f"{'':32} {'wall ms':>8} {'CPU in ops ms':>14} {'GPU kernels ms':>15} {'launches':>9}")
         for key in "bc":
             if key in first:
