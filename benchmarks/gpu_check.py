@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 from importlib import metadata
@@ -150,22 +151,28 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     throughput = _json(work / "throughput.json")
     b_rate = b_epoch = b_over_a = b_over_c = None
-    if throughput:  # benchmarks/throughput.py's rounds: (a), (b), (c) and their ratios
-        first, medians = throughput["rounds"][0], throughput["medians"]
+    if throughput:  # benchmarks/throughput.py's rounds: (a), (b), (c) and their ratios; medians
+        rounds, medians = throughput["rounds"], throughput["medians"]
+        rate = {k: statistics.median(r[k]["images_per_s"] for r in rounds) for k in "abc"}
+        b_epochs = [s for r in rounds for s in (r["b"]["epoch_s"][1:] or r["b"]["epoch_s"])]
         out["throughput"] = {
             "config": Path(throughput["setup"]["config"]).name,
             "device": throughput["setup"].get("device_name"),
-            "precision": first["b"]["precision"],
-            "a_dataloader_images_per_s": round(first["a"]["images_per_s"]),
-            "b_in_memory_images_per_s": round(first["b"]["images_per_s"]),
-            "c_plain_loop_images_per_s": round(first["c"]["images_per_s"]),
-            "b_epoch_s": first["b"]["epoch_s"],
+            "precision": rounds[0]["b"]["precision"],
+            "rounds": len(rounds),
+            "a_dataloader_images_per_s": round(rate["a"]),
+            "b_in_memory_images_per_s": round(rate["b"]),
+            "c_plain_loop_images_per_s": round(rate["c"]),
+            "b_epoch_s": [r["b"]["epoch_s"] for r in rounds],  # per round
             "b_over_a": round(medians["b/a"], 3),
             "b_over_c": round(medians["b/c"], 3),
         }
-        b_rate = first["b"]["images_per_s"]
-        timed = first["b"]["epoch_s"][1:] or first["b"]["epoch_s"]
-        b_epoch = sorted(timed)[len(timed) // 2]
+        # --profile: per training step of one more epoch of (b) and (c) under torch's profiler
+        profiled = {k: rounds[-1][k]["profile"] for k in "bc" if "profile" in rounds[-1][k]}
+        if profiled:
+            out["throughput"]["profile_per_step"] = profiled
+        b_rate = rate["b"]
+        b_epoch = statistics.median(b_epochs)
         b_over_a, b_over_c = medians["b/a"], medians["b/c"]
     runs = {}
     named = (
@@ -277,9 +284,23 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
             f"| (b) Lightning, in memory | {throughput['b_in_memory_images_per_s']} |",
             f"| (c) plain loop, in memory | {throughput['c_plain_loop_images_per_s']} |",
             "",
-            f"b/a {throughput['b_over_a']}, b/c {throughput['b_over_c']}, "
-            f"(b) epochs (s) {throughput['b_epoch_s']}",
+            f"b/a {throughput['b_over_a']}, b/c {throughput['b_over_c']} (medians of {throughput['rounds']} "
+            f"round(s)), (b) epochs (s) {throughput['b_epoch_s']}",
         ]
+        profiled = throughput.get("profile_per_step")
+        if profiled:
+            lines += [
+                "",
+                "Per training step, one more epoch of each under torch's profiler (it slows both):",
+                "",
+                "| path | wall ms | CPU in torch ops and CUDA calls ms | GPU kernels ms | kernel launches |",
+                "| --- | ---: | ---: | ---: | ---: |",
+            ]
+            names = {"b": "(b) Lightning, in memory", "c": "(c) plain loop, in memory"}
+            lines += [
+                f"| {names[k]} | {p['wall_ms']} | {p['cpu_op_ms']} | {p['gpu_kernel_ms']} | {p['launches']} |"
+                for k, p in profiled.items()
+            ]
     if found["runs"]:
         lines += [
             "",

@@ -107,8 +107,11 @@ class StepProfile:
         # CPU: torch's operators and the CUDA runtime calls (the rest of the wall time is Python and
         # waiting); GPU: the kernels themselves (operators also carry their kernels' time: not summed).
         cpu_us = sum(e.self_cpu_time_total for e in events if e.key.startswith(("aten::", "cuda")))
+        # As torch's own table totals them: kernels, not the GPU spans of annotations such as
+        # Optimizer.step, which under Lightning's closure covers the forward and backward passes.
         gpu = torch.autograd.DeviceType.CUDA
-        gpu_us = sum(e.self_device_time_total for e in events if e.device_type == gpu)
+        kernels = [e for e in events if e.device_type == gpu and not e.is_user_annotation]
+        gpu_us = sum(e.self_device_time_total for e in kernels)
         launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC"))
         per = max(steps, 1)
         return {"steps": steps, "wall_ms": round(1000 * wall / per, 3),
