@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_litvision
 from PIL import Image
 
 DIGITS = f"--config={ROOT / 'configs/digits_lstm.yaml'}"
@@ -215,7 +214,7 @@ def existing_run(root: Path) -> Path:
 
 
 def litvision(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "litvision", *args], cwd=cwd, capture_output=True, text=True)
+    return run_litvision(args, cwd)
 
 
 @dataclass
@@ -229,7 +228,7 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """Every case's command, run side by side: each is mostly a Python start-up (Lightning's imports)."""
+    """Every case's command, run side by side, each forked from a process that imported litvision once."""
     prepared = {}
     for what, args, _ in CASES:
         root = tmp_path_factory.mktemp(what.replace(" ", "_"))
