@@ -43,7 +43,7 @@ prepare() {
   rm -f "$CARRY"/whl/*.whl
   local name version
   for name in $WHEELS; do
-    # The version tested here, as a wheel for the device's Python 3.12 (they are pure Python).
+    # The version tested here, as a wheel for the device's CPython 3.12 on x86-64 (most are pure Python).
     version="$("$PYTHON" -c "from importlib.metadata import version; print(version('$name'))")" || return 1
     "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \

@@ -84,7 +84,7 @@ class StepProfile:
     time (ms) and kernel launches; the operator table by self CPU time written to ``path``."""
 
     def __init__(self, device: torch.device, path: Path) -> None:
-        self.device, self.path, self.steps = device, path, 0
+        self.device, self.path = device, path
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device.type == "cuda":
             activities.append(torch.profiler.ProfilerActivity.CUDA)
