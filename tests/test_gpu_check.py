@@ -22,6 +22,18 @@ def throughput_json(a: float, b: float, c: float) -> dict:
     }
 
 
+def summarize(work: Path, out: Path) -> dict:
+    """``gpu_check.py summary WORK OUT``, as the script runs it; the summary.json it writes."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "summary", str(work), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "summary.json").read_text())
+
+
 def test_summary_judges_each_target_and_keeps_a_rerun_steps_last_record(tmp_path: Path):
     work, out = tmp_path / "work", tmp_path / "out"
     run = work / "runs" / "resnet18_cifar_fast" / "version_0"
@@ -32,14 +44,7 @@ def test_summary_judges_each_target_and_keeps_a_rerun_steps_last_record(tmp_path
     (work / "steps.tsv").write_text(
         "throughput\tok\t95.0\t0\t180\nfast\ttimeout\t200.0\t124\t200\nfast\tok\t181.5\t0\t200\n"
     )
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "summary", str(work), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads((out / "summary.json").read_text())
+    summary = summarize(work, out)
     verdicts = {t["target"]: t["verdict"] for t in summary["targets"]}
     assert verdicts == {
         "in-memory Lightning images/s": "met",
@@ -55,13 +60,7 @@ def test_summary_judges_each_target_and_keeps_a_rerun_steps_last_record(tmp_path
 
 def test_summary_without_measurements_says_not_measured(tmp_path: Path):
     out = tmp_path / "out"
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "summary", str(tmp_path), str(out)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    summary = json.loads((out / "summary.json").read_text())
+    summary = summarize(tmp_path, out)
     assert {t["verdict"] for t in summary["targets"]} == {"not measured"}
 
 
@@ -69,13 +68,7 @@ def test_a_fast_run_cut_at_its_limit_missed_the_time_target(tmp_path: Path):
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()
     (work / "steps.tsv").write_text("fast\ttimeout\t210.2\t124\t200\n")
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "summary", str(work), str(out)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    verdicts = {t["target"]: t["verdict"] for t in json.loads((out / "summary.json").read_text())["targets"]}
+    verdicts = {t["target"]: t["verdict"] for t in summarize(work, out)["targets"]}
     assert verdicts["fast recipe end to end (s)"] == "MISSED"
     assert verdicts["fast recipe test accuracy"] == "not measured"
 
@@ -93,13 +86,7 @@ def test_throughput_of_several_rounds_is_judged_on_medians_and_its_profile_shown
     data = {"setup": throughput_json(1, 1, 1)["setup"], "rounds": rounds, "medians": ratios}
     (work / "throughput.json").write_text(json.dumps(data))
     (work / "steps.tsv").write_text("throughput\tok\t150.0\t0\t180\n")
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "summary", str(work), str(out)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    summary = json.loads((out / "summary.json").read_text())
+    summary = summarize(work, out)
     targets = {t["target"]: t for t in summary["targets"]}
     # The first round alone (20,000 images/s) would miss; the median, 28,000, meets.
     assert targets["in-memory Lightning images/s"]["value"] == 28000
