@@ -586,6 +586,17 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
     finish("lstm-seed1")
     main(args)
     assert "Partial report" not in (reports / "cpu" / "REPORT.md").read_text()
+    # A plain-loop reference the plan asks for, which the runner trains after the runs, counts too.
+    plan = yaml.safe_load((plans / "900.yaml").read_text())
+    plan["runs"]["lstm"]["plain_reference"] = True
+    (plans / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    main(args)
+    top = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[0]
+    assert "> **Partial report**: 2 of 2 runs finished, 0 of 1 plain-loop references;" in top
+    (runs / "cpu" / "900" / "lstm" / PLAIN_DIR).mkdir()
+    (runs / "cpu" / "900" / "lstm" / PLAIN_DIR / "results.json").write_text(json.dumps({"acc": 0.9}))
+    main(args)
+    assert "Partial report" not in (reports / "cpu" / "REPORT.md").read_text()
     # A study's plan (not numbered) is left out of a report unless named, run, or the scale covers it:
     # the report of a scale made for the study covers the study alone.
     (plans / "study.yaml").write_text((plans / "900.yaml").read_text().replace("Digits", "Study"))

@@ -303,10 +303,14 @@ class Report:
         cpu = sum(r.marker.get("cpu_time_s") or 0 for r in finished) / 60
         what = "the five reports" if len(self.plans) > 1 else self.plans[0].title
         lines = [f"# Reproduction of {what} ({self.scale.name} scale)", ""]
-        if len(finished) < len(results):
-            lines += [f"> **Partial report**: {len(finished)} of {len(results)} runs finished; the empty "
-                      "cells fill in when `litvision reproduce run` is run again with the same arguments "
-                      "(finished runs are kept).", ""]  # fmt: skip
+        # The plain-loop references the scale asks for, which the runner trains after the runs.
+        plain = [r for r in finished if self.scale.has_plain_reference(r.spec)]
+        plain_done = sum(r.number(PLAIN, "acc") is not None for r in plain)
+        if len(finished) < len(results) or plain_done < len(plain):
+            left = f", {plain_done} of {len(plain)} plain-loop references" if plain else ""
+            lines += [f"> **Partial report**: {len(finished)} of {len(results)} runs finished{left}; the "
+                      "empty cells fill in when `litvision reproduce run` is run again with the same "
+                      "arguments (finished runs are kept).", ""]  # fmt: skip
         if self.scale.scaled_down:
             lines += [f'> **Scaled down: these are not reproductions.** Every "{self.ours}" value comes from '
                       f"a run shrunk to check the pipeline: {self.scale.description}. Compare them with each "
