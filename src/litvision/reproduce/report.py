@@ -1,6 +1,6 @@
 """The reproduction report: every table of the five reports with the published value, ours and the
 difference, our figures, the hardware, wall times and commit, and where our protocol differs. A report
-written while runs are missing says so at its top (a partial report).
+written while runs or their plain-loop references are missing says so at its top (a partial report).
 
 Written from the run directories alone (``test_results.json``, ``run_info.json``, TensorBoard events,
 ``analysis/``), so it can be regenerated at any time: ``litvision reproduce report``.
