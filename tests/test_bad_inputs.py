@@ -213,10 +213,6 @@ def existing_run(root: Path) -> Path:
     return run
 
 
-def litvision(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return run_litvision(args, cwd)
-
-
 @dataclass
 class Outcome:
     inputs: Path
@@ -242,7 +238,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     def one(case: tuple[str, list[str], str]) -> tuple[str, Outcome]:
         what, args = case[:2]
         inputs, work, run, before = prepared[what]
-        done = litvision([a.replace("{tmp}", str(inputs)) for a in args], work)
+        done = run_litvision([a.replace("{tmp}", str(inputs)) for a in args], work)
         return what, Outcome(inputs, work, run, before, done)
 
     with ThreadPoolExecutor(max_workers=min(4, max(2, os.cpu_count() or 1))) as pool:  # memory: 4 at most
@@ -280,7 +276,7 @@ def test_corrupt_images_can_be_skipped(tmp_path):
         "--trainer.max_epochs=1",
         "--trainer.enable_progress_bar=false",
     ]
-    done = litvision(args, tmp_path)
+    done = run_litvision(args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"left out 1 unreadable image(s) of '{tmp_path}/corrupt/train': " in done.stderr
 
@@ -293,7 +289,7 @@ def test_an_unreadable_image_in_a_loader_worker_is_one_line(tmp_path):
         "fit", DIGITS, FOLDER, f"--data.data_dir={tmp_path}/corrupt", "--data.in_memory=false",
         "--data.num_workers=2", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
     ]  # fmt: skip
-    done = litvision(args, tmp_path)
+    done = run_litvision(args, tmp_path)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last == (
@@ -314,7 +310,7 @@ def markdown() -> str:
             (case / "inputs").mkdir(parents=True)
             (case / "work").mkdir()
             prepare(case / "inputs")
-            done = litvision([a.replace("{tmp}", str(case / "inputs")) for a in args], case / "work")
+            done = run_litvision([a.replace("{tmp}", str(case / "inputs")) for a in args], case / "work")
             lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
             start = next((i for i, line in enumerate(lines) if line.startswith("error:")), len(lines) - 1)
             text = (
