@@ -157,7 +157,7 @@ def settings(cli: SearchCLI) -> tuple[Search, SearchSpace, str]:
 def check_space(cli: SearchCLI, space: SearchSpace, config: Namespace) -> None:
     """Every key and choice of the space parsed as ``fit`` would parse it, on top of the config."""
     parser = cli.parser
-    keys = sorted(k for k in config if k.split(".")[0] not in SEARCH_KEYS)
+    keys = sorted(k for k in config.keys() if k.split(".")[0] not in SEARCH_KEYS)  # noqa: SIM118 (a Namespace)
     for param, _ in space.every_param():
         if param.key.split(".")[0] in SEARCH_KEYS:
             raise LitvisionError(
