@@ -200,7 +200,7 @@ CASES = [
     (
         "search direction other than min or max",
         [*SEARCH, "--space={tmp}/space.yaml", "--direction=up"],
-        "direction 'up' is invalid: use max, min",
+        "direction 'up' is invalid: use max or min",
     ),
     (
         "search storage that cannot be reached",

@@ -189,7 +189,8 @@ def _space_error(space: SearchSpace, values: dict[str, Any], message: str, keys:
 
 def _choice(name: str, value: Any, allowed: Any) -> None:
     if value not in allowed:
-        raise LitvisionError(f"{name} '{value}' is invalid: use {', '.join(allowed)}")
+        *first, last = list(allowed)
+        raise LitvisionError(f"{name} '{value}' is invalid: use {', '.join(first)} or {last}")
 
 
 def main(args: list[str]) -> None:
