@@ -147,7 +147,7 @@ def settings(cli: SearchCLI) -> tuple[Search, SearchSpace, str]:
     make_sampler(search, space)  # checks sampler_args
     make_pruner(search)
     for values in config.enqueue:
-        unknown = sorted(set(values) - {p.key for p, _ in space.every_param()})
+        unknown = sorted(set(values) - {p.name for p, _ in space.every_param()})
         if unknown:
             raise LitvisionError(f"enqueue: '{unknown[0]}' is not a key of the search space '{space.path}'")
     text = cli.parser.dump(base, skip_check=True, skip_none=False)

@@ -16,7 +16,7 @@ arguments of ``fit``, a choice before the keys it enables.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +33,23 @@ TYPES = ("float", "int", "categorical")
 
 @dataclass(frozen=True)
 class Param:
-    """One key of the space: its distribution and, for a choice, the keys each value enables."""
+    """One key of the space: its distribution and, for a choice, the keys each value enables. Its Optuna
+    name is the key, or, for a key that several choices enable with different ranges (the learning rate
+    of each optimizer), ``KEY (CHOICE)``: Optuna gives one name one distribution."""
 
     key: str
     distribution: BaseDistribution
     enables: dict[Any, tuple[Param, ...]] = field(default_factory=dict)
+    name: str = ""  # set by load_space
+    under: str = ""  # the choice that enables the key, if any
 
     def suggest(self, trial: optuna.Trial) -> Any:
-        d = self.distribution
+        d, name = self.distribution, self.name
         if isinstance(d, FloatDistribution):
-            return trial.suggest_float(self.key, d.low, d.high, step=d.step, log=d.log)
+            return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
         if isinstance(d, IntDistribution):
-            return trial.suggest_int(self.key, d.low, d.high, step=d.step, log=d.log)
-        return trial.suggest_categorical(self.key, d.choices)
+            return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_categorical(name, d.choices)
 
     def grid(self, points: int) -> list[Any]:
         """``points`` values spread over the range (evenly, or evenly in log for ``log``); every choice."""
@@ -108,7 +112,7 @@ class SearchSpace:
 
     def grid(self, points: int) -> dict[str, list[Any]]:
         """Optuna's GridSampler space: ``points`` values per numeric key, every choice."""
-        return {param.key: param.grid(points) for param, _ in self.every_param()}
+        return {param.name: param.grid(points) for param, _ in self.every_param()}
 
     def as_dict(self) -> dict[str, Any]:
         """The space as stored with a study: a resumed study must search the same one."""
@@ -127,22 +131,35 @@ def load_space(path: Path) -> SearchSpace:
     if not isinstance(data, Mapping) or not data:
         raise LitvisionError(f"search space '{path}' holds no keys: map config keys to ranges or choices")
     params = _params(data, path)
-    seen: dict[str, BaseDistribution] = {}
+    ranges: dict[str, set[str]] = {}
     for param, _ in SearchSpace(path, params).every_param():
-        if param.key in seen and seen[param.key] != param.distribution:
-            raise LitvisionError(
-                f"search space '{path}': '{param.key}' is given two different ranges; a key enabled by "
-                "several choices must have the same range in each"
-            )
-        seen[param.key] = param.distribution
-    return SearchSpace(path, params)
+        ranges.setdefault(param.key, set()).add(repr(param.distribution))
+    differing = {key for key, found in ranges.items() if len(found) > 1}
+    for key in sorted(differing & {param.key for param in params}):
+        raise LitvisionError(
+            f"search space '{path}': '{key}' is given at the top level and, with another range, under a "
+            "choice; give it in one place"
+        )
+    return SearchSpace(path, _named(params, differing))
 
 
-def _params(data: Mapping[Any, Any], path: Path) -> tuple[Param, ...]:
-    return tuple(_param(str(key), spec, path) for key, spec in data.items())
+def _named(params: tuple[Param, ...], keys: set[str]) -> tuple[Param, ...]:
+    """The params with each key of ``keys`` that a choice enables named after its choice."""
+    return tuple(
+        replace(
+            p,
+            name=f"{p.key} ({p.under})" if p.key in keys and p.under else p.key,
+            enables={c: _named(sub, keys) for c, sub in p.enables.items()},
+        )
+        for p in params
+    )
 
 
-def _param(key: str, spec: Any, path: Path) -> Param:
+def _params(data: Mapping[Any, Any], path: Path, under: str = "") -> tuple[Param, ...]:
+    return tuple(_param(str(key), spec, path, under) for key, spec in data.items())
+
+
+def _param(key: str, spec: Any, path: Path, under: str = "") -> Param:
     where = f"search space '{path}', key '{key}'"
     if not isinstance(spec, Mapping):
         raise LitvisionError(
@@ -162,7 +179,7 @@ def _param(key: str, spec: Any, path: Path) -> Param:
     if kind == "categorical":
         choices = spec.get("choices")
         if isinstance(choices, Mapping):  # each choice with the keys it enables
-            enables = {c: _params(sub or {}, path) for c, sub in choices.items()}
+            enables = {c: _params(sub or {}, path, str(c).rsplit(".", 1)[-1]) for c, sub in choices.items()}
             choices = list(choices)
         else:
             enables = {}
@@ -171,7 +188,9 @@ def _param(key: str, spec: Any, path: Path) -> Param:
         bad = [c for c in choices if c is not None and not isinstance(c, bool | int | float | str)]
         if bad:
             raise LitvisionError(f"{where}: choice {bad[0]!r} is not a number, string, boolean or null")
-        return Param(key, CategoricalDistribution(choices), {c: p for c, p in enables.items() if p})
+        return Param(
+            key, CategoricalDistribution(choices), {c: p for c, p in enables.items() if p}, under=under
+        )
     missing = [name for name in ("low", "high") if name not in spec]
     if missing:
         raise LitvisionError(f"{where}: a {kind} range needs low and high ({missing[0]} is missing)")
@@ -186,8 +205,10 @@ def _param(key: str, spec: Any, path: Path) -> Param:
         raise LitvisionError(f"{where}: the range [{low}, {high}] is empty: low must be at most high")
     try:
         if kind == "int":
-            return Param(key, IntDistribution(low, high, log=log, step=1 if step is None else step))
-        return Param(key, FloatDistribution(low, high, log=log, step=step))
+            return Param(
+                key, IntDistribution(low, high, log=log, step=1 if step is None else step), under=under
+            )
+        return Param(key, FloatDistribution(low, high, log=log, step=step), under=under)
     except ValueError as err:  # Optuna's own checks: log with low <= 0, log with a step, ...
         raise LitvisionError(f"{where}: {err}") from None
 
