@@ -3,7 +3,9 @@ retrained, pruning; on the digits with a tiny LSTM and one to four epochs."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +19,8 @@ import yaml
 from conftest import ROOT, run_litvision
 from optuna.trial import TrialState
 
-from litvision.search.space import load_space
+from litvision.search.cli import parse, settings
+from litvision.search.space import SearchSpace, load_space
 from litvision.search.study import Search, make_sampler
 from litvision.utils import read_scalars
 
@@ -42,6 +45,36 @@ def search(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     done = run_litvision([*TINY, *args], cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def draw(search_: Search, space: SearchSpace, trials: int) -> dict[int, dict]:
+    """The values a worker's sampler draws for trials 0, 1, ... (random and grid draws need no training)."""
+    study = optuna.create_study(sampler=make_sampler(search_, space))
+    drawn = {}
+    for _ in range(trials):
+        trial = study.ask()
+        drawn[trial.number] = space.suggest(trial)
+        study.tell(trial, 0.0)
+    return drawn
+
+
+def test_a_grid_search_tries_each_point_once():
+    space = load_space(ROOT / "configs/search/digits.yaml")
+    drawn = draw(Search("grid", Path(), "", space.path, 9, sampler="grid", grid_points=3), space, 9)
+    points = {tuple(values.values()) for values in drawn.values()}
+    assert points == set(itertools.product(*space.grid(3).values()))
+
+
+@pytest.mark.parametrize("space", sorted((ROOT / "configs/search").glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_search_space_holds_keys_and_choices_its_config_takes(space):
+    """The command in the space's header, checked as the search checks it before a study: every key and
+    every choice parsed with the config."""
+    (config,) = re.findall(r"--config (\S+)", space.read_text())
+    _, loaded, _ = settings(parse([f"--config={ROOT / config}", f"--space={space}"]))
+    checked = loaded.examples()
+    for param, _ in loaded.every_param():
+        for choice in getattr(param.distribution, "choices", ()):
+            assert any(values.get(param.key) == choice for values in checked), (param.key, choice)
 
 
 def test_two_workers_run_each_trial_once_and_the_trials_one_worker_runs(tmp_path):

@@ -89,7 +89,8 @@ def make_sampler(search: Search, space: SearchSpace) -> BaseSampler:
         make = lambda seed: optuna.samplers.RandomSampler(seed=seed, **args)  # noqa: E731
     else:
         grid = space.grid(search.grid_points)
-        make = lambda seed: optuna.samplers.GridSampler(grid, seed=seed, **args)  # noqa: E731
+        # The grid's order comes from the seed: the same in every trial (trial n takes point n).
+        make = lambda _: optuna.samplers.GridSampler(grid, seed=search.seed, **args)  # noqa: E731
     try:
         make(search.seed)
     except TypeError as err:
@@ -119,8 +120,8 @@ class TrialSeeded(BaseSampler):
 
     An Optuna sampler seeded once draws the same sequence in every process: two workers would try the
     same values, and a resumed study would try again the values of its first trials. Seeded per trial,
-    a random (or grid) trial's values depend on its number only, whichever worker runs it; a TPE trial's
-    on its number and the trials finished before it."""
+    a random trial's values depend on its number only, whichever worker runs it; a TPE trial's on its
+    number and the trials finished before it. (A grid trial takes the grid's point of its number.)"""
 
     def __init__(self, make: Callable[[int], BaseSampler], seed: int) -> None:
         self._make = make
