@@ -51,7 +51,7 @@ DESCRIPTION = (
 
 # The search's options: name, type, default, help. (The rest of the command line is fit's.)
 OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
-    ("space", str, None, "YAML file mapping config keys to ranges or choices (docs/search.md); required"),
+    ("space", str, None, "YAML file mapping config keys to ranges or choices (docs/search.md)"),
     ("trials", int, 20, "finished trials (complete or pruned) the study is to have, over all workers"),
     ("metric", str, "val/acc", "the objective: a metric the model logs at validation (never a test metric)"),
     ("direction", str, "max", "max or min: whether a larger metric is better"),
