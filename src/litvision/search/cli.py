@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 
 from litvision.cli import LitvisionCLI
@@ -202,9 +203,10 @@ def main(args: list[str]) -> None:
         config = cli.config
         try:
             run(search, space, base_text, config, console)
-        except KeyboardInterrupt:
-            console.print(f"{PROG}: interrupted; the same command resumes the study")
-            raise SystemExit(128 + signal.SIGINT) from None
+        except (KeyboardInterrupt, SIGTERMException) as stop:  # the running trial resumes next time
+            console.print(f"{PROG}: stopped; the same command resumes the study")
+            code = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
+            raise SystemExit(128 + code) from None
 
 
 def run(search: Search, space: SearchSpace, base_text: str, config: Namespace, console: Console) -> None:
