@@ -213,7 +213,9 @@ def run(search: Search, space: SearchSpace, base_text: str, config: Namespace, c
     from litvision.search.results import write_results
 
     folder = search.folder
-    if (search.base).is_file() and search.base.read_text() != base_text:
+    if not search.workers and not search.base.is_file():
+        raise LitvisionError(f"--workers 0 writes the results of a study, but '{folder}' holds none yet")
+    if search.base.is_file() and search.base.read_text() != base_text:
         raise LitvisionError(_config_changed(search, base_text))
     given_storage = config.storage is not None
     storage = open_storage(search.storage) if given_storage else None  # before anything is written

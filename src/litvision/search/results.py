@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from litvision.search.study import FINISHED, PLACEMENT_KEYS, Search
-from litvision.utils import csv_text, read_json, write_text
+from litvision.utils import csv_text, find_checkpoint, read_json, write_text
 
 FIGURES = {
     "history": "plot_optimization_history",
@@ -163,8 +163,9 @@ def test_trial(search: Search, number: int) -> None:
     from litvision.cli import LitvisionCLI
 
     run_dir = search.run_dir(number)
-    record = read_json(run_dir / "trial.json") or {}
-    checkpoint = record.get("best_checkpoint")
+    checkpoint = (read_json(run_dir / "trial.json") or {}).get("best_checkpoint")
+    if checkpoint is None and (run_dir / "checkpoints").is_dir():  # killed before its trial.json
+        checkpoint = str(find_checkpoint(run_dir, "best"))
     if (run_dir / "test_results.json").is_file() or not checkpoint or not Path(checkpoint).is_file():
         return
     LitvisionCLI(
