@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-all lint format tensorboard benchmark clean
+.PHONY: help install demo search-demo test test-all lint format tensorboard benchmark clean
 .PHONY: reproduce-all reproduce-quick reproduce-cpu reproduce-000 reproduce-001 reproduce-002 reproduce-003 reproduce-004
 .PHONY: reproduce-longtail reproduce-longtail-cpu
 
@@ -27,6 +27,9 @@ install: $(STAMP) ## create .venv and install litvision with its dev tools
 
 demo: $(STAMP) ## train an LSTM on the bundled digits (offline, ~20 s on 2 quiet cores once installed)
 	$(BIN)/litvision fit --config configs/digits_lstm.yaml
+
+search-demo: $(STAMP) ## a hyperparameter search on the digits: 12 trials, pruned (about a minute, estimated) -> lightning_logs/search/
+	$(BIN)/litvision search --config configs/digits_lstm.yaml --space configs/search/digits.yaml --trials 12 --trainer.max_epochs 5
 
 test: $(STAMP) ## run the test suite without the slow tests (target: under 10 minutes on 2 cores)
 	$(BIN)/pytest -m "not slow"

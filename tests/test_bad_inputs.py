@@ -28,6 +28,7 @@ SYNTHETIC = [
 ]
 IMBALANCE = "--data.imbalance=litvision.data.StepImbalance"
 FOLDER = "--data=litvision.data.ImageFolderDataModule"
+SEARCH = ["search", DIGITS, "--trainer.max_epochs=1", "--model.backbone.init_args.hidden_size=16"]
 
 # (what is wrong, arguments of `litvision`, a part of the message). {tmp} is a folder prepared by
 # prepare(): image folders, checkpoints. Messages of the CLI's own parser span a few lines.
@@ -180,11 +181,38 @@ CASES = [
         "the training loss became non-finite (nan or inf) at step 6, epoch 1, with learning rate 1e+10; "
         "the last good checkpoint is 'lightning_logs/default/version_0/checkpoints/last.ckpt'",
     ),
+    (
+        "unknown key in a search space",
+        [*SEARCH, "--space={tmp}/space_typo.yaml"],
+        "'model.optimizr.init_args.lr' is not a key of the config; did you mean "
+        "'model.optimizer.init_args.lr'?",
+    ),
+    (
+        "empty range in a search space",
+        [*SEARCH, "--space={tmp}/space_empty.yaml"],
+        "key 'model.optimizer.init_args.lr': the range [0.1, 0.001] is empty: low must be at most high",
+    ),
+    (
+        "search metric the model never logs",
+        [*SEARCH, "--space={tmp}/space.yaml", "--metric=val/accuracy"],
+        "metric 'val/accuracy' is never logged by the model; it logs",
+    ),
+    (
+        "search direction other than min or max",
+        [*SEARCH, "--space={tmp}/space.yaml", "--direction=up"],
+        "direction 'up' is invalid: use max or min",
+    ),
+    (
+        "search storage that cannot be reached",
+        [*SEARCH, "--space={tmp}/space.yaml", "--storage=sqlite:///{tmp}/nowhere/study.db"],
+        "storage 'sqlite:///{tmp}/nowhere/study.db' cannot be opened",
+    ),
 ]
 
 
 def prepare(tmp: Path) -> None:
-    """Inputs the cases point at: image folders, a truncated checkpoint, one that carries an object."""
+    """Inputs the cases point at: image folders, a truncated checkpoint, one that carries an object,
+    search spaces."""
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
         (tmp / "empty" / split / "a").mkdir(parents=True)
@@ -202,6 +230,13 @@ def prepare(tmp: Path) -> None:
     (tmp / "truncated.ckpt").write_bytes((tmp / "whole.ckpt").read_bytes()[:100])
     # A pickled object, as a malicious checkpoint would carry (its class could run code when loaded).
     torch.save({"state_dict": {}, "payload": argparse.Namespace(x=1)}, tmp / "foreign.ckpt")
+    for name, low, high in (("space", 0.001, 0.1), ("space_empty", 0.1, 0.001)):
+        (tmp / f"{name}.yaml").write_text(
+            f"model.optimizer.init_args.lr: {{type: float, low: {low}, high: {high}}}\n"
+        )
+    (tmp / "space_typo.yaml").write_text(
+        "model.optimizr.init_args.lr: {type: float, low: 0.001, high: 0.1}\n"
+    )
 
 
 def existing_run(root: Path) -> Path:

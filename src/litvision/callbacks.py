@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.table import Table
 
-from litvision.errors import LitvisionError
+from litvision.errors import NonFiniteError
 from litvision.metrics import accuracies, shot_groups
 from litvision.utils import git_state, now, write_json
 
@@ -28,6 +28,7 @@ from litvision.utils import git_state, now, write_json
 _NOT_ACTIONABLE = (
     "💡 Tip:",  # advertisements for Lightning's cloud services
     "LightningCLI's args parameter",  # `litvision predict RUN_DIR` hands the CLI its translated arguments
+    "`isinstance(treespec, LeafSpec)` is deprecated",  # Lightning's use of a deprecated torch API
 )
 
 
@@ -221,7 +222,7 @@ class FiniteLossGuard(Callback):
         if not int(trainer.strategy.reduce(bad.sum().float(), reduce_op="max")):
             return
         broken = [name for name, b in zip(names, bad.tolist()) if b]
-        raise LitvisionError(
+        raise NonFiniteError(
             f"the weights became non-finite (nan or inf) at step {trainer.global_step}, epoch "
             f"{trainer.current_epoch}, in {len(broken)} of {len(names)} tensors (first: '{broken[0]}'); "
             f"no checkpoint of them was written, {self._kept(trainer)}; "
@@ -246,7 +247,7 @@ class FiniteLossGuard(Callback):
             return
         kept = self._kept(trainer)
         lr = ", ".join(f"{v:g}" for v in sorted(set(lrs.get(first_bad, []))))
-        raise LitvisionError(
+        raise NonFiniteError(
             f"the training loss became non-finite (nan or inf) at step {first_bad}, epoch "
             f"{trainer.current_epoch}, with learning rate {lr or '?'}; {kept}; "
             "lower the learning rate or clip gradients (trainer.gradient_clip_val)"

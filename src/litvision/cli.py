@@ -32,10 +32,10 @@ from litvision.utils import load_checkpoint
 DEFAULT_SEED = 42
 COMMANDS = (
     "litvision: train and evaluate image classifiers with Lightning (fit, validate, test, predict, below). "
-    "Two more commands: 'litvision analyze TOOL RUN_DIR' draws figures and tables of finished runs "
+    "Three more commands: 'litvision analyze TOOL RUN_DIR' draws figures and tables of finished runs "
     "(t-SNE, feature maps, confusion, SVM head, re-balancing, curves, compare, loss landscape); "
-    "'litvision reproduce' reruns the reports' experiments and writes the reproduction report. Each takes "
-    "--help."
+    "'litvision reproduce' reruns the reports' experiments and writes the reproduction report; "
+    "'litvision search' runs a hyperparameter search (Optuna) over any config key. Each takes --help."
 )
 
 

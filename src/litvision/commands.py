@@ -1,6 +1,7 @@
 """The ``litvision`` command (also ``lightning`` and ``python -m litvision``): training through
-Lightning's CLI (``fit``, ``validate``, ``test``, ``predict``), and beside it ``analyze`` and
-``reproduce``. Kept apart from the training CLI, which the analysis tools import to rebuild runs."""
+Lightning's CLI (``fit``, ``validate``, ``test``, ``predict``), and beside it ``analyze``,
+``reproduce`` and ``search``. Kept apart from the training CLI, which the analysis tools import to
+rebuild runs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ def main(args: list[str] | None = None) -> None:
         from litvision.analysis.cli import main as analyze
 
         analyze(argv[1:])
+    elif argv[:1] == ["search"]:
+        from litvision.search.cli import main as search
+
+        search(argv[1:])
     elif argv[:1] == ["reproduce"]:
         from litvision.reproduce.cli import main as reproduce
 

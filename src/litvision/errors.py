@@ -15,6 +15,11 @@ class DataNotFoundError(LitvisionError):
     """A dataset is not on disk and could not be downloaded."""
 
 
+class NonFiniteError(LitvisionError):
+    """Training diverged: the loss or the weights became nan or inf (a search records the trial as
+    failed and goes on)."""
+
+
 def one_line_cause(err: BaseException | None) -> str | None:
     """The message of the LitvisionError behind ``err`` (found through its causes: the config parser
     and DataLoader workers wrap them), or None if there is none. PyTorch re-raises an error of a loader

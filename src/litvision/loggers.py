@@ -32,17 +32,21 @@ class TensorBoardLogger(_TensorBoardLogger):
     (at fit, at test, at a resume): it would sit among the real values.
     """
 
+    # More HPARAMS columns, marked as differing: a search's trial number and values (litvision.search).
+    extra_hparams: Mapping[str, Any] = {}
+
     @rank_zero_only
     def log_hyperparams(
         self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None
     ) -> None:
         params = logger_params(params)
         self.hparams.update(params)  # saved as hparams.yaml
-        experiment, start, end = hparams(user_hparams(params), dict.fromkeys(HPARAMS_METRICS, 0.0))
+        columns = {**user_hparams(params), **{k: _shown(v) for k, v in self.extra_hparams.items()}}
+        experiment, start, end = hparams(columns, dict.fromkeys(HPARAMS_METRICS, 0.0))
         plugin_data = experiment.value[0].metadata.plugin_data
         content = HParamsPluginData.FromString(plugin_data.content)
         for info in content.experiment.hparam_infos:
-            info.differs = info.name in HEADLINE_HPARAMS
+            info.differs = info.name in HEADLINE_HPARAMS or info.name in self.extra_hparams
         plugin_data.content = content.SerializeToString()
         writer = tensorboard_file_writer(self.experiment)
         for summary in (experiment, start, end):
