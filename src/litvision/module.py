@@ -236,6 +236,13 @@ class ImageClassifierBase(LightningModule):
                 "a mixed image belongs to two; turn one of them off"
             )
 
+    def check_trainer(self, trainer: Any) -> None:
+        """Reject a compile mode the trainer's options cannot replay (the CLI calls it before writing)."""
+        compile_mode(
+            self.compile_option, trainer.strategy.root_device, trainer.world_size,
+            trainer.accumulate_grad_batches, self.net,
+        )  # fmt: skip
+
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         """Class probabilities of each image."""
         return self(batch[0]).softmax(dim=1)
