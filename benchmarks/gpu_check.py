@@ -167,6 +167,7 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
             "images_per_s": {k: round(v) for k, v in rate.items()},
             "epoch_s": {k: [r[k]["epoch_s"] for r in rounds] for k in rate},  # per round
             "ratios": {k: round(v, 3) for k, v in medians.items()},
+            "cudagraph_skips": throughput.get("cudagraph_skips"),  # graphs run eagerly: 0 expected
         }
         # --profile: per training step of one more epoch of each path under torch's profiler
         profiled = {k: rounds[-1][k]["profile"] for k in rate if "profile" in rounds[-1][k]}
@@ -316,6 +317,8 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
         ]
         ratios = ", ".join(f"{k} {v}" for k, v in throughput["ratios"].items())
         lines += ["", f"{ratios} (medians of {throughput['rounds']} round(s))"]
+        if throughput["cudagraph_skips"] is not None:
+            lines += ["", f"CUDA graphs torch.compile skipped (run eagerly): {throughput['cudagraph_skips']}"]
         profiled = throughput.get("profile_per_step")
         if profiled:
             lines += [

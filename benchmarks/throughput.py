@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import yaml
 from lightning.pytorch import Callback, seed_everything
+from torch._dynamo.utils import counters
 
 from litvision.cli import LitvisionCLI
 from litvision.reproduce.data_sources import CIFAR10_MEAN, CIFAR10_STD, FOLDER, SOURCES, DataSource
@@ -300,6 +301,10 @@ def main() -> None:
         print(f"  round {number}: " + "  ".join(f"{k} {result[k]:.2f}" for k in ratios))
     medians = {k: statistics.median(r[k] for r in rounds) for k in ratios}
     print("medians: " + "  ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+    # A graph torch.compile could not capture runs eagerly; it says why with TORCH_LOGS=perf_hints.
+    skips = counters["inductor"]["cudagraph_skips"]
+    if paths & {"g", "h"}:
+        print(f"CUDA graphs that torch.compile skipped (0 on a GPU when every graph is captured): {skips}")
     if args.profile:
         print(f"\nper training step, one more epoch under torch's profiler (tables in {args.profile}/):")
         print(f"{'':32} {'wall ms':>8} {'CPU in ops ms':>14} {'GPU kernels ms':>15} {'launches':>9}")
@@ -310,7 +315,8 @@ def main() -> None:
                       f"{p['gpu_kernel_ms']:15.2f} {p['launches']:9.1f}")  # fmt: skip
     if args.json:
         setup = {**{k: str(v) for k, v in vars(args).items()}, "device_name": device}
-        args.json.write_text(json.dumps({"setup": setup, "rounds": rounds, "medians": medians}, indent=2))
+        record = {"setup": setup, "rounds": rounds, "medians": medians, "cudagraph_skips": skips}
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ def test_cuda_graph_paths_and_the_gpu_scale_rows_reach_the_summary(tmp_path: Pat
     rounds = [{k: {**path, "images_per_s": v} for k, v in rates.items()}]
     medians = {"b/c": 20000 / 21000, "g/b": 1.5, "g/h": 30000 / 32000}
     setup = {"config": "configs/resnet18_cifar.yaml", "device_name": "NVIDIA H200"}
-    (work / "throughput.json").write_text(json.dumps({"setup": setup, "rounds": rounds, "medians": medians}))
+    record = {"setup": setup, "rounds": rounds, "medians": medians, "cudagraph_skips": 0}
+    (work / "throughput.json").write_text(json.dumps(record))
     runs = work / "reproduce" / "gpu" / "cifar10_lt"
     for name, status in (("ce", "finished"), ("ldam_drw", "interrupted")):
         (runs / name).mkdir(parents=True)
@@ -127,5 +128,6 @@ def test_cuda_graph_paths_and_the_gpu_scale_rows_reach_the_summary(tmp_path: Pat
     assert targets["in memory / DataLoader (b/a)"]["verdict"] == "not measured"
     text = (out / "summary.md").read_text()
     assert "| (g) Lightning, CUDA graphs | 30000 |" in text
+    assert "CUDA graphs torch.compile skipped (run eagerly): 0" in text
     assert "| cifar10_lt/ce | finished | 0.7036 | 250.0 | 200 | reduce-overhead |" in text
     assert "| cifar10_lt/ldam_drw | interrupted | - | 250.0 | None | None |" in text
