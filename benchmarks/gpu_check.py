@@ -374,7 +374,7 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
         for r in configs["rows"]:
             outcome = f"{r['test_acc']:.3f}" if "test_acc" in r else f"FAILED {r['error'][:200]}"
             lines.append(f"| {r['config']} | {r['data']} | {r['seconds']:.1f} | {outcome} |")
-    lines += ["", "## Targets (issue #6)", ""]
+    lines += ["", "## Targets (issues #6 and #28)", ""]
     if tiny:
         lines.append(
             "Tiny rehearsal: the figures below come from a few batches of a subset, not the targets' runs."
