@@ -321,9 +321,8 @@ def compile_mode(
     ``auto`` captures the step in CUDA graphs where the replay is safe: on one CUDA GPU (a DDP process's
     gradient hooks stay eager), for a convolutional network (recurrent ones are left eager), and without
     gradient accumulation (a replay overwrites the previous step's gradients, which accumulation would
-    read); on the CPU compilation costs more than it saves on small networks."""
-    cuda_graphs = option in _CUDA_GRAPH_MODES or option == "auto"
-    if cuda_graphs and accumulate_grad_batches > 1 and option != "auto":
+    read). Not on the CPU: there are no CUDA graphs, and compiling takes tens of seconds to minutes."""
+    if option in _CUDA_GRAPH_MODES and accumulate_grad_batches > 1:
         raise LitvisionError(
             f"compile={option!r} (CUDA graphs) cannot combine with accumulate_grad_batches="
             f"{accumulate_grad_batches}: a replay overwrites the gradients being accumulated; use "
