@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The gpu scale's rows (configs/experiments/scales/gpu.yaml, issue #28) on this machine, most informative
-# first, within a budget. A row (every seed of it) starts only if its estimate fits what is left, then
-# runs to its end with its analyses: its checkpoints cannot leave the device machine, so a run cut short
-# is lost (the loss landscape comes with the first 004 row).
+# first, within a budget. Each seed of a row starts only if its estimate fits what is left, then runs to
+# its end with its analyses: its checkpoints cannot leave the device machine, so a run cut short is lost
+# (the loss landscape comes with the first 004 row).
 # Runs an earlier call finished count as finished: unpack its rows.tar.gz into .offline/gpu/, which the
 # call carries. OUT receives rows.tar.gz: every run without its checkpoints, and the scale's report.
 #
