@@ -4,8 +4,9 @@
     python benchmarks/gpu_check.py summary WORK_DIR OUT_DIR   # summary.md and summary.json from a check
 
 The summary reads what the steps left in WORK_DIR (``steps.tsv``, ``env.json``, ``throughput.json``,
-``one_epoch.json``, the runs' ``test_results.json``) and judges the speed targets of issue #6. It uses the
-standard library alone, so that it still reports when torch or litvision would not import.
+``one_epoch.json``, the runs' ``test_results.json``, the gpu-scale rows' run directories) and judges the
+speed targets of issues #6 and #28. It uses the standard library alone, so that it still reports when torch
+or litvision would not import.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ MIN_IN_MEMORY_OVER_LOADER = 3.0
 MIN_LIGHTNING_OVER_PLAIN = 0.95
 MIN_FAST_ACC = 0.93
 MAX_FAST_S = 180.0
+EPOCH_IMAGES = 45_000  # a CIFAR-10 epoch of these configs: 50,000 training images less 5,000 held out
+PATHS = {"a": "(a) Lightning, DataLoader", "b": "(b) Lightning, in memory", "c": "(c) plain loop, in memory",
+         "g": "(g) Lightning, CUDA graphs", "h": "(h) plain loop, CUDA graphs"}  # fmt: skip
 
 
 def _version(name: str) -> str | None:
@@ -150,30 +154,26 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = {s["step"]: s["seconds"] for s in steps if s["status"] == "ok"}
     out: dict[str, Any] = {}
     throughput = _json(work / "throughput.json")
-    b_rate = b_epoch = b_over_a = b_over_c = None
-    if throughput:  # benchmarks/throughput.py's rounds: (a), (b), (c) and their ratios; medians
+    rate: dict[str, float] = {}
+    medians: dict[str, float] = {}
+    if throughput:  # benchmarks/throughput.py's rounds: the paths it ran and their ratios; medians
         rounds, medians = throughput["rounds"], throughput["medians"]
-        rate = {k: statistics.median(r[k]["images_per_s"] for r in rounds) for k in "abc"}
-        b_epochs = [s for r in rounds for s in (r["b"]["epoch_s"][1:] or r["b"]["epoch_s"])]
+        rate = {k: statistics.median(r[k]["images_per_s"] for r in rounds) for k in PATHS if k in rounds[0]}
         out["throughput"] = {
             "config": Path(throughput["setup"]["config"]).name,
             "device": throughput["setup"].get("device_name"),
-            "precision": rounds[0]["b"]["precision"],
+            "precision": next(rounds[0][k]["precision"] for k in rate),
             "rounds": len(rounds),
-            "a_dataloader_images_per_s": round(rate["a"]),
-            "b_in_memory_images_per_s": round(rate["b"]),
-            "c_plain_loop_images_per_s": round(rate["c"]),
-            "b_epoch_s": [r["b"]["epoch_s"] for r in rounds],  # per round
-            "b_over_a": round(medians["b/a"], 3),
-            "b_over_c": round(medians["b/c"], 3),
+            "images_per_s": {k: round(v) for k, v in rate.items()},
+            "epoch_s": {k: [r[k]["epoch_s"] for r in rounds] for k in rate},  # per round
+            "ratios": {k: round(v, 3) for k, v in medians.items()},
+            "cudagraph_skips": throughput.get("cudagraph_skips"),  # graphs run eagerly: 0 expected
         }
-        # --profile: per training step of one more epoch of (b) and (c) under torch's profiler
-        profiled = {k: rounds[-1][k]["profile"] for k in "bc" if "profile" in rounds[-1][k]}
+        # --profile: per training step of one more epoch of each path under torch's profiler
+        profiled = {k: rounds[-1][k]["profile"] for k in rate if "profile" in rounds[-1][k]}
         if profiled:
             out["throughput"]["profile_per_step"] = profiled
-        b_rate = rate["b"]
-        b_epoch = statistics.median(b_epochs)
-        b_over_a, b_over_c = medians["b/a"], medians["b/c"]
+    out["rows"] = rows(work / "reproduce")
     runs = {}
     named = (
         ("fast", "resnet18_cifar_fast"),
@@ -217,11 +217,20 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
     # A fast run cut at its limit missed the time target; one that failed measured nothing.
     fast_step = next((s for s in steps if s["step"] == "fast"), {})
     fast_s = fast_step["seconds"] if fast_step.get("status") in ("ok", "timeout") else None
+    b_rate, b_over_a, b_over_c, g_over_h = (
+        rate.get("b"),
+        medians.get("b/a"),
+        medians.get("b/c"),
+        medians.get("g/h"),
+    )
+    # An epoch's time from the rate: the throughput step may train only some batches of each epoch.
+    b_epoch, g_epoch = (EPOCH_IMAGES / rate[k] if k in rate else None for k in "bg")
     out["targets"] = [
         _target(
             "in-memory Lightning images/s", b_rate, f">= {MIN_IMAGES_PER_S}", _ge(b_rate, MIN_IMAGES_PER_S)
         ),
         _target("in-memory epoch (s)", b_epoch, f"<= {MAX_EPOCH_S}", _le(b_epoch, MAX_EPOCH_S)),
+        _target("epoch with CUDA graphs (g, s)", g_epoch, f"<= {MAX_EPOCH_S}", _le(g_epoch, MAX_EPOCH_S)),
         _target(
             "in memory / DataLoader (b/a)",
             b_over_a,
@@ -234,10 +243,31 @@ def figures(work: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
             f">= {MIN_LIGHTNING_OVER_PLAIN}",
             _ge(b_over_c, MIN_LIGHTNING_OVER_PLAIN),
         ),
+        _target(
+            "Lightning / plain loop, CUDA graphs (g/h)",
+            g_over_h,
+            f">= {MIN_LIGHTNING_OVER_PLAIN}",
+            _ge(g_over_h, MIN_LIGHTNING_OVER_PLAIN),
+        ),
         _target("fast recipe test accuracy", fast_acc, f">= {MIN_FAST_ACC}", _ge(fast_acc, MIN_FAST_ACC)),
         _target("fast recipe end to end (s)", fast_s, f"< {MAX_FAST_S:.0f}", _lt(fast_s, MAX_FAST_S)),
     ]
     return out
+
+
+def rows(root: Path) -> list[dict[str, Any]]:
+    """The gpu-scale runs that the ``rows`` step left under ``root`` (``gpu/<report>/<run>/``): test
+    accuracy, wall time and the compile mode of the finished ones, the status of the others."""
+    found = []
+    for marker in sorted(root.glob("gpu/*/*/reproduce.json")):
+        run, state = marker.parent, _json(marker) or {}
+        results, info = _json(run / "test_results.json") or {}, _json(run / "run_info.json") or {}
+        found.append({
+            "run": f"{run.parent.name}/{run.name}", "status": state.get("status"),
+            "test_acc": results.get("acc"), "wall_time_s": state.get("wall_time_s"),
+            "epochs": info.get("epochs"), "compile": info.get("compile"), "device": info.get("device"),
+        })  # fmt: skip
+    return found
 
 
 def _ge(value: float | None, goal: float) -> bool | None:
@@ -278,27 +308,28 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
             "",
             f"## Throughput ({throughput['config']}, {throughput['device']}, {throughput['precision']})",
             "",
-            "| path | images/s |",
-            "| --- | ---: |",
-            f"| (a) Lightning, DataLoader | {throughput['a_dataloader_images_per_s']} |",
-            f"| (b) Lightning, in memory | {throughput['b_in_memory_images_per_s']} |",
-            f"| (c) plain loop, in memory | {throughput['c_plain_loop_images_per_s']} |",
-            "",
-            f"b/a {throughput['b_over_a']}, b/c {throughput['b_over_c']} (medians of {throughput['rounds']} "
-            f"round(s)), (b) epochs (s) {throughput['b_epoch_s']}",
+            "| path | images/s | epochs (s), per round |",
+            "| --- | ---: | --- |",
         ]
+        lines += [
+            f"| {PATHS[k]} | {v} | {throughput['epoch_s'][k]} |"
+            for k, v in throughput["images_per_s"].items()
+        ]
+        ratios = ", ".join(f"{k} {v}" for k, v in throughput["ratios"].items())
+        lines += ["", f"{ratios} (medians of {throughput['rounds']} round(s))"]
+        if throughput["cudagraph_skips"] is not None:
+            lines += ["", f"CUDA graphs torch.compile skipped (run eagerly): {throughput['cudagraph_skips']}"]
         profiled = throughput.get("profile_per_step")
         if profiled:
             lines += [
                 "",
                 "Per training step, one more epoch of each under torch's profiler (it slows both):",
                 "",
-                "| path | wall ms | CPU in torch ops and CUDA calls ms | GPU kernels ms | kernel launches |",
+                "| path | wall ms | CPU in torch ops and CUDA calls ms | GPU kernels ms | launches |",
                 "| --- | ---: | ---: | ---: | ---: |",
             ]
-            names = {"b": "(b) Lightning, in memory", "c": "(c) plain loop, in memory"}
             lines += [
-                f"| {names[k]} | {p['wall_ms']} | {p['cpu_op_ms']} | {p['gpu_kernel_ms']} | {p['launches']} |"
+                f"| {PATHS[k]} | {p['wall_ms']} | {p['cpu_op_ms']} | {p['gpu_kernel_ms']} | {p['launches']} |"
                 for k, p in profiled.items()
             ]
     if found["runs"]:
@@ -314,6 +345,16 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
             lines.append(
                 f"| {step} | {run['test_acc']:.4f} | {run['test_images']} | {step_s} | {run['run']} |"
             )
+    if found.get("rows"):
+        lines += ["", "## GPU-scale rows (reproduce/gpu/ in rows.tar.gz, with the report they fill)", ""]
+        lines += [
+            "| run | status | test accuracy | wall s | epochs | compile |",
+            "| --- | --- | ---: | ---: | ---: | --- |",
+        ]
+        for r in found["rows"]:
+            acc = "-" if r["test_acc"] is None else f"{r['test_acc']:.4f}"
+            cells = (r["run"], r["status"], acc, r["wall_time_s"], r["epochs"], r["compile"])
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     analysis = found.get("analysis")
     if analysis:
         heads = ", ".join(f"{name} {acc:.4f}" for name, acc in analysis["head_test_acc"].items()) or "-"
@@ -333,7 +374,7 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
         for r in configs["rows"]:
             outcome = f"{r['test_acc']:.3f}" if "test_acc" in r else f"FAILED {r['error'][:200]}"
             lines.append(f"| {r['config']} | {r['data']} | {r['seconds']:.1f} | {outcome} |")
-    lines += ["", "## Targets (issue #6)", ""]
+    lines += ["", "## Targets (issues #6 and #28)", ""]
     if tiny:
         lines.append(
             "Tiny rehearsal: the figures below come from a few batches of a subset, not the targets' runs."

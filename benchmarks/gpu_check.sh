@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The GPU proof of issue #17 in one script: environment, the flagship command, the throughput paths,
 # the fast recipe to the end, one epoch of every config, the analysis tools on the GPU, a profile, and
-# a 2-process run where there are two GPUs. Each step's output and wall time go to a log; a failing
-# step does not stop the others; the summary judges issue #6's targets. docs/gpu.md says how to run it.
+# a 2-process run where there are two GPUs; named in --only, the gpu scale's rows (gpu_rows.sh). Each
+# step's output and wall time go to a log; a failing step does not stop the others; the summary judges
+# issues #6's and #28's targets. docs/gpu.md says how to run it.
 #
 #   bash benchmarks/gpu_check.sh --prepare        # HERE, once: what must travel, into .offline/gpu/
 #   bash benchmarks/gpu_check.sh OUT_DIR          # on the GPU machine (about 7 minutes on one H100)
+#   bash benchmarks/gpu_check.sh --only throughput,fast,rows --budget 540 OUT_DIR   # issue #28's call
 #   bash benchmarks/gpu_check.sh --tiny OUT_DIR   # a few batches of a subset: the rehearsal
 #
 # Without a CUDA GPU it runs tiny sizes whatever the flags. Options: --budget SECONDS (the steps share
 # it, each cut at its own limit or where the budget ends; default 500, and 2400 with 4x the limits on a
 # CPU), --only STEP[,STEP] (rerun only those, after install, env and data). OUT_DIR receives 5 files
 # (the device tool brings back 8): summary.md, summary.json, env.json, gpu_check.log and logs.tar.gz
-# (every step's log and small outputs).
+# (every step's log and small outputs); with rows, rows.tar.gz, and inductor.tar.gz (torch.compile's
+# cache, which the next call may carry in .offline/gpu/ to compile faster).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -87,6 +90,8 @@ SLOWER=1     # step limits are set for the GPU; a CPU rehearsal (chosen after in
 DEADLINE=$((START + ${BUDGET:-500}))
 RESERVE=15   # kept for the summary and the archive
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor"  # torch.compile's kernels (and Triton's), to come back
+[[ -f "$CARRY/inductor.tar.gz" && ! -d "$WORK/inductor" ]] && tar -xzf "$CARRY/inductor.tar.gz" -C "$WORK"
 exec > >(tee -a "$LOGS/gpu_check.log") 2>&1
 
 say() { printf '[gpu_check %4ds] %s\n' $((SECONDS - START)) "$*"; }
@@ -208,6 +213,8 @@ if ((GPUS == 0)); then
   [[ -n "$BUDGET" ]] || DEADLINE=$((START + 2400))
 fi
 export TINY
+TINY_FLAG=()
+((TINY)) && TINY_FLAG=(--tiny)
 DEVICE=$([[ $GPUS -gt 0 ]] && echo cuda || echo cpu)
 say "GPUs: $GPUS; sizes: $([[ $TINY == 1 ]] && echo tiny || echo full); budget $((DEADLINE - START))s"
 run_step env 60 "$PYTHON" benchmarks/gpu_check.py env --json "$WORK/env.json"
@@ -221,18 +228,20 @@ DATA_DIR=.offline/cifar10-jpeg
 # image folder: the same data module options, another class.
 CIFAR=(--data=litvision.data.ImageFolderDataModule "--data.data_dir=$DATA_DIR" "--data.mean=$CIFAR_MEAN"
   "--data.std=$CIFAR_STD" "--trainer.logger.save_dir=$WORK/runs" --trainer.enable_progress_bar=false)
-# Two rounds (one GPU machine ran (c) at twice another's speed: medians, not one round) and a profile of
-# one more epoch of (b) and (c): where a step's time goes when Lightning and the plain loop differ.
-THROUGHPUT=(--config configs/resnet18_cifar_fast.yaml --device "$DEVICE" --epochs 3 --data-dir "$DATA_DIR"
-  --rounds 2 --profile "$WORK/profile/throughput")
+# The flagship config (batch 128, where kernel launches bound an eager step): eager, (b) and (c), and its
+# step replayed as CUDA graphs, (g) and (h); 150 batches an epoch, the first epoch untimed (it compiles);
+# two rounds (one GPU machine ran (c) at twice another's speed: medians, not one round) and a profile of
+# one more epoch of each: where a step's time goes.
+THROUGHPUT=(--config configs/resnet18_cifar.yaml --device "$DEVICE" --epochs 2 --limit-batches 150
+  --data-dir "$DATA_DIR" --paths bcgh --rounds 2 --profile "$WORK/profile/throughput")
 FAST=() FLAGSHIP=() CONFIGS=(--synthetic 5000) ANALYSIS=() DDP=() PROFILE=(--trainer.limit_train_batches=60)
 COMPILE=(--trainer.max_epochs=2)
 if ((TINY)); then
   # A few batches of the subset, float32 (bf16 autocast on a CPU is slow), small batches.
   TINY_FIT=(--trainer.max_epochs=2 --data.batch_size=16 --data.val_size=50 --data.num_workers=2
     --trainer.limit_train_batches=2)
-  THROUGHPUT=(--config configs/resnet18_cifar_fast.yaml --device "$DEVICE" --epochs 2 --data-dir "$DATA_DIR"
-    --batch-size 16 --limit-batches 2 --num-workers 2 --rounds 2 --profile "$WORK/profile/throughput")
+  THROUGHPUT=(--config configs/resnet18_cifar.yaml --device "$DEVICE" --epochs 2 --data-dir "$DATA_DIR"
+    --batch-size 16 --limit-batches 2 --num-workers 2 --paths bcgh --rounds 2 --profile "$WORK/profile/throughput")
   FAST=("${TINY_FIT[@]}")
   FLAGSHIP=("${TINY_FIT[@]}")
   # Two configs stand for all (the test suite fits every config for one batch on the CPU): on a shared
@@ -254,7 +263,12 @@ fi
 
 # 1. Timed steps, one at a time on an otherwise idle GPU.
 run_step throughput 240 "$PYTHON" benchmarks/throughput.py "${THROUGHPUT[@]}" --json "$WORK/throughput.json"
-run_step fast 200 lightning fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" "${FAST[@]}"
+run_step fast 240 lightning fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" "${FAST[@]}"
+# The gpu scale's rows (issue #28), only where --only names them: what is left of the budget.
+if [[ ",$ONLY," == *",rows,"* ]]; then
+  run_step rows 100000 bash benchmarks/gpu_rows.sh --budget $((DEADLINE - RESERVE - SECONDS - 30)) \
+    "${TINY_FLAG[@]}" "$WORK" "$OUTDIR"
+fi
 
 # 2. Where the time goes in the fast recipe (Lightning's hook timings, then torch's operator table).
 PROFILE_FIT=(fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" --trainer.max_epochs=1
@@ -323,8 +337,6 @@ fi
 
 # Summary and archive: only 8 files come back from the device tool, so the logs travel as one.
 say "summary"
-TINY_FLAG=()
-((TINY)) && TINY_FLAG=(--tiny)
 "$PYTHON" benchmarks/gpu_check.py summary "$WORK" "$OUTDIR" "${TINY_FLAG[@]}" >"$LOGS/summary.log" 2>&1 ||
   { echo "summary failed:"; cat "$LOGS/summary.log"; }
 cp "$WORK/steps.tsv" "$LOGS/" 2>/dev/null
@@ -334,6 +346,9 @@ say "packing logs.tar.gz"
 # Checkpoints, arrays and profiler traces stay behind (tens of MB each); the profilers' tables travel.
 tar -czf "$OUTDIR/logs.tar.gz" -C "$WORK" --exclude='*.ckpt' --exclude='*.npz' --exclude='*.pt.trace.json' \
   logs runs $(test -d "$WORK/profile" && echo profile)
+# Only 16 MiB a file come back: a larger cache stays behind (the next call compiles afresh).
+tar -czf "$WORK/inductor.tar.gz" -C "$WORK" inductor 2>/dev/null &&
+  (($(stat -c %s "$WORK/inductor.tar.gz") < 15 * 1024 * 1024)) && mv "$WORK/inductor.tar.gz" "$OUTDIR/"
 ls -l "$OUTDIR"
 cat "$OUTDIR/summary.md" 2>/dev/null
 cp "$LOGS/gpu_check.log" "$OUTDIR/gpu_check.log"

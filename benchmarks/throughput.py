@@ -1,18 +1,22 @@
-"""Training throughput of one config three ways, in this one process: (a) Lightning with the standard
+"""Training throughput of one config several ways, in this one process: (a) Lightning with the standard
 torchvision/PIL DataLoader (``in_memory: false``, worker processes), (b) Lightning with the in-memory
 path (``in_memory: true``), (c) the plain PyTorch loop (``litvision.reproduce.plain.train_one_epoch``)
 over (b)'s own training loader, with the same network, initial weights, optimizer, precision and memory
-format. It prints images per second (epochs after the first, which pays for start-up and compilation),
-CPU time per image (loader workers included) and the ratios b/a and b/c; medians over ``--rounds``,
-which see the same load, are what hold on a shared machine. Validation and the test are off.
-``--profile DIR``: one more epoch of (b) and of (c), untimed, under torch's profiler: per training step,
-the wall time, the CPU time in torch's operators and CUDA calls (the rest is Python, Lightning's included,
-or waiting for the GPU), the GPU's kernel time and the kernel launches, and the
-operators by self CPU time in ``DIR/{b,c}.txt`` (what Lightning's step adds over the plain loop's).
+format, all three eager; (g) and (h): (b) and (c) with the network compiled in ``--compile``'s mode
+(default ``reduce-overhead``: the step replayed as CUDA graphs). It prints images per second (epochs
+after the first, which pays for start-up and compilation), CPU time per image (loader workers included)
+and the ratios b/a, b/c, g/b, g/h; medians over ``--rounds``, which see the same load, are what hold on a
+shared machine. Validation and the test are off.
+``--profile DIR``: one more epoch of each of (b), (c), (g), (h), untimed, under torch's profiler: per
+training step, the wall time, the CPU time in torch's operators and CUDA calls (the rest is Python,
+Lightning's included, or waiting for the GPU), the GPU's kernel time and the kernel and graph launches,
+and the operators by self CPU time in ``DIR/{b,c,g,h}.txt`` (what Lightning's step adds over the plain
+loop's).
 
     python benchmarks/throughput.py                                   # simple CNN, CPU, offline CIFAR-10
     python benchmarks/throughput.py --data-source synthetic --scale smoke     # anywhere, no data needed
     python benchmarks/throughput.py --config configs/resnet18_cifar_fast.yaml --device cuda --epochs 3
+    python benchmarks/throughput.py --config configs/resnet18_cifar.yaml --device cuda --paths bcgh  # graphs
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import torch
 import yaml
 from lightning.pytorch import Callback, seed_everything
+from torch._dynamo.utils import counters
 
 from litvision.cli import LitvisionCLI
 from litvision.reproduce.data_sources import CIFAR10_MEAN, CIFAR10_STD, FOLDER, SOURCES, DataSource
@@ -38,7 +43,8 @@ from litvision.reproduce.plan import load_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 42
-RUNS = {"a": "(a) Lightning, DataLoader", "b": "(b) Lightning, in memory", "c": "(c) plain loop, in memory"}
+RUNS = {"a": "(a) Lightning, DataLoader", "b": "(b) Lightning, in memory", "c": "(c) plain loop, in memory",
+        "g": "(g) Lightning, compiled", "h": "(h) plain loop, compiled"}  # fmt: skip
 
 
 def cpu_seconds() -> float:
@@ -112,7 +118,9 @@ class StepProfile:
         gpu = torch.autograd.DeviceType.CUDA
         kernels = [e for e in events if e.device_type == gpu and not e.is_user_annotation]
         gpu_us = sum(e.self_device_time_total for e in kernels)
-        launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC"))
+        launches = sum(
+            e.count for e in events if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")
+        )
         per = max(steps, 1)
         return {"steps": steps, "wall_ms": round(1000 * wall / per, 3),
                 "cpu_op_ms": round(cpu_us / 1000 / per, 3), "gpu_kernel_ms": round(gpu_us / 1000 / per, 3),
@@ -145,7 +153,7 @@ class EpochTimer(Callback):
 
 
 def cli_args(
-    args: argparse.Namespace, data_args: list[str], in_memory: bool, log_dir: str, epochs: int
+    args: argparse.Namespace, data_args: list[str], in_memory: bool, log_dir: str, epochs: int, mode: str
 ) -> list[str]:
     """The command line of one Lightning run, as a user would type it."""
     options = [
@@ -155,7 +163,7 @@ def cli_args(
         "--trainer.enable_progress_bar=false", "--test_after_fit=false", f"--seed_everything={SEED}",
         f"--data.in_memory={str(in_memory).lower()}", "--data.val_size=0",
         f"--data.augment={str(args.augment).lower()}", f"--data.num_workers={args.num_workers}",
-        f"--model.compile={str(args.compile).lower()}",
+        f"--model.compile={mode}",
     ]  # fmt: skip
     if args.batch_size:
         options.append(f"--data.batch_size={args.batch_size}")
@@ -169,34 +177,35 @@ def cli_args(
 
 
 def run_lightning(
-    args: argparse.Namespace, data_args: list[str], in_memory: bool, profile: Path | None = None
+    args: argparse.Namespace, data_args: list[str], in_memory: bool, profile: Path | None, mode: str = "false"
 ) -> tuple[dict, LitvisionCLI]:
     device = torch.device(args.device)
     timer = Timer(device)
     epoch_timer = EpochTimer(timer, args.epochs, profile and StepProfile(device, profile))
     with tempfile.TemporaryDirectory() as log_dir:
-        options = ["fit", *cli_args(args, data_args, in_memory, log_dir, args.epochs + bool(profile))]
+        options = ["fit", *cli_args(args, data_args, in_memory, log_dir, args.epochs + bool(profile), mode)]
         cli = LitvisionCLI(args=options, trainer_defaults={"callbacks": [epoch_timer]})
     result = {**timer.result(), "precision": str(cli.trainer.precision)}
     return ({**result, "profile": epoch_timer.profiled} if profile else result), cli
 
 
 def run_plain(
-    args: argparse.Namespace, data_args: list[str], memory: Any, profile: Path | None = None
+    args: argparse.Namespace, data_args: list[str], memory: Any, profile: Path | None, mode: str | None = None
 ) -> dict:
-    """The plain loop on the in-memory run's own training loader, from the same initial weights."""
+    """The plain loop on the in-memory run's own training loader, from the same initial weights; its
+    network compiled in ``mode``, if given, as the Lightning run's (static shapes)."""
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as log_dir:
         seed_everything(SEED)
-        built = LitvisionCLI(args=cli_args(args, data_args, True, log_dir, args.epochs), run=False)
+        built = LitvisionCLI(args=cli_args(args, data_args, True, log_dir, args.epochs, "false"), run=False)
     model = built.model
     net = model.net.to(device)
     channels_last = memory.model.uses_channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    if args.compile:
-        net.compile()
     optimizer = model.optimizer_factory(net.parameters())
+    if mode:
+        net = torch.compile(net, mode=mode, dynamic=False)
     loader = memory.datamodule.train_dataloader()
     batches = memory.trainer.num_training_batches
     bf16 = str(memory.trainer.precision).startswith("bf16")
@@ -228,14 +237,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="the first is warm-up, the others are timed")
     parser.add_argument("--batch-size", type=int, help="default: the config's")
     parser.add_argument("--precision", help="e.g. 32-true, bf16-mixed; default: the config's or the CLI's")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--compile", default="reduce-overhead", help="torch.compile mode of (g) and (h)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--sync-debug", action="store_true", help="CUDA: warn at each host sync of (b)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--num-workers", type=int, default=min(os.cpu_count() or 1, 8), help="for (a)")
     parser.add_argument("--limit-batches", type=float, default=0, help="training batches per epoch")
-    parser.add_argument("--rounds", type=int, default=1, help="repeats of (a), (b), (c); medians of ratios")
-    parser.add_argument("--paths", default="abc", help="which of (a), (b), (c) to run, e.g. bc")
+    parser.add_argument("--rounds", type=int, default=1, help="repeats of the paths; medians of ratios")
+    parser.add_argument("--paths", default="abc", help="which of (a), (b), (c), (g), (h) to run, e.g. bcgh")
     parser.add_argument("--profile", type=Path, help="profile one more epoch of (b) and (c), tables here")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -249,12 +258,13 @@ def main() -> None:
         if args.data_source == "synthetic":
             data_args.append(f"--data.train_size={args.synthetic_size}")
     paths = set(args.paths)
-    if not paths or paths - set(RUNS) or ("c" in paths and "b" not in paths):
-        parser.error(f"--paths {args.paths!r}: give some of a, b, c; (c) runs on (b)'s loader, so c needs b")
+    if not paths or paths - set(RUNS) or any(x in paths and y not in paths for x, y in ("cb", "hg")):
+        parser.error(f"--paths {args.paths!r}: give some of a, b, c, g, h; c runs on b's loader, h on g's")
     ratios = {"b/a": ("b", "a", "images_per_s"), "b/c": ("b", "c", "images_per_s"),
+              "g/b": ("g", "b", "images_per_s"), "g/h": ("g", "h", "images_per_s"),
               "cpu a/b": ("a", "b", "cpu_s_per_1000")}  # fmt: skip
     ratios = {k: v for k, v in ratios.items() if {v[0], v[1]} <= paths}
-    profile = {key: args.profile / f"{key}.txt" if args.profile else None for key in "bc"}
+    profile = {key: args.profile / f"{key}.txt" if args.profile else None for key in "bcgh"}
     rounds = []
     for _ in range(args.rounds):
         result = {}
@@ -268,13 +278,17 @@ def main() -> None:
                 torch.cuda.set_sync_debug_mode("default")
         if "c" in paths:
             result["c"] = run_plain(args, data_args, memory, profile["c"])
+        if "g" in paths:
+            result["g"], compiled = run_lightning(args, data_args, True, profile["g"], args.compile)
+        if "h" in paths:
+            result["h"] = run_plain(args, data_args, compiled, profile["h"], args.compile)
         result.update({k: result[x][m] / result[y][m] for k, (x, y, m) in ratios.items()})
         rounds.append(result)
     device = (
         torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     )
     first = rounds[0]
-    precision = first["b"]["precision"] if "b" in first else first["a"]["precision"]
+    precision = next(first[k]["precision"] for k in "bag" if k in first)
     print(f"\n{args.config.name}, {args.data_dir or args.data_source} data, {device}, precision {precision}, "
           f"augment {args.augment}, {args.epochs} epochs per run (the first untimed)")  # fmt: skip
     print(f"{'':32} {'images/s':>10} {'CPU s/1k img':>12} {'epochs (s)':>24}")
@@ -287,17 +301,22 @@ def main() -> None:
         print(f"  round {number}: " + "  ".join(f"{k} {result[k]:.2f}" for k in ratios))
     medians = {k: statistics.median(r[k] for r in rounds) for k in ratios}
     print("medians: " + "  ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+    # A graph torch.compile could not capture runs eagerly; it says why with TORCH_LOGS=perf_hints.
+    skips = counters["inductor"]["cudagraph_skips"]
+    if paths & {"g", "h"}:
+        print(f"CUDA graphs that torch.compile skipped (0 on a GPU when every graph is captured): {skips}")
     if args.profile:
         print(f"\nper training step, one more epoch under torch's profiler (tables in {args.profile}/):")
         print(f"{'':32} {'wall ms':>8} {'CPU in ops ms':>14} {'GPU kernels ms':>15} {'launches':>9}")
-        for key in "bc":
+        for key in "bcgh":
             if key in first:
                 p = first[key]["profile"]
                 print(f"{RUNS[key]:32} {p['wall_ms']:8.2f} {p['cpu_op_ms']:14.2f} "
                       f"{p['gpu_kernel_ms']:15.2f} {p['launches']:9.1f}")  # fmt: skip
     if args.json:
         setup = {**{k: str(v) for k, v in vars(args).items()}, "device_name": device}
-        args.json.write_text(json.dumps({"setup": setup, "rounds": rounds, "medians": medians}, indent=2))
+        record = {"setup": setup, "rounds": rounds, "medians": medians, "cudagraph_skips": skips}
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

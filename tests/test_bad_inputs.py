@@ -115,6 +115,11 @@ CASES = [
         "label_smoothing=1.5 is invalid: it must be in [0, 1)",
     ),
     (
+        "CUDA graphs with gradient accumulation",
+        ["fit", DIGITS, "--model.compile=reduce-overhead", "--trainer.accumulate_grad_batches=2"],
+        "compile='reduce-overhead' (CUDA graphs) cannot combine with accumulate_grad_batches=2",
+    ),
+    (
         "negative checkpoint interval",
         ["fit", DIGITS, "--checkpoint_every_n_steps=-1"],
         "checkpoint_every_n_steps=-1 is invalid",

@@ -48,11 +48,13 @@ def test_summary_judges_each_target_and_keeps_a_rerun_steps_last_record(tmp_path
     verdicts = {t["target"]: t["verdict"] for t in summary["targets"]}
     assert verdicts == {
         "in-memory Lightning images/s": "met",
-        "in-memory epoch (s)": "met",  # 50,000 images at 25,000/s: 2.0 s
+        "in-memory epoch (s)": "met",  # 45,000 images at 25,000/s: 1.8 s
         "in memory / DataLoader (b/a)": "MISSED",
         "Lightning / plain loop (b/c)": "met",
         "fast recipe test accuracy": "met",
         "fast recipe end to end (s)": "MISSED",  # the rerun's 181.5 s, not the first try's
+        "epoch with CUDA graphs (g, s)": "not measured",
+        "Lightning / plain loop, CUDA graphs (g/h)": "not measured",
     }
     assert [(s["step"], s["status"]) for s in summary["steps"]] == [("throughput", "ok"), ("fast", "ok")]
     assert "| fast recipe end to end (s) | 181.5 | < 180 | MISSED |" in (out / "summary.md").read_text()
@@ -95,3 +97,37 @@ def test_throughput_of_several_rounds_is_judged_on_medians_and_its_profile_shown
     text = (out / "summary.md").read_text()
     assert "| (b) Lightning, in memory | 51.4 | 16.7 | 8.2 | 422.0 |" in text
     assert "| (c) plain loop, in memory | 51.4 | 16.7 | 8.2 | 399.0 |" in text
+
+
+def test_cuda_graph_paths_and_the_gpu_scale_rows_reach_the_summary(tmp_path: Path):
+    """The throughput step of issue #28 runs (b), (c) and their CUDA-graph versions (g), (h) only: the
+    graphs' epoch and their Lightning / plain-loop ratio are judged, (a)'s ratio is not measured; every
+    gpu-scale run the rows step left is listed, finished or not."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    rates = {"b": 20000, "c": 21000, "g": 30000, "h": 32000}
+    path = throughput_json(1, 1, 1)["rounds"][0]["b"]
+    rounds = [{k: {**path, "images_per_s": v} for k, v in rates.items()}]
+    medians = {"b/c": 20000 / 21000, "g/b": 1.5, "g/h": 30000 / 32000}
+    setup = {"config": "configs/resnet18_cifar.yaml", "device_name": "NVIDIA H200"}
+    record = {"setup": setup, "rounds": rounds, "medians": medians, "cudagraph_skips": 0}
+    (work / "throughput.json").write_text(json.dumps(record))
+    runs = work / "reproduce" / "gpu" / "cifar10_lt"
+    for name, status in (("ce", "finished"), ("ldam_drw", "interrupted")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "reproduce.json").write_text(json.dumps({"status": status, "wall_time_s": 250.0}))
+    (runs / "ce" / "test_results.json").write_text(json.dumps({"acc": 0.7036, "num_samples": 10000}))
+    (runs / "ce" / "run_info.json").write_text(json.dumps({"epochs": 200, "compile": "reduce-overhead"}))
+    summary = summarize(work, out)
+    targets = {t["target"]: t for t in summary["targets"]}
+    assert targets["epoch with CUDA graphs (g, s)"]["value"] == pytest.approx(
+        1.5
+    )  # 45,000 images at 30,000/s
+    assert targets["epoch with CUDA graphs (g, s)"]["verdict"] == "met"
+    assert targets["Lightning / plain loop, CUDA graphs (g/h)"]["verdict"] == "MISSED"  # 0.9375
+    assert targets["in memory / DataLoader (b/a)"]["verdict"] == "not measured"
+    text = (out / "summary.md").read_text()
+    assert "| (g) Lightning, CUDA graphs | 30000 |" in text
+    assert "CUDA graphs torch.compile skipped (run eagerly): 0" in text
+    assert "| cifar10_lt/ce | finished | 0.7036 | 250.0 | 200 | reduce-overhead |" in text
+    assert "| cifar10_lt/ldam_drw | interrupted | - | 250.0 | None | None |" in text

@@ -31,7 +31,7 @@ from litvision.data.device_augment import BatchTransform, random_crop, random_fl
 from litvision.data.memory import InMemorySubset
 from litvision.errors import LitvisionError
 from litvision.models import SimpleCNN
-from litvision.module import ImageClassifier
+from litvision.module import ImageClassifier, compile_mode
 
 
 def write_folder(root: Path, counts: dict[str, int], size: tuple[int, int], suffix: str = ".png") -> None:
@@ -340,7 +340,28 @@ def test_channels_last_changes_the_layout_not_the_results():
     assert not fit_briefly().uses_channels_last, "auto: off on the CPU"
 
 
+def test_compile_auto_captures_cuda_graphs_only_where_the_replay_is_safe():
+    """``compile: auto`` (the default) trains with CUDA graphs on one GPU for a convolutional network
+    without gradient accumulation, and eager everywhere else; CUDA graphs with accumulation are refused."""
+    cnn, lstm = SimpleCNN(10, (3, 16, 16)), torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.LSTM(4, 4))
+    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert compile_mode("auto", gpu, 1, 1, cnn) == "reduce-overhead"
+    eager = [(cpu, 1, 1, cnn), (gpu, 2, 1, cnn), (gpu, 1, 4, cnn), (gpu, 1, 1, lstm)]
+    for device, world, accumulate, net in eager:
+        assert compile_mode("auto", device, world, accumulate, net) is None, (device, world, accumulate, net)
+    assert compile_mode(True, cpu, 1, 1, cnn) == "default" and compile_mode(False, gpu, 1, 1, cnn) is None
+    assert compile_mode("max-autotune-no-cudagraphs", gpu, 1, 4, cnn) == "max-autotune-no-cudagraphs"
+    with pytest.raises(LitvisionError, match="compile='reduce-overhead' .* accumulate_grad_batches=4"):
+        compile_mode("reduce-overhead", gpu, 1, 4, cnn)
+    assert fit_briefly().compiled_mode is None, "auto: eager on the CPU"
+
+
 @pytest.mark.slow
-def test_compiled_network_trains_and_keeps_its_checkpoint_keys():
-    model = fit_briefly(compile=True)
-    assert all(not key.startswith("net._orig_mod") for key in model.state_dict())
+def test_compiled_network_trains_and_keeps_the_eager_networks_checkpoint_keys():
+    model = fit_briefly(compile="reduce-overhead")
+    assert model.compiled_mode == "reduce-overhead"
+    eager = ImageClassifier(
+        lambda n, shape: SimpleCNN(n, shape, channels=(8, 16), hidden=(32,)), input_shape=(3, 16, 16)
+    )
+    assert list(model.state_dict()) == list(eager.state_dict())
+    eager.load_state_dict(model.state_dict())

@@ -219,6 +219,28 @@ def test_same_seed_is_bitwise_identical_and_loader_workers_do_not_matter(uninter
     assert info["litvision_version"] and info["num_parameters"] > 0
 
 
+@pytest.mark.slow
+def test_a_compiled_run_resumes_bitwise_and_repeats_with_its_seed(tmp_path):
+    """The training step compiled as on a GPU (``reduce-overhead``: there, also captured in CUDA graphs;
+    here torch.compile's CPU backend, the last batch of each epoch a graph of its own): a second run with
+    the same seed ends with the same weights, and a run killed mid-epoch resumes to them, with the same
+    metrics and curves; its checkpoints hold the eager network's keys."""
+    compiled = "--model.compile=reduce-overhead"
+    first, second, killed = tmp_path / "first", tmp_path / "second", tmp_path / "killed"
+    for cwd in (first, second, killed):
+        cwd.mkdir()
+        write_run(cwd, in_memory=True)
+    for cwd in (first, second):
+        done = fit(cwd, compiled)
+        assert done.returncode == 0, done.stderr[-3000:]
+    runs = [cwd / "lightning_logs/tiny/version_0" for cwd in (first, second)]
+    last = [run / "checkpoints/last.ckpt" for run in runs]
+    assert weights_digest(last[0]) == weights_digest(last[1])
+    assert json.loads((runs[0] / "run_info.json").read_text())["compile"] == "reduce-overhead"
+    assert not any("_orig_mod" in key for key in weights(last[0]))
+    kill_and_resume(killed, runs[0], compiled)
+
+
 def test_resume_without_a_previous_run_is_one_line(tmp_path):
     write_run(tmp_path, in_memory=True)
     done = fit(tmp_path, "--ckpt_path=last")

@@ -363,6 +363,7 @@ class RunInfo(Callback):
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
             "num_devices": trainer.world_size,
             "precision": str(trainer.precision),
+            "compile": getattr(pl_module, "compiled_mode", None),  # torch.compile's mode; None: eager
             "seed": int(os.environ["PL_GLOBAL_SEED"]) if "PL_GLOBAL_SEED" in os.environ else None,
             "num_parameters": sum(p.numel() for p in pl_module.parameters()),
             "split_checksum": digest.hexdigest() if splits else None,

@@ -173,6 +173,9 @@ class LitvisionCLI(LightningCLI):
         check_datamodule = getattr(self.model, "check_datamodule", None)
         if check_datamodule is not None:
             check_datamodule(self.datamodule)
+        check_trainer = getattr(self.model, "check_trainer", None)
+        if check_trainer is not None:
+            check_trainer(self.trainer)
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from lightning.pytorch import LightningModule
@@ -28,6 +28,10 @@ NetFactory = Callable[[int, tuple[int, int, int]], nn.Module]
 LossFactory = Callable[[int], ClassCountLoss]
 
 SPLITS = ("train", "val", "test")
+# torch.compile's modes. "reduce-overhead" replays the training step's kernels as CUDA graphs: one launch
+# where eager PyTorch makes hundreds from Python, which bound small-batch training on a fast GPU.
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 # Schedulers that change the learning rate every optimizer step rather than every epoch.
 _PER_STEP_SCHEDULERS = (OneCycleLR, CyclicLR)
 
@@ -58,7 +62,12 @@ class ImageClassifierBase(LightningModule):
         irm_anneal_steps: optimizer steps with the IRM penalty weighted 1.0 before ``irm_weight``.
         channels_last: keep the network's weights and inputs in channels-last memory format, which
             tensor cores run faster; ``"auto"``: for convolutional networks trained on a CUDA GPU.
-        compile: compile the network with ``torch.compile`` (slower first steps, faster after).
+        compile: compile the network's training forward and backward with ``torch.compile``, in this
+            mode (``true``: ``default``), with static shapes (the last, smaller batch of an epoch gets
+            its own graph); evaluation stays eager. ``"auto"``: ``reduce-overhead`` (CUDA graphs) for a
+            convolutional network on one CUDA GPU without gradient accumulation, eager elsewhere (see
+            :func:`compile_mode`). The first steps are slower (compilation), later ones faster;
+            checkpoints are the eager network's.
     """
 
     def __init__(
@@ -75,15 +84,22 @@ class ImageClassifierBase(LightningModule):
         irm_weight: float = 0.0,
         irm_anneal_steps: int = 0,
         channels_last: bool | Literal["auto"] = "auto",
-        compile: bool = False,
+        compile: bool | Literal["auto"] | CompileMode = "auto",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if channels_last not in (True, False, "auto"):
             raise LitvisionError(f"channels_last={channels_last!r} is invalid: use true, false or auto")
         self.channels_last = channels_last
-        self.compile_net = compile
+        if compile not in (True, False, "auto", *get_args(CompileMode)):
+            modes = list(get_args(CompileMode))
+            raise LitvisionError(f"compile={compile!r} is invalid: use true, false, auto or one of {modes}")
+        self.compile_option = compile
         self.uses_channels_last = False  # decided in setup(), once the device is known
+        self.compiled_mode: str | None = None  # decided in setup(): the mode of the compiled forward
+        # In a tuple, not an attribute of its own: a module attribute would add the compiled copy's
+        # ``_orig_mod.`` keys to the state dict.
+        self._compiled_net: tuple[nn.Module, ...] = ()
         self._throughput_options_applied = False
         if not 0 <= label_smoothing < 1:
             raise LitvisionError(f"label_smoothing={label_smoothing} is invalid: it must be in [0, 1)")
@@ -103,8 +119,7 @@ class ImageClassifierBase(LightningModule):
             )
         self.num_classes = num_classes
         self.net = backbone(num_classes, tuple(input_shape))
-        if not compile:  # the model summary's input and FLOP counts (a compiled net would compile there)
-            self.example_input_array = torch.zeros(1, *input_shape)
+        self.example_input_array = torch.zeros(1, *input_shape)  # the model summary's (in eval mode: eager)
         self.loss = loss(num_classes)
         if label_smoothing and not getattr(self.loss, "smoothable", True):
             raise LitvisionError(
@@ -141,13 +156,25 @@ class ImageClassifierBase(LightningModule):
         if self.channels_last is True or (self.channels_last == "auto" and convolutional and on_gpu):
             self.net.to(memory_format=torch.channels_last)
             self.uses_channels_last = True
-        if self.compile_net:
-            self.net.compile()  # in place: the state dict keeps its keys
+        mode = compile_mode(
+            self.compile_option, self.trainer.strategy.root_device, self.trainer.world_size,
+            self.trainer.accumulate_grad_batches, self.net,
+        )  # fmt: skip
+        if mode is not None and stage == "fit":  # evaluation runs eager
+            self.compiled_mode = mode
+            self._compiled_net = (torch.compile(self.net, mode=mode, dynamic=False),)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.uses_channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self._compiled_net and self.training:
+            return self._compiled_net[0](x)
         return self.net(x)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.compiled_mode in _CUDA_GRAPH_MODES:
+            # Each step its own generation of CUDA graph outputs: the previous step's may be overwritten.
+            torch.compiler.cudagraph_mark_step_begin()
 
     def risk(self, logits: Tensor, target: Tensor) -> Tensor:
         """The per-batch risk (the loss); :class:`LabelSmoothingMixin` overrides it."""
@@ -208,6 +235,13 @@ class ImageClassifierBase(LightningModule):
                 "irm_weight cannot combine with mixup or cutmix: IRM's environments are per sample, "
                 "a mixed image belongs to two; turn one of them off"
             )
+
+    def check_trainer(self, trainer: Any) -> None:
+        """Reject a compile mode the trainer's options cannot replay (the CLI calls it before writing)."""
+        compile_mode(
+            self.compile_option, trainer.strategy.root_device, trainer.world_size,
+            trainer.accumulate_grad_batches, self.net,
+        )  # fmt: skip
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         """Class probabilities of each image."""
@@ -277,6 +311,29 @@ class ImageClassifierBase(LightningModule):
         if isinstance(scheduler, ReduceLROnPlateau):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def compile_mode(
+    option: bool | str, device: torch.device, world_size: int, accumulate_grad_batches: int, net: nn.Module
+) -> str | None:
+    """The ``torch.compile`` mode a run trains with (None: eager), for the ``compile`` option.
+
+    ``auto`` captures the step in CUDA graphs where the replay is safe: on one CUDA GPU (a DDP process's
+    gradient hooks stay eager), for a convolutional network (recurrent ones are left eager), and without
+    gradient accumulation (a replay overwrites the previous step's gradients, which accumulation would
+    read). Not on the CPU: there are no CUDA graphs, and compiling takes tens of seconds to minutes."""
+    if option in _CUDA_GRAPH_MODES and accumulate_grad_batches > 1:
+        raise LitvisionError(
+            f"compile={option!r} (CUDA graphs) cannot combine with accumulate_grad_batches="
+            f"{accumulate_grad_batches}: a replay overwrites the gradients being accumulated; use "
+            "compile=default or no accumulation"
+        )
+    if option != "auto":
+        return "default" if option is True else option or None
+    convolutional = any(isinstance(m, nn.Conv2d) for m in net.modules())
+    recurrent = any(isinstance(m, nn.RNNBase) for m in net.modules())
+    safe = world_size == 1 and accumulate_grad_batches == 1 and convolutional and not recurrent
+    return "reduce-overhead" if device.type == "cuda" and safe else None
 
 
 def _spans_the_fit(factory: Any) -> bool:
