@@ -19,10 +19,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from litvision.analysis.feature_maps import kind_of, output_shapes
+from litvision.analysis.feature_maps import capture, image_figure, kind_of, output_shapes
 from litvision.analysis.heads import load_head
 from litvision.commands import main
-from litvision.models import ARCHITECTURES, VGG, CifarResNet
+from litvision.models import ARCHITECTURES, VGG, CifarResNet, DenseNet, TorchvisionNet
+from litvision.plotting import plt
 from litvision.runs import load_run
 from litvision.utils import read_scalars
 
@@ -346,20 +347,49 @@ def test_bad_input_is_one_line(run_dir, tmp_path, capsys, args, message):
     assert exit_.value.code == 1 and len(err.splitlines()) == 1 and message in err
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=lambda a: a.__name__)
-def test_declared_stages_are_drawable_and_shrink(architecture):
-    """Every architecture declares its stages; feature maps among them shrink from one to the next, and
-    the last stage of a CNN outputs its pooled features."""
+# The smallest member of torchvision families beyond the zoo's ResNet-50 and DenseNet-121, whose stages
+# no table names: they are found from a forward pass.
+TORCHVISION_FAMILIES = [
+    "mobilenet_v3_small",
+    "shufflenet_v2_x0_5",
+    "efficientnet_b0",
+    "convnext_tiny",  # channels-last tensors inside its blocks
+]
+NETWORKS = [
+    *(pytest.param(a, {}, id=a.__name__) for a in ARCHITECTURES),
+    *(pytest.param(TorchvisionNet, {"name": n}, id=n) for n in TORCHVISION_FAMILIES),
+]
+
+
+@pytest.mark.parametrize("architecture, options", NETWORKS)
+def test_stages_of_every_network_are_drawn(architecture, options):
+    """Every zoo network and any torchvision model has stages: feature maps among them shrink from one
+    to the next, the last stage of a CNN outputs its pooled features, and the feature-map figure draws
+    each."""
     shape = (1, 8, 8) if architecture.__name__ == "RowRNN" else (3, 32, 32)
-    net = architecture(10, shape).eval()
-    x = torch.randn(1, *shape)
-    shapes = output_shapes(net, x)
+    net = architecture(10, shape, **options).eval()
+    x = torch.rand(2, *shape)
+    shapes = output_shapes(net, x[:1])
     layers = net.stage_names
     assert layers and all(n in shapes and kind_of(shapes[n]) != "unsupported" for n in layers)
     sides = [shapes[n][1] for n in layers if kind_of(shapes[n]) == "maps"]
     assert sides[1:] == sorted(set(sides[1:]), reverse=True)  # after the stem, one layer per resolution
     if len(sides) > 1:
         assert int(np.prod(shapes[layers[-1]])) == net.num_features
+    activations, _ = capture(net, x, layers)
+    figure, shown = image_figure(x[0], [(n, activations[n][0]) for n in layers], 4, "test image")
+    assert set(shown) == {n for n in layers if kind_of(shapes[n]) == "maps"}
+    assert len(figure.axes) > len(layers)
+    plt.close(figure)
+
+
+def test_stages_of_torchvision_models_are_found_without_a_table():
+    resnet = TorchvisionNet(10, (3, 64, 64), name="resnet18")
+    assert resnet.stage_names == ["body.relu", *(f"body.layer{i}" for i in range(1, 5)), "body"]
+    densenet = DenseNet(10, (3, 64, 64), factorized=True, noise_std=0.01)
+    blocks = [f"body.features.denseblock{i}" for i in range(1, 4)]
+    assert densenet.stage_names == ["body.features.relu0", *blocks, "body.features", "body"]
+    assert densenet.training  # found in eval mode, the mode given back
 
 
 def test_stages_of_the_cifar_resnet_and_vgg():
@@ -374,6 +404,44 @@ def test_stages_of_the_cifar_resnet_and_vgg():
         "features.27",
         "pool",
     ]
+
+
+def test_every_tool_runs_on_a_torchvision_model_with_its_defaults(tmp_path, monkeypatch):
+    """A torchvision model no table knows (ShuffleNet) through every analysis tool that reads the network
+    (curves and compare read the logs only), with the tools' default layers and features."""
+    monkeypatch.chdir(tmp_path)
+    main([
+        "fit", f"--config={ROOT / 'configs/resnet50_eurosat.yaml'}",
+        "--model.backbone.init_args.name=shufflenet_v2_x0_5", "--model.backbone.init_args.pretrained=false",
+        "--data=litvision.data.SyntheticDataModule", "--data.num_classes=4", "--data.input_shape=[3,32,32]",
+        "--data.train_size=32", "--data.val_size=8", "--data.test_size=8", "--data.batch_size=16",
+        "--data.num_workers=0", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ])  # fmt: skip
+    run = tmp_path / "lightning_logs/resnet50_eurosat/version_0"
+    analyze("tsne", run, "--samples", 8, "--perplexity", 2)
+    analyze("feature-maps", run, "--channels", 4)
+    analyze("confusion", run)
+    analyze("svm-head", run, "--crt-epochs", 1)
+    analyze("rebalance", run, "--epochs", 1)
+    folder = run / "analysis"
+    for name in ("tsne", "feature_maps_0", "confusion", "svm_head"):
+        assert_png(folder / f"{name}.png")
+    layers = [layer["name"] for layer in json.loads((folder / "feature_maps.json").read_text())["layers"]]
+    assert layers == ["body.conv1", "body.maxpool", "body.stage2", "body.stage3", "body"]
+    assert set(json.loads((folder / "rebalance.json").read_text())["methods"]) == {
+        "backbone", "posthoc", "tau_norm", "lws", "crt"
+    }  # fmt: skip
+
+    config = yaml.safe_load((ROOT / "configs/analysis/loss_landscape.yaml").read_text())
+    data = {"num_classes": 4, "input_shape": [3, 32, 32], "train_size": 8, "val_size": 0, "batch_size": 4}
+    config["data"] = {"class_path": "litvision.data.SyntheticDataModule", "init_args": data}
+    backbone = {"class_path": "litvision.models.TorchvisionNet", "init_args": {"name": "shufflenet_v2_x0_5"}}
+    config["variants"] = [{"name": "ShuffleNet", "backbone": backbone}]
+    (tmp_path / "landscape.yaml").write_text(yaml.safe_dump(config))
+    analyze("loss-landscape", "--config", tmp_path / "landscape.yaml", "--steps", 2,
+            "--learning-rates", 0.1, 0.01, "--device", "cpu", "--output", tmp_path / "landscape")  # fmt: skip
+    assert len(read_csv(tmp_path / "landscape/loss_landscape.csv")) == 2 * 2
 
 
 def test_data_dir_points_a_tool_at_data_that_moved(tmp_path, monkeypatch, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import ROOT
 
 from litvision.cli import LitvisionCLI
@@ -73,16 +74,22 @@ def test_deferred_reweighting_switches_the_weights_on_at_its_epoch():
 
 
 @pytest.mark.parametrize("beta", [0.0, BETA])
-def test_focal_loss_equals_lin_et_al(beta):
+def test_focal_loss_equals_lin_et_al_summed_over_the_batch_size(beta):
+    """The class-balanced focal loss as Cui et al.'s and Cao et al.'s code average it: the weighted sum
+    over the batch divided by the batch size, not by the sum of the batch's weights (as cross-entropy's)."""
     z, y = batch(2)
     p = np.exp(-nll(z, y))
     per_sample = -((1 - p) ** 2) * np.log(p)
     w = cb_weights(COUNTS, beta) if beta else np.ones(5)
-    expected = (w[y] * per_sample).sum() / w[y].sum()
+    expected = (w[y] * per_sample).sum() / len(y)
     assert evaluate(FocalLoss(5, gamma=2.0, class_balanced_beta=beta), z, y) == pytest.approx(
-        expected, rel=1e-5
+        expected, rel=1e-6
     )
-    assert evaluate(FocalLoss(5, gamma=0.0), z, y) == pytest.approx(nll(z, y).mean(), rel=1e-6)
+    # gamma 0: Cao et al.'s FocalLoss, the per-sample weighted cross-entropy averaged over the batch.
+    weighted = F.cross_entropy(torch.tensor(z), torch.tensor(y), weight=torch.tensor(w), reduction="none")
+    assert evaluate(FocalLoss(5, gamma=0.0, class_balanced_beta=beta), z, y) == pytest.approx(
+        float(weighted.mean()), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("tau", [1.0, 2.0])

@@ -197,6 +197,28 @@ def test_pretrained_weights_offline_give_one_clear_line(tmp_path, monkeypatch):
     assert "https://download.pytorch.org/models/vgg11" in message and str(tmp_path) in message
 
 
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_resnet32_can_start_from_cao_et_al_initialisation(head):
+    """``init: fan_in`` is Cao et al.'s ResNet-32 code: He-normal weights of standard deviation
+    sqrt(2 / fan_in) on every convolution and the linear head; their cosine head's rows have norm 1."""
+    torch.manual_seed(0)
+    net = CifarResNet(
+        10, layers=(5, 5, 5), width=16, shortcut="pad", zero_init_residual=False, head=head, init="fan_in"
+    )
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            fan_in = m.weight[0].numel()
+            assert m.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.15), m
+    if head == "cosine":
+        assert torch.linalg.norm(net.head.weight, dim=1).tolist() == pytest.approx([1.0] * 10)
+        assert net.head.weight.abs().max() < 1
+    else:
+        assert isinstance(net.head, torch.nn.Linear)
+    # torchvision's (the default): convolutions by their outputs; the stem's 3 inputs make the two differ.
+    stem = CifarResNet(10, layers=(5, 5, 5), width=16).stem[0].weight
+    assert stem.std().item() == pytest.approx((2 / (16 * 9)) ** 0.5, rel=0.15)
+
+
 def test_resnet32_option_is_he_et_al_cifar_network():
     """He et al. 2016's CIFAR ResNet-32 (6n + 2 layers, n = 5) as Cao et al. 2019 use it: three stages of
     five basic blocks with 16/32/64 channels, parameter-free (option A) shortcuts, 0.46 M parameters."""

@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import ROOT
 
-from litvision.cli import main
+from litvision.analysis.heads import fit_balanced
+from litvision.commands import main
 from litvision.runs import load_run
 
 # An LSTM on the bundled digits made long-tailed (ratio 20), trained 4 epochs: biased to the head
@@ -38,6 +39,23 @@ def features_and_labels(net: torch.nn.Module, dataset) -> tuple[np.ndarray, np.n
     x, y = zip(*(dataset[i] for i in range(len(dataset))))
     features = net.pre_logits(net.pooled_features(torch.stack(x)))
     return features.double().numpy(), np.asarray(y)
+
+
+def test_an_epoch_of_lws_and_crt_draws_the_largest_class_size_of_every_class():
+    """Kang et al.'s class-aware sampler: an epoch draws every class as often as the largest class has
+    images (150 draws here, not the 70 images), each class about equally often."""
+    labels = np.array([0] * 50 + [1] * 15 + [2] * 5)
+    drawn: list[np.ndarray] = []
+    scale = torch.nn.Parameter(torch.ones(3))
+
+    def logits_of(rows: list[int]) -> torch.Tensor:
+        drawn.append(labels[rows])
+        return torch.zeros(len(rows), 3) * scale
+
+    fit_balanced(logits_of, [scale], labels, epochs=2, lr=0.1, batch_size=16, seed=0)
+    per_class = np.bincount(np.concatenate(drawn), minlength=3)
+    assert per_class.sum() == 2 * 150 and len(drawn) == 2 * 10
+    assert per_class.min() > 70  # each of the three about 100
 
 
 @pytest.mark.slow

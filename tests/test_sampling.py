@@ -11,6 +11,7 @@ from lightning.pytorch import Trainer
 from litvision.data import LongTailImbalance, SyntheticDataModule
 from litvision.data.device_augment import MixedBatch, mix_batch
 from litvision.data.imbalance import class_probabilities
+from litvision.errors import LitvisionError
 from litvision.models import SimpleCNN
 from litvision.module import ImageClassifier
 
@@ -90,6 +91,25 @@ def test_mixup_and_cutmix_mix_images_and_labels_by_the_same_share():
     moved = cut.partner != y
     share = from_partner[moved].float().mean().item()
     assert share == pytest.approx(1 - cut.lam, abs=1e-6), "lam is the share of the image kept"
+
+
+def test_cutmix_prob_cuts_that_share_of_the_batches_and_leaves_the_others_as_they_came():
+    """Yun et al.'s CIFAR recipe cuts a batch with probability ``cutmix_prob`` 0.5; 1 cuts every batch,
+    with the same draws as before the option existed."""
+    x, y = torch.rand(4, 3, 8, 8), torch.arange(4)
+    batches = [mix_batch((x, y), 0.0, 1.0, np.random.default_rng(s), cutmix_prob=0.5) for s in range(200)]
+    plain = [b for b in batches if not isinstance(b, MixedBatch)]
+    assert 80 <= len(plain) <= 120 and all(b[0] is x and b[1] is y for b in plain)
+    for seed in range(5):
+        always = mix_batch((x, y), 0.0, 1.0, np.random.default_rng(seed), cutmix_prob=1.0)
+        assert always.lam == mix_batch((x, y), 0.0, 1.0, np.random.default_rng(seed)).lam < 1
+    # With mixup on too, only the batches drawn for CutMix may stay plain.
+    both = [mix_batch((x, y), 0.4, 1.0, np.random.default_rng(s), cutmix_prob=0.0) for s in range(100)]
+    mixed = [b for b in both if isinstance(b, MixedBatch)]
+    assert 30 <= len(mixed) <= 70
+    assert all(torch.allclose(b.x, b.lam * x + (1 - b.lam) * x[b.partner]) for b in mixed)  # mixup
+    with pytest.raises(LitvisionError, match=r"cutmix_prob=1.5 is invalid: it is a probability, 0 to 1"):
+        SyntheticDataModule(cutmix_alpha=1.0, cutmix_prob=1.5).check_options()
 
 
 def test_a_mixed_batch_trains_on_both_labels_and_counts_the_larger_share():

@@ -43,4 +43,7 @@ class SignalAtStep(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
         if trainer.global_step >= self.step and not self.sent:
             self.sent = True
-            os.kill(os.getpid(), getattr(signal, self.signal))
+            number = getattr(signal, self.signal)
+            if signal.getsignal(number) == signal.SIG_IGN:  # the run would go on and end as finished
+                raise RuntimeError(f"{self.signal} is ignored in this process: it cannot stop the run")
+            os.kill(os.getpid(), number)

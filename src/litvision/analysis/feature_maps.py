@@ -6,7 +6,6 @@ import argparse
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from litvision.analysis.common import (
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
+from litvision.models.base import module_outputs, stages_by_resolution
 from litvision.plotting import plt
 from litvision.utils import run_label
 
@@ -47,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layers",
         nargs="+",
-        help="module names from net.named_modules() (default: the stages the network declares, "
-        "its stage_names; --list-layers prints every name)",
+        help="module names from net.named_modules() (default: the network's stages, its stage_names: "
+        "the last layer at each resolution, then the pooled features; --list-layers prints every name)",
     )
     parser.add_argument(
         "--channels", type=int, default=16, help="feature maps shown per layer, the most active (default: 16)"
@@ -82,10 +82,13 @@ def main(args: argparse.Namespace) -> list[Path]:
                 shape = "x".join(map(str, shapes[name])) if name in shapes else "(no tensor output)"
                 print(f"{name:40s} {type(module).__name__:24s} {shape}")
         return []
-    layers = check_layers(net, shapes, args.layers or getattr(net, "stage_names", []))
+    # A network that declares no stages (a model of one's own) gets the last layer at each resolution.
+    stages = args.layers or getattr(net, "stage_names", None) or stages_by_resolution(net, x[:1])
+    layers = check_layers(net, shapes, stages)
     if not layers:
         raise LitvisionError(
-            "the network declares no stages to draw: name layers with --layers (see --list-layers)"
+            "the network has no feature maps or pooled features to draw: name layers with --layers "
+            "(see --list-layers)"
         )
     activations, logits = capture(net, x, layers)
     predicted = logits.argmax(dim=1).tolist()
@@ -143,43 +146,15 @@ def default_images(targets: Sequence[int], classes: int) -> list[int]:
     return [first[c] for c in sorted(first)[:classes]]
 
 
-def _run_hooked(net: nn.Module, x: Tensor, keep: set[str] | None) -> tuple[dict[str, Any], Tensor]:
-    """Run ``net`` on ``x`` with a hook on every submodule; return the outputs of those in ``keep`` (the
-    output shapes of all when None) in the order the modules complete, and the logits."""
-    outputs: dict[str, Any] = {}
-
-    def hook(name: str):
-        def record(module: nn.Module, inputs: object, output: object) -> None:
-            tensor = output[0] if isinstance(output, (tuple, list)) and output else output
-            if name in outputs or not isinstance(tensor, Tensor):  # a module called twice: its first call
-                return
-            if keep is None:
-                outputs[name] = tuple(tensor.shape)
-            elif name in keep:
-                # cloned: an in-place activation that follows would otherwise change it
-                outputs[name] = tensor.detach().float().cpu().clone()
-
-        return record
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if n]
-    try:
-        with torch.inference_mode():
-            logits = net(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return outputs, logits.float().cpu()
-
-
 def output_shapes(net: nn.Module, x: Tensor) -> dict[str, tuple[int, ...]]:
     """Per-sample output shape of every submodule, in the order the modules complete."""
-    outputs, _ = _run_hooked(net, x, None)
+    outputs, _ = module_outputs(net, x)
     return {name: shape[1:] for name, shape in outputs.items()}
 
 
 def capture(net: nn.Module, x: Tensor, layers: Sequence[str]) -> tuple[dict[str, Tensor], Tensor]:
     """The outputs of ``layers`` on the batch ``x``, and the logits."""
-    return _run_hooked(net, x, set(layers))
+    return module_outputs(net, x, set(layers))
 
 
 def kind_of(shape: tuple[int, ...]) -> str:
@@ -240,7 +215,8 @@ def image_figure(
         elif kind == "profile":
             values = activation.flatten().numpy()
             ax = fig.add_subplot(grid[row, :])
-            ax.bar(np.arange(len(values)), values, width=1.0, color="C0")
+            # One filled outline, not a bar per channel: a torchvision model pools 1,000-2,000 of them.
+            ax.stairs(values, np.arange(len(values) + 1) - 0.5, fill=True, color="C0", baseline=0)
             ax.set_xlim(-0.5, len(values) - 0.5)
             ax.set_xlabel("channel", fontsize=7, labelpad=1)
             ax.tick_params(labelsize=6)

@@ -137,6 +137,8 @@ class ImageDataModule(LightningDataModule):
             takes one of the two at random. Either is done on the training device, once the batch is
             there, on both data paths; the loss is ``lam * loss(y) + (1 - lam) * loss(y')`` and the
             training accuracy counts the label with the larger share.
+        cutmix_prob: the probability that a batch drawn for CutMix is cut (the others train as they
+            came); Yun et al.'s CIFAR recipe cuts half the batches (0.5), 1 cuts every one.
         noise_variances: Gaussian-noise minority rebalancing (reports 000 and 002): each training image
             of ``noise_classes`` is added once per variance with noise N(0, variance) on the normalised
             image, drawn afresh at every read; batches then carry an environment id (0 original,
@@ -177,6 +179,7 @@ class ImageDataModule(LightningDataModule):
         sampling: Sampling | None = None,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
+        cutmix_prob: float = 1.0,
         noise_variances: Sequence[float] | None = None,
         noise_classes: Sequence[int] | None = None,
         in_memory: bool | Literal["auto"] = "auto",
@@ -209,6 +212,7 @@ class ImageDataModule(LightningDataModule):
         self.sampling = sampling
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
+        self.cutmix_prob = cutmix_prob
         self.noise_variances = list(noise_variances) if noise_variances else None
         if noise_classes is None and isinstance(imbalance, StepImbalance):
             noise_classes = imbalance.classes
@@ -375,6 +379,8 @@ class ImageDataModule(LightningDataModule):
                 f"mixup_alpha={self.mixup_alpha} and cutmix_alpha={self.cutmix_alpha} must both be >= 0 "
                 "(0 turns one off)"
             )
+        if not 0 <= self.cutmix_prob <= 1:
+            raise LitvisionError(f"cutmix_prob={self.cutmix_prob} is invalid: it is a probability, 0 to 1")
         if self.noise_variances and not self.noise_classes:
             raise LitvisionError(
                 "noise_variances needs the classes to copy: set noise_classes, or use a StepImbalance"
@@ -488,7 +494,7 @@ class ImageDataModule(LightningDataModule):
             return batch
         position = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         rng = np.random.default_rng([_run_seed(), trainer.global_rank, position])
-        return mix_batch(batch, self.mixup_alpha, self.cutmix_alpha, rng)
+        return mix_batch(batch, self.mixup_alpha, self.cutmix_alpha, rng, self.cutmix_prob)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set)

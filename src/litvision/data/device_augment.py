@@ -154,14 +154,22 @@ def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) ->
 
 
 def mix_batch(
-    batch: Sequence[Tensor], mixup_alpha: float, cutmix_alpha: float, rng: np.random.Generator
-) -> MixedBatch:
+    batch: Sequence[Tensor],
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    rng: np.random.Generator,
+    cutmix_prob: float = 1.0,
+) -> MixedBatch | Sequence[Tensor]:
     """Mixup or cutmix (each with probability 1/2 when both are on) of a batch ``(x, y[, env])`` on its
-    device. The random draws (lam, the pairing, the box) are made on the host from ``rng``, so that the
-    device is never waited for and a run seeded the same way mixes the same way."""
+    device; a batch drawn for CutMix is cut with probability ``cutmix_prob`` and otherwise returned as it
+    came (Yun et al.'s ``cutmix_prob``). The random draws (lam, the pairing, the box) are made on the
+    host from ``rng``, so that the device is never waited for and a run seeded the same way mixes the
+    same way."""
     x, target = batch[0], batch[1]
     env = batch[2] if len(batch) > 2 else None
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha == 0 or rng.random() < 0.5)
+    if use_cutmix and cutmix_prob < 1 and rng.random() >= cutmix_prob:
+        return batch
     lam = float(rng.beta(cutmix_alpha, cutmix_alpha) if use_cutmix else rng.beta(mixup_alpha, mixup_alpha))
     order = torch.as_tensor(rng.permutation(x.shape[0])).to(x.device, non_blocking=True)
     if use_cutmix:

@@ -46,12 +46,15 @@ def adapt_input_channels(model: nn.Module, channels: int) -> None:
 
 class CosineLinear(nn.Module):
     """Cosine-similarity classifier: ``normalize(x) @ normalize(W_j)`` for each class ``j``, no bias
-    (the normalised linear layer of Cao et al.'s LDAM code; the loss's ``s`` scales it)."""
+    (the normalised linear layer of Cao et al.'s LDAM code; the loss's ``s`` scales it). Initialised as
+    theirs: uniform in [-1, 1], each class's row scaled to norm 1 (the logits do not depend on the norm,
+    but the step an update takes in direction does, as 1 / norm^2)."""
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        with torch.no_grad():
+            self.weight.copy_(F.normalize(self.weight.uniform_(-1, 1), dim=1))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()

@@ -16,6 +16,7 @@ Activation = Literal["relu", "leaky_relu", "elu"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
 Shortcut = Literal["conv", "pad"]
 Head = Literal["linear", "cosine"]
+Init = Literal["fan_out", "fan_in"]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -72,6 +73,9 @@ class CifarResNet(ClassifierNet):
     CIFAR ResNet-32 (used by Cao et al. 2019) is ``layers=(5, 5, 5), width=16, shortcut="pad"``: three
     stages of five blocks, 16/32/64 channels, option A shortcuts. ``head="cosine"`` classifies by cosine
     similarity (Cao et al.'s LDAM head); ``zero_init_residual`` starts each block as the identity.
+    ``init``: ``fan_out``, torchvision's ResNet initialisation (He-normal convolutions scaled by their
+    outputs, PyTorch's default linear head), or ``fan_in``, that of Cao et al.'s ResNet-32 code
+    (He-normal scaled by the inputs, on every convolution and the linear head).
     """
 
     def __init__(
@@ -84,13 +88,19 @@ class CifarResNet(ClassifierNet):
         shortcut: Shortcut = "conv",
         head: Head = "linear",
         zero_init_residual: bool = True,
+        init: Init = "fan_out",
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not one of {sorted(_ACTIVATIONS)}")
-        if shortcut not in ("conv", "pad") or head not in ("linear", "cosine"):
+        if (
+            shortcut not in ("conv", "pad")
+            or head not in ("linear", "cosine")
+            or init not in ("fan_out", "fan_in")
+        ):
             raise ValueError(
-                f"shortcut={shortcut!r} or head={head!r} is invalid: conv or pad; linear or cosine"
+                f"shortcut={shortcut!r}, head={head!r} or init={init!r} is invalid: conv or pad; linear or "
+                "cosine; fan_out or fan_in"
             )
         self.stem = nn.Sequential(
             conv3x3(input_shape[0], width), nn.BatchNorm2d(width), _ACTIVATIONS[activation]()
@@ -113,8 +123,8 @@ class CifarResNet(ClassifierNet):
             nn.Linear(in_planes, num_classes) if head == "linear" else CosineLinear(in_planes, num_classes)
         )
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if isinstance(m, nn.Conv2d) or (init == "fan_in" and isinstance(m, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode=init, nonlinearity="relu")
         # Zero the last BN of each residual branch so that every block starts as the identity
         # (Goyal et al. 2017), which helps the large-learning-rate SGD recipe of 004.
         for m in self.modules():

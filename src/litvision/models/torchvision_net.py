@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from litvision.errors import LitvisionError
-from litvision.models.base import ClassifierNet
+from litvision.models.base import ClassifierNet, stages_by_resolution
 from litvision.models.layers import GaussianNoise, adapt_input_channels
 from litvision.models.pretrained import build_torchvision, pretrained_state_dict
 
@@ -42,21 +43,22 @@ class TorchvisionNet(ClassifierNet):
         self.body = body
         self.num_features = classifier.in_features
         self.head = nn.Linear(classifier.in_features, num_classes)
-        self.stage_names = _stage_names(body, name)
+        self.input_shape = tuple(input_shape)
+        self._stage_names: list[str] | None = None
+
+    @property
+    def stage_names(self) -> list[str]:  # type: ignore[override]
+        """The last module at each resolution (found on first use from a forward pass on a blank image of
+        ``input_shape``, after any change a subclass makes to the body: no table per torchvision family),
+        then ``body``, whose output is the pooled features."""
+        if self._stage_names is None:
+            parameter = next(self.parameters())
+            blank = torch.zeros(1, *self.input_shape, dtype=parameter.dtype, device=parameter.device)
+            self._stage_names = [*stages_by_resolution(self, blank), "body"]
+        return self._stage_names
 
     def pooled_features(self, x: Tensor) -> Tensor:
         return self.body(x)
-
-
-def _stage_names(body: nn.Module, name: str) -> list[str]:
-    """The stages of the torchvision families the reports use (ResNet, DenseNet); other models have
-    none declared, and the feature-map tool asks for layers by name."""
-    names = {n for n, _ in body.named_modules()}
-    if {"layer1", "layer4", "avgpool"} <= names:  # ResNet, ResNeXt, Wide ResNet
-        return [f"body.layer{i}" for i in range(1, 5)] + ["body.avgpool"]
-    if name.startswith("densenet"):
-        return [f"body.features.denseblock{i}" for i in range(1, 5)] + ["body.features.norm5"]
-    return []
 
 
 def factorize_3x3(conv: nn.Conv2d) -> nn.Sequential:

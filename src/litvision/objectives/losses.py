@@ -9,9 +9,10 @@ with. Every rank of a DDP run builds the same split from the same ``split_seed``
 
 Each loss is a cross-entropy on logits changed per class (the logit-adjusted, Balanced Softmax and LDAM
 losses), optionally weighted per class (Cui et al.'s class-balanced weights, from a given epoch for
-DRW), and averaged over the batch as ``F.cross_entropy`` does: ``sum_i w_{y_i} l_i / sum_i w_{y_i}``
-(Cao et al.'s code computes its LDAM-DRW numbers this way). The model's predictions and metrics stay
-on the raw logits.
+DRW). Each batch is averaged as the reference code does: the cross-entropy losses as
+``F.cross_entropy(weight=...)`` does, ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` (Cao et al.'s CE-DRW and
+LDAM-DRW); the focal loss over the batch size, ``sum_i w_{y_i} l_i / N`` (Cui et al.'s class-balanced
+focal loss and Cao et al.'s ``FocalLoss``). The model's predictions and metrics stay on the raw logits.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ class CrossEntropy(ClassCountLoss):
 
 class FocalLoss(ClassCountLoss):
     """Focal loss (Lin et al., ICCV 2017), softmax form: ``-(1 - p_y) ** gamma * log p_y`` per sample,
-    with Cui et al.'s class-balanced weights as an option (``class_balanced_beta``). ``gamma`` 0 is
-    cross-entropy. Label smoothing has no meaning here (the focusing term is of the true class alone)."""
+    with Cui et al.'s class-balanced weights as an option (``class_balanced_beta``), the weighted sum
+    divided by the batch size as in Cui et al.'s and Cao et al.'s code. ``gamma`` 0 is cross-entropy.
+    Label smoothing has no meaning here (the focusing term is of the true class alone)."""
 
     smoothable = False
 
@@ -146,13 +148,13 @@ class FocalLoss(ClassCountLoss):
     def forward(self, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
         if label_smoothing:
             raise LitvisionError("label_smoothing cannot combine with FocalLoss: set one of them only")
-        log_p = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision computed in float32
+        log_p = F.log_softmax(logits.to(dtype), dim=1).gather(1, target[:, None]).squeeze(1)
         losses = -((1 - log_p.exp()) ** self.gamma) * log_p
         weights = self.class_weights()
-        if weights is None:
-            return losses.mean().to(logits.dtype)
-        w = weights[target]
-        return ((w * losses).sum() / w.sum()).to(logits.dtype)
+        if weights is not None:
+            losses = weights.to(dtype)[target] * losses
+        return losses.mean().to(logits.dtype)
 
 
 class LogitAdjustedLoss(ClassCountLoss):

@@ -149,6 +149,7 @@ METRICS: dict[str, Metric] = {
     "posthoc_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.posthoc.acc")),
     "tau_norm_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.tau_norm.acc")),
     "lws_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.lws.acc")),
+    "crt_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.crt.acc")),
 }
 
 
