@@ -66,7 +66,7 @@ def main(args: Namespace) -> list[Path]:
     net = run.model.net
     datamodule = run.datamodule
     dataset = split_dataset(datamodule, "test")
-    _, targets = datamodule.load_split(train=False)
+    _, targets = datamodule.read_split(train=False)
     indices = args.images if args.images is not None else default_images(targets, 4)
     bad = [i for i in indices if not 0 <= i < len(dataset)]
     if bad:
