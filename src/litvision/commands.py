@@ -21,13 +21,13 @@ COMMANDS = {  # each summary fits one line of an 80-column terminal
 def overview() -> Parser:
     """The top-level help: every command, one line each."""
     parser = Parser(
-        prog="litvision", config=False,
+        prog="litvision",
         description="Image classification with PyTorch Lightning. 'litvision COMMAND --help' lists a "
         "command's options; every command takes --config FILE and --print_config.",
     )  # fmt: skip
     subcommands = parser.add_subcommands(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS.items():
-        subcommands.add_subcommand(name, Parser(config=False), help=summary)
+        subcommands.add_subcommand(name, Parser(), help=summary)
     return parser
 
 

@@ -16,9 +16,10 @@ def one_line(message: str) -> str:
 
 
 class Parser(ArgumentParser):
-    """jsonargparse's parser with ``--config`` and a one-line error, exit status 2 (as argparse)."""
+    """jsonargparse's parser with a one-line error, exit status 2 (as argparse); ``config``: a command's
+    parser, with ``--config`` (jsonargparse also builds this class for the types it parses)."""
 
-    def __init__(self, *args: Any, config: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, config: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("default_env", False)
         super().__init__(*args, **kwargs)
         if config:

@@ -20,7 +20,7 @@ RUN = {
 
 def build_parser() -> Parser:
     parser = Parser(
-        prog="litvision analyze", config=False,
+        prog="litvision analyze",
         description="Figures and tables of finished runs, written into RUN_DIR/analysis/ and the run's "
         "TensorBoard (see docs/analysis.md). 'litvision analyze TOOL --help' lists a tool's options.",
     )  # fmt: skip

@@ -44,9 +44,7 @@ def add_run_arguments(parser: Parser) -> None:
     )
     add_data_arguments(parser)
     add_device_argument(parser, "where the model runs")
-    parser.add_argument(
-        "--output", type=Path | None, help="folder for the files (default: RUN_DIR/analysis)"
-    )
+    parser.add_argument("--output", type=Path | None, help="folder for the files (default: RUN_DIR/analysis)")
     parser.add_argument(
         "--tensorboard", action=ActionYesNo, default=True, help="add the figures to the run's TensorBoard"
     )

@@ -164,14 +164,16 @@ TOOL = Tool("compare")  # tables only
 
 
 def add_parser(subcommands: Any) -> None:
-    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(config=True, description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (or their test_results.json)")
     parser.add_argument("--names", nargs="+", help="column names, one per run")
     parser.add_argument(
         "--output", type=Path | None, help="write OUTPUT.md, OUTPUT.csv (per class) and OUTPUT_runs.csv"
     )
     subcommands.add_subcommand(
-        TOOL.name, parser, help="one table of many runs: per-class and overall accuracy, epochs, time, parameters"
+        TOOL.name,
+        parser,
+        help="one table of many runs: per-class and overall accuracy, epochs, time, parameters",
     )
 
 

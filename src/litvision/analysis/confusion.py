@@ -28,6 +28,7 @@ TOOL = Tool("confusion", ("confusion.png",), "confusion.png")
 
 def add_parser(subcommands: Any) -> None:
     parser = Parser(
+        config=True,
         description="Predict the test split, plot the confusion matrix normalised by true class, and list "
         "the most confused pairs of classes. Writes confusion.png, confusion.csv (counts), "
         "confusion_normalized.csv (rows sum to 1) and confusion.json.",

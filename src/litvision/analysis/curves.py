@@ -24,6 +24,7 @@ TOOL = Tool("curves", ("curves.png",), "curves.png")
 
 def add_parser(subcommands: Any) -> None:
     parser = Parser(
+        config=True,
         description="Plot train and validation loss and accuracy per epoch from the runs' TensorBoard "
         "event files, overlaid for several runs. Writes curves.png and curves.csv "
         "(run,epoch,train_loss,val_loss,train_acc,val_acc).",

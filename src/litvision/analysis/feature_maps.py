@@ -31,6 +31,7 @@ TOOL = Tool("feature-maps", ("feature_maps_*.png",), "feature_maps.json")
 
 def add_parser(subcommands: Any) -> None:
     parser = Parser(
+        config=True,
         description="Record the outputs of named layers (forward hooks) for a few test images and draw "
         "them: feature maps as image grids, pooled vectors as 1-D profiles, RNN outputs as time x unit "
         "maps. Writes feature_maps_<index>.png per image, feature_maps.npz and feature_maps.json.",

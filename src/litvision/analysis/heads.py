@@ -58,6 +58,7 @@ TOOLS = (TOOL, REBALANCE_TOOL)  # the two commands of this module
 
 def add_parser(subcommands: Any) -> None:
     parser = Parser(
+        config=True,
         description="Freeze the trained backbone, map the run's training split (as trained on, imbalance "
         "included) and the test split to features, and fit two new heads: a class-weighted linear SVM "
         "(scikit-learn) and cRT (a linear layer re-trained with class-balanced sampling, Kang et al. 2020). "
@@ -77,7 +78,9 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--crt_epochs", type=int, default=10, help="cRT training epochs")
     parser.add_argument("--crt_lr", type=float, default=0.1, help="cRT SGD learning rate, cosine")
     parser.add_argument("--crt_batch_size", type=int, default=256, help="cRT batch size")
-    parser.add_argument("--crt", action=ActionYesNo, default=True, help="fit cRT too (--no_crt: the SVM only)")
+    parser.add_argument(
+        "--crt", action=ActionYesNo, default=True, help="fit cRT too (--no_crt: the SVM only)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the SVM solver and of cRT")
     subcommands.add_subcommand(
         TOOL.name, parser, help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)"
@@ -98,6 +101,7 @@ REBALANCE = {
 
 def add_rebalance_parser(subcommands: Any) -> None:
     parser = Parser(
+        config=True,
         description="Freeze the trained network and re-balance its classifier for a balanced test: "
         "post-hoc logit adjustment (Menon et al. 2021: logits - tau log prior), tau-normalisation (Kang et "
         "al. 2020: class weights divided by their norm to the power tau, bias dropped), LWS (a learned "

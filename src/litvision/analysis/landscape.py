@@ -37,6 +37,7 @@ SGD = {"class_path": "torch.optim.SGD", "init_args": {"momentum": 0.9}}
 
 def add_parser(subcommands: Any) -> None:
     parser = Parser(
+        config=True,
         description="Train each model variant (VGG-A with and without BatchNorm) at each learning rate for "
         "a fixed number of steps, record the training loss at every step, and plot per variant the band "
         "between the lowest and highest loss across learning rates. Writes loss_landscape.png, "
@@ -46,7 +47,9 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--steps", type=int, required=True, help="training steps per run")
     parser.add_argument("--learning_rates", type=float, nargs="+", required=True, help="one run per rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of each run's initial weights and batches")
-    parser.add_argument("--optimizer", type=dict, default=SGD, help="{class_path, init_args}; lr is set per run")
+    parser.add_argument(
+        "--optimizer", type=dict, default=SGD, help="{class_path, init_args}; lr is set per run"
+    )
     parser.add_argument("--data", type=dict, required=True, help="the datamodule: {class_path, init_args}")
     parser.add_argument(
         "--variants", type=list[dict], required=True, help="[{name, backbone: {class_path, init_args}}, ...]"
@@ -59,7 +62,9 @@ def add_parser(subcommands: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--tensorboard", action=ActionYesNo, default=True, help="write TensorBoard events")
     subcommands.add_subcommand(
-        TOOL.name, parser, help="train model variants at several learning rates and plot the band of their losses"
+        TOOL.name,
+        parser,
+        help="train model variants at several learning rates and plot the band of their losses",
     )
 
 

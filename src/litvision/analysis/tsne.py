@@ -32,6 +32,7 @@ TOOL = Tool("tsne", ("tsne.png",), "tsne.png")
 
 def add_parser(subcommands: Any) -> None:
     parser = Parser(
+        config=True,
         description="Embed the features of random test images in 2-D with scikit-learn's t-SNE and plot "
         "them coloured by class. Writes tsne.png and tsne.csv (index,label,class,predicted,x,y).",
     )
@@ -41,7 +42,9 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw and of t-SNE")
     add_features_argument(parser, "pooled")
-    subcommands.add_subcommand(TOOL.name, parser, help="t-SNE of the penultimate features of random test images")
+    subcommands.add_subcommand(
+        TOOL.name, parser, help="t-SNE of the penultimate features of random test images"
+    )
 
 
 def main(args: Namespace) -> list[Path]:
