@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from litvision.cli import main
+from litvision.commands import main
 from litvision.runs import load_run
 
 # An LSTM on the bundled digits made long-tailed (ratio 20), trained 4 epochs: biased to the head

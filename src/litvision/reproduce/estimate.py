@@ -66,7 +66,7 @@ def step_seconds(class_path: str, init_args: str, shape: tuple[int, ...], batch:
     device, timed once per command."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = import_object(class_path)(10, shape, **json.loads(init_args))
-    return time_step(net, shape, batch, device)
+    return time_step(net, shape, batch, device, steps=1)
 
 
 def time_step(

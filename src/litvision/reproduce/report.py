@@ -365,6 +365,7 @@ class Report:
         ]
         write_text(self.out_dir / "results.csv", csv_text([columns, *rounded]))
         judged = [[plan.id, f.claim, *self.judge(plan, f)[2:]] for plan in self.plans for f in plan.findings]
+        judged = [[round(v, 2) if isinstance(v, float) else v for v in row] for row in judged]
         header = ["report", "finding", "published_gap", "ours_gap", "noise", "seeds", "verdict"]
         write_text(self.out_dir / "findings.csv", csv_text([header, *judged]))
         write_text(self.out_dir / "REPORT.md", text)
@@ -376,7 +377,8 @@ class Report:
         self.cells: dict[tuple, list[Record]] = {}  # (report, run, metric, classes) -> the same
         for r in records:
             self.rows.setdefault((r.report, r.table, r.row, r.metric), []).append(r)
-            self.cells.setdefault((r.report, r.run, r.metric, r.classes), []).append(r)
+        for r, *_ in self.rows.values():  # a cell shown in several tables: once
+            self.cells.setdefault((r.report, r.run, r.metric, r.classes), self.rows[r.report, r.table, r.row, r.metric])
         figures: list[tuple[Path, Path]] = []
         body = [self.section(plan, figures) for plan in self.plans]
         return "\n".join([*self.header(), *self.summary(), *body]), figures
@@ -515,7 +517,7 @@ class Report:
                     [fmt_diff(ours.mean, published)] if accuracy else []
                 )
             if plain:
-                reference = records[0][0].plain_loop if row.metrics[0] == "test_acc" else None
+                reference = pct(self.dir(run).number(PLAIN, "acc"))
                 shown = (
                     fmt(reference)
                     if reference is not None

@@ -197,9 +197,9 @@ class Reproduction:
                     if lookup(config, "data.class_path")[1] in DATASETS
                     else None
                 )
-                args += [f"--config={analysis.config}", *([f"--data={json.dumps(data)}"] if data else [])]
+                args += ["--config", analysis.config, *(["--data", json.dumps(data)] if data else [])]
             args += ["--names", *names] if analysis.tool == "curves" and len(names) > 1 else []
-            args += [] if analysis.single else [f"--output={out}"]
+            args += [] if analysis.single else ["--output", str(out)]
             args += [*analysis.args, *self.scale.analyses.get(analysis.tool, [])]
             record = {"tool": analysis.tool, "runs": names, "output": str(out)}
             jobs.append(Job("analysis", f"{plan.id}/{key}", tuple(args), marker, done, record=record))
