@@ -33,9 +33,9 @@ from litvision.analysis.common import (
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
-from litvision.parsing import Parser
 from litvision.metrics import accuracies, shot_groups
 from litvision.objectives import posthoc_adjusted
+from litvision.parsing import Parser
 from litvision.plotting import confusion_matrix_figure, plt
 from litvision.utils import run_label
 

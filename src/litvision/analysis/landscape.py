@@ -26,8 +26,8 @@ from litvision.analysis.common import (
     resolve_device,
 )
 from litvision.errors import LitvisionError
-from litvision.parsing import Parser
 from litvision.module import ImageClassifier
+from litvision.parsing import Parser
 from litvision.plotting import plt
 from litvision.utils import import_object
 

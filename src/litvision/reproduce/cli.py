@@ -42,8 +42,10 @@ from litvision.reproduce.plan import (
     load_scale,
     load_sweep,
     lookup,
+    read_yaml,
+    select_plans,
+    sweep_runs,
 )
-from litvision.reproduce.plan import read_yaml, select_plans, sweep_runs
 from litvision.reproduce.report import METRICS, Report, RunDir
 from litvision.reproduce.runner import Reproduction
 
