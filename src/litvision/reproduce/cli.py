@@ -113,7 +113,9 @@ def build_parser() -> Parser:
     )
     add_common(run)
     add_parallel(run)
-    run.add_argument("--only", nargs="+", help="train only these runs (every seed), e.g. 002/elman '002/lstm*'")
+    run.add_argument(
+        "--only", nargs="+", help="train only these runs (every seed), e.g. 002/elman '002/lstm*'"
+    )
     run.add_argument(
         "--analyses", action=ActionYesNo, default=True, help="make the figures (--no_analyses: not)"
     )
@@ -221,7 +223,10 @@ def launcher(args: Namespace) -> Launcher | None:
 
 def plans(names: list[str], args: Namespace) -> list[Plan]:
     paths = select_plans(names, args.plans)  # shown from the repository where they are in it
-    return [load_plan(Path(os.path.relpath(p)) if p.is_relative_to(Path.cwd()) else p, set(METRICS)) for p in paths]
+    return [
+        load_plan(Path(os.path.relpath(p)) if p.is_relative_to(Path.cwd()) else p, set(METRICS))
+        for p in paths
+    ]
 
 
 def write_report(args: Namespace, console: Console, command: str, reports: list[str] = ()) -> Path:

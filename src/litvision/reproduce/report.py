@@ -378,7 +378,9 @@ class Report:
         for r in records:
             self.rows.setdefault((r.report, r.table, r.row, r.metric), []).append(r)
         for r, *_ in self.rows.values():  # a cell shown in several tables: once
-            self.cells.setdefault((r.report, r.run, r.metric, r.classes), self.rows[r.report, r.table, r.row, r.metric])
+            self.cells.setdefault(
+                (r.report, r.run, r.metric, r.classes), self.rows[r.report, r.table, r.row, r.metric]
+            )
         figures: list[tuple[Path, Path]] = []
         body = [self.section(plan, figures) for plan in self.plans]
         return "\n".join([*self.header(), *self.summary(), *body]), figures
