@@ -169,7 +169,11 @@ def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, c
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "findings": [{"claim": "c", "higher": {"run": "a"}, "lower": {"run": "b"}}]}, "lower: run 'b'"),
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
-          "findings": [{"claim": "c", "higher": "a", "lower": {"run": "a"}}]}, "\"higher\": Unable to load config 'a'"),
+          "findings": [{"claim": "c", "higher": {"run": "a"}, "lower": {"run": "a"}}]},
+         "higher: not a cell of the plan's tables"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "findings": [{"claim": "c", "higher": "a", "lower": {"run": "a"}}]},
+         "\"higher\": Unable to load config 'a'"),
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "findings": [{"claim": "c", "higher": {"run": "a", "classes": "4-0"}, "lower": {"run": "a"}}]},
          "'classes' '4-0' must be a class id or a range"),
@@ -224,7 +228,8 @@ def test_scale_arguments_apply_by_pattern_later_entries_winning(in_root):
         "data.num_workers": 0,
     }  # fmt: skip
     assert quick.arguments(resnet) == {
-        "trainer.max_epochs": 1, "trainer.limit_train_batches": 8, "data.batch_size": 64, "data.num_workers": 0,
+        "trainer.max_epochs": 1, "trainer.limit_train_batches": 8, "data.batch_size": 64,
+        "data.num_workers": 0,
     }  # fmt: skip
 
 

@@ -1,16 +1,13 @@
 """``litvision reproduce``: rerun the experiments of the five reports and write the report.
 
-    litvision reproduce run all                 # every report, full recipes (a GPU box)
-    litvision reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
     litvision reproduce run all --scale quick --data_source offline   # 2-core CPU, about 15 minutes
-    litvision reproduce run all --dry_run       # each run's command, the time estimate; nothing started
-    litvision reproduce run 002 --scale cpu --data_source offline --only 002/elman   # one row
+    litvision reproduce run 002 --dry_run       # each run's command, the time estimate; nothing started
     litvision reproduce report --scale quick    # rewrite the report from the runs on disk
     litvision reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
     litvision reproduce plain RUN_DIR           # retrain a finished run with the plain PyTorch loop
 
 It works from any directory: the plans name configs relative to the repository, and the default paths
-are the repository's (docs/reproduce.md).
+are the repository's; a path given on the command line is relative to the current directory.
 """
 
 from __future__ import annotations
@@ -19,30 +16,28 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from jsonargparse import ActionYesNo, Namespace
 from rich.console import Console
-from rich.table import Table
 
 from litvision.errors import LitvisionError, one_line_errors
 from litvision.parsing import Parser
 from litvision.reproduce import plain
-from litvision.reproduce.data_sources import DATASETS, SOURCES, DataSource
+from litvision.reproduce.data_sources import SOURCES, DataSource
 from litvision.reproduce.estimate import format_duration
 from litvision.reproduce.launch import LAUNCHERS, Launcher, SlurmSettings
 from litvision.reproduce.plan import (
     Plan,
+    Scale,
     available_plans,
     is_numbered,
     load_plan,
     load_scale,
     load_sweep,
-    lookup,
-    read_yaml,
     select_plans,
     sweep_runs,
 )
@@ -52,8 +47,7 @@ from litvision.reproduce.runner import Reproduction
 PROG = "litvision reproduce"
 ROOT = Path(__file__).resolve().parents[3]  # the checkout this litvision runs from, if it is one
 LONG_HOURS = 12  # a reproduction estimated to take longer asks for --yes
-# Each path option, its default (relative to the repository) and what it holds.
-PATHS = {
+PATHS = {  # each path option: its default, in the repository, and what it holds
     "plans": ("configs/experiments", "the report plans"),
     "scales_dir": (None, "the scale files (default: PLANS/scales)"),
     "runs_dir": ("reports/runs", "runs go to RUNS_DIR/<scale>/"),
@@ -63,21 +57,22 @@ PATHS = {
 }
 
 
-def add_common(parser: Parser, seeds: bool = True) -> None:
-    parser.add_argument(
-        "--scale", default="full", help="full (the reports' recipes) or a scale file: quick, cpu, smoke"
-    )
-    parser.add_argument(
-        "--data_source", type=Literal[SOURCES], default="download",
-        help="download: the real datasets; offline: the copies in --shared_data; synthetic: random images of "
-        "each dataset's shape (tests only)",
-    )  # fmt: skip
-    for name, (default, help) in PATHS.items():
+def command(description: str, common: bool = True) -> Parser:
+    """A verb's parser; ``common``: with the options every reproduction takes."""
+    parser = Parser(config=True, description=description)
+    if common:
         parser.add_argument(
-            f"--{name}", type=Path | None, help=f"{help} (default: the repository's {default})"
+            "--scale", default="full", help="full (the reports' recipes) or a scale file: quick, cpu"
         )
-    if seeds:
-        parser.add_argument("--seeds", type=int | None, help="seeds per run (default: the scale's, else 1)")
+        parser.add_argument(
+            "--data_source", type=Literal[SOURCES], default="download",
+            help="download: the real datasets; offline: the copies in --shared_data; synthetic: random "
+            "images of each dataset's shape (tests only)",
+        )  # fmt: skip
+        for name, (default, help) in PATHS.items():
+            help += f" (default: the repository's {default})" if default else ""
+            parser.add_argument(f"--{name}", type=Path | None, help=help)
+    return parser
 
 
 def add_parallel(parser: Parser) -> None:
@@ -97,21 +92,18 @@ def add_parallel(parser: Parser) -> None:
         "--wait", action=ActionYesNo, default=False, help="slurm: wait for the tasks, then go on"
     )
     parser.add_argument(
-        "--dry_run", action=ActionYesNo, default=False, help="print each run's command, start nothing"
+        "--dry_run", action=ActionYesNo, default=False, help="print the commands, start nothing"
     )
 
 
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-    commands = parser.add_subcommands(dest="verb", metavar="VERB")
-    run = Parser(
-        config=True,
-        description="Train what is not finished, then the plain-loop references and the analyses; write the report.",
-    )
+    verbs = parser.add_subcommands(dest="verb", metavar="VERB")
+    run = command("Train what is not finished, the plain-loop references, the analyses; write the report.")
     run.add_argument(
         "reports", nargs="*", default=["all"], help="report ids (000 ... 004, cifar10_lt) or all"
     )
-    add_common(run)
+    run.add_argument("--seeds", type=int | None, help="seeds per run (default: the scale's, else 1)")
     add_parallel(run)
     run.add_argument(
         "--only", nargs="+", help="train only these runs (every seed), e.g. 002/elman '002/lstm*'"
@@ -120,53 +112,42 @@ def build_parser() -> Parser:
         "--analyses", action=ActionYesNo, default=True, help="make the figures (--no_analyses: not)"
     )
     run.add_argument(
-        "--yes",
-        action=ActionYesNo,
-        default=False,
-        help=f"start even when the estimate is over {LONG_HOURS} hours",
+        "--yes", action=ActionYesNo, default=False, help=f"start even if over {LONG_HOURS} hours"
     )
-    commands.add_subcommand("run", run, help="train what is not finished, analyse, write the report")
-    report = Parser(config=True, description="Write the report from the runs on disk.")
-    add_common(report)
-    commands.add_subcommand("report", report, help="write the report from the runs on disk")
-    sweep = Parser(
-        config=True,
-        description="Run a sweep file's points; arguments after -- go to every point's litvision fit.",
-    )
+    verbs.add_subcommand("run", run, help="train what is not finished, analyse, write the report")
+    report = command("Write the report from the runs on disk.")
+    report.add_argument("--seeds", type=int | None, help="seeds per run (default: the scale's, else 1)")
+    verbs.add_subcommand("report", report, help="write the report from the runs on disk")
+    sweep = command("Run a sweep file's points; arguments after -- go to every point's litvision fit.")
     sweep.add_argument("file", type=Path, help="a sweep file (configs/sweeps/*.yaml)")
     sweep.add_argument(
         "--save_dir", type=Path, default=Path("lightning_logs"), help="runs go to SAVE_DIR/<name>/"
     )
-    add_common(sweep, seeds=False)
     add_parallel(sweep)
-    commands.add_subcommand("sweep", sweep, help="run a sweep file's points as ordinary runs")
-    reference = Parser(config=True, description=plain.__doc__.split("\n\n")[0])
+    verbs.add_subcommand("sweep", sweep, help="run a sweep file's points as ordinary runs")
+    reference = command(plain.__doc__.split("\n\n")[0], common=False)
     reference.add_argument("run_dir", type=Path, help="a litvision run directory (holding config.yaml)")
     reference.add_argument(
-        "--output", type=Path | None, help="where to write results.json (default: RUN_DIR/plain_loop)"
+        "--output", type=Path | None, help="where results.json goes (default: RUN_DIR/plain_loop)"
     )
     reference.add_argument("--device", type=str | None, help="cpu or cuda (default: cuda when available)")
-    commands.add_subcommand("plain", reference, help="retrain a finished run with the plain PyTorch loop")
+    verbs.add_subcommand("plain", reference, help="retrain a finished run with the plain PyTorch loop")
     return parser
 
 
-def repository() -> Path:
-    """Where the plans' config paths start: this directory if it holds configs/, else the checkout."""
-    return Path.cwd() if (Path.cwd() / "configs").is_dir() or not (ROOT / "configs").is_dir() else ROOT
-
-
-def paths(args: Namespace, root: Path) -> None:
-    """The path options made absolute: given ones from here, the others in the repository."""
+@contextmanager
+def in_repository(args: Namespace) -> Iterator[None]:
+    """Work in the repository (this directory if it holds configs/, else the checkout litvision runs
+    from), the paths given made absolute first, the others the repository's."""
+    root = Path.cwd() if (Path.cwd() / "configs").is_dir() or not (ROOT / "configs").is_dir() else ROOT
     for name, (default, _) in PATHS.items():
-        given = args[name]
+        given = args.get(name)
         args[name] = Path(given).resolve() if given is not None else root / default if default else None
     args.scales_dir = args.scales_dir or args.plans / "scales"
-
-
-@contextmanager
-def working_directory(path: Path) -> Iterator[None]:
+    for name in ("file", "save_dir"):  # a sweep's
+        args[name] = Path(args[name]).resolve() if args.get(name) is not None else None
     previous = Path.cwd()
-    os.chdir(path)
+    os.chdir(root)
     try:
         yield
     finally:
@@ -186,14 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with one_line_errors(PROG):
             if config.verb == "plain":
-                plain.run(args.run_dir, args.output, args.device)
-                return
-            root = repository()
-            paths(args, root)
-            if config.verb == "sweep":
-                args.file = Path(args.file).resolve()
-                args.save_dir = Path(args.save_dir).resolve()
-            with working_directory(root):
+                return plain.run(args.run_dir, args.output, args.device)
+            with in_repository(args):
                 failures = VERBS[config.verb](args, console, f"{PROG} {shlex.join(argv)}", extra)
         if failures:
             print(f"{PROG}: {len(failures)} failed:\n" + "\n".join(failures), file=sys.stderr)
@@ -209,19 +184,25 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def source(args: Namespace, scale, make: bool = True) -> DataSource:
-    return DataSource(args.data_source, scale, args.data_root, args.shared_data, make=make)
-
-
-def launcher(args: Namespace) -> Launcher | None:
-    return (
+def reproduction(
+    args: Namespace, console: Console, plans: list[Plan], root: Path | None, **kwargs
+) -> Reproduction:
+    """The runs of ``plans`` at the command line's scale, into ``root/<report>/<run>`` (default: the runs
+    directory of the scale)."""
+    scale = load_scale(args.scale, args.scales_dir)
+    source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=not args.dry_run)
+    launcher = (
         None
         if args.launcher == "local"
         else Launcher(args.launcher, args.slurm, args.wait, args.gpus_per_run)
     )
+    root = root or args.runs_dir / scale.name
+    return Reproduction(
+        plans, scale, source, root, args.jobs, args.gpus_per_run, console, launcher=launcher, **kwargs
+    )
 
 
-def plans(names: list[str], args: Namespace) -> list[Plan]:
+def load_plans(names: list[str], args: Namespace) -> list[Plan]:
     paths = select_plans(names, args.plans)  # shown from the repository where they are in it
     return [
         load_plan(Path(os.path.relpath(p)) if p.is_relative_to(Path.cwd()) else p, set(METRICS))
@@ -229,31 +210,30 @@ def plans(names: list[str], args: Namespace) -> list[Plan]:
     ]
 
 
-def write_report(args: Namespace, console: Console, command: str, reports: list[str] = ()) -> Path:
-    scale = load_scale(args.scale, args.scales_dir)
-    report = report_of(args, scale, reports, source(args, scale, make=False), command)
-    path = report.write()
-    console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")
-    return path
-
-
-def report_of(args: Namespace, scale, reports: list[str], data: DataSource, command: str) -> Report:
+def make_report(
+    args: Namespace, scale: Scale, source: DataSource, command: str, named: list[str] = ()
+) -> Report:
     """The report of the scale's plans (default: the numbered reports), those named, those with runs."""
     runs_dir = args.runs_dir / scale.name
     covered = (lambda p: p in scale.reports) if scale.reports is not None else is_numbered
-    ids = [p for p in available_plans(args.plans) if covered(p) or p in reports or (runs_dir / p).is_dir()]
+    ids = [p for p in available_plans(args.plans) if covered(p) or p in named or (runs_dir / p).is_dir()]
     out_dir = args.reports_dir if scale.name == "full" else args.reports_dir / scale.name
-    return Report(plans(ids or ["all"], args), scale, data, runs_dir, out_dir, command, args.seeds)
+    return Report(load_plans(ids or ["all"], args), scale, source, runs_dir, out_dir, command, args.seeds)
+
+
+def write_report(args: Namespace, console: Console, command: str, named: list[str] = ()) -> list[str]:
+    scale = load_scale(args.scale, args.scales_dir)
+    source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=False)
+    path = make_report(args, scale, source, command, named).write()
+    console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")
+    return []
 
 
 def run(args: Namespace, console: Console, command: str, extra: list[str]) -> list[str]:
-    scale = load_scale(args.scale, args.scales_dir)
-    data = source(args, scale, make=not args.dry_run)
-    reproduction = Reproduction(
-        plans(args.reports, args), scale, data, args.runs_dir / scale.name, args.jobs, args.gpus_per_run,
-        console, seeds=args.seeds, launcher=launcher(args), only=args.only,
-    )  # fmt: skip
-    seconds = reproduction.estimate() if reproduction.launcher is None else 0.0  # a cluster's: unknown
+    runner = reproduction(
+        args, console, load_plans(args.reports, args), None, seeds=args.seeds, only=args.only
+    )
+    seconds = runner.estimate() if runner.launcher is None else 0.0  # a cluster's: unknown
     if seconds:
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         busy = f"; the machine is busy, load {load:.1f} on {cores} cores, so it may be far too long"
@@ -262,14 +242,13 @@ def run(args: Namespace, console: Console, command: str, extra: list[str]) -> li
             f"{busy if load > 0.75 * cores else ''})"
         )
     if args.dry_run:
-        print("\n".join(reproduction.dry_run()))
-        out = report_of(args, scale, args.reports, data, command).out_dir / "REPORT.md"
+        print("\n".join(runner.dry_run()))
+        out = make_report(args, runner.scale, runner.source, command, args.reports).out_dir / "REPORT.md"
         console.print(f"the report would be written to [bold]{out}[/]")
-        configs = [read_yaml(run.config, "config") for run in reproduction.runs()]
-        if data.name == "download" and any(lookup(c, "data.class_path")[1] in DATASETS for c in configs):
+        if runner.source.name == "download":
             console.print(
-                "[bold yellow]warning[/]: --data_source download downloads the datasets and ImageNet weights: "
-                f"without internet the runs fail (--data_source offline reads {args.shared_data})"
+                "[bold yellow]warning[/]: --data_source download downloads the datasets and ImageNet "
+                f"weights: without internet the runs fail (--data_source offline reads {args.shared_data})"
             )
         return []
     if seconds > LONG_HOURS * 3600 and not args.yes:
@@ -278,44 +257,26 @@ def run(args: Namespace, console: Console, command: str, extra: list[str]) -> li
             "add --yes to start it anyway, or choose a smaller --scale"
         )
     try:
-        reproduction.run(analyses=args.analyses)
+        runner.run(analyses=args.analyses)
     finally:
         write_report(args, console, command, args.reports)
-    return reproduction.failures
-
-
-def report(args: Namespace, console: Console, command: str, extra: list[str]) -> list[str]:
-    write_report(args, console, command)
-    return []
+    return runner.failures
 
 
 def sweep(args: Namespace, console: Console, command: str, extra: list[str]) -> list[str]:
     loaded = load_sweep(args.file)
     plan = Plan(loaded.name, runs=sweep_runs(loaded, loaded.name), id=loaded.name, path=args.file)
-    scale = load_scale(args.scale, args.scales_dir)
-    reproduction = Reproduction(
-        [plan], scale, source(args, scale, make=not args.dry_run), args.save_dir, args.jobs, args.gpus_per_run,
-        console, extra_args=extra, launcher=launcher(args),
-    )  # fmt: skip
+    runner = reproduction(args, console, [plan], args.save_dir, extra_args=extra)
     if args.dry_run:
-        print("\n".join(reproduction.dry_run()))
+        print("\n".join(runner.dry_run()))
         return []
-    reproduction.run(analyses=False)
-    table = Table(title=f"sweep {loaded.name}: {loaded.config}")
-    for column in ("point", "run directory", "test accuracy", "wall time"):
-        table.add_column(column)
-    for label, point in plan.runs.items():
-        result = RunDir(point, reproduction.run_dir(point))
-        acc = METRICS["test_acc"].value(result)
-        wall = result.wall_time_s if result.finished else None
-        table.add_row(
-            label,
-            str(result.path),
-            f"{acc:.2f}%" if acc is not None else result.status,
-            f"{wall:.0f} s" if wall else "",
-        )
-    console.print(table)
-    return reproduction.failures
+    runner.run(analyses=False)
+    for label, point in plan.runs.items():  # the points side by side
+        result = RunDir(point, runner.run_dir(point))
+        acc, wall = METRICS["test_acc"].value(result), result.wall_time_s if result.finished else None
+        shown = f"{acc:.2f}% test accuracy in {wall:.0f} s" if acc is not None and wall else result.status
+        console.print(f"{loaded.name} [bold]{label}[/]: {shown} ({result.path})")
+    return runner.failures
 
 
-VERBS = {"run": run, "report": report, "sweep": sweep}
+VERBS: dict[str, Callable[..., list[str]]] = {"run": run, "report": write_report, "sweep": sweep}

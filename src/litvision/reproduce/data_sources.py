@@ -106,8 +106,15 @@ class DataSource:
                          "data.train_size": train, "data.test_size": test})  # fmt: skip
         else:
             if self.name == "offline" and dataset == "cifar10":  # an image folder, normalized as CIFAR-10
-                args.update({"data": FOLDER, "data.data_dir": str(self.prepare(dataset)),
-                             "data.mean": list(CIFAR10DataModule.mean), "data.std": list(CIFAR10DataModule.std)})  # fmt: skip
+                mean, std = list(CIFAR10DataModule.mean), list(CIFAR10DataModule.std)
+                args.update(
+                    {
+                        "data": FOLDER,
+                        "data.data_dir": str(self.prepare(dataset)),
+                        "data.mean": mean,
+                        "data.std": std,
+                    }
+                )
             elif self.name == "offline":  # the dataset's own datamodule
                 args.update({"data.data_dir": str(self.prepare(dataset)), "data.download": False})
             args.update({f"data.{PER_CLASS[k]}": v for k, v in sizes.items()})

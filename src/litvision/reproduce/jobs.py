@@ -170,7 +170,8 @@ def run_pool(
                 console.print(f"{position} finished in {seconds:.0f} s{summary(job)}")
             elif reason == INTERRUPTED:
                 console.print(
-                    f"{position} [bold yellow]interrupted[/] after {seconds:.0f} s: it resumes at the next start"
+                    f"{position} [bold yellow]interrupted[/] after {seconds:.0f} s: it resumes at the next "
+                    "start"
                 )
             else:
                 console.print(

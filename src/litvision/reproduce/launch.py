@@ -118,7 +118,7 @@ class Launcher:
             executor = submitit.SlurmExecutor(folder, max_num_timeout=s.max_timeouts)
         except RuntimeError as err:  # no srun here
             raise LitvisionError(
-                f"--launcher slurm: {err} Submit from a machine of the cluster, or try --launcher submitit-local"
+                f"--launcher slurm: {err} Submit from a machine of the cluster, or try submitit-local"
             ) from None
         executor.update_parameters(
             job_name="litvision", time=-(-s.timeout_s() // 60), nodes=1, ntasks_per_node=1,

@@ -136,15 +136,19 @@ class Plan:
         return list({run.name: run for run in self.runs.values()}.values())  # one per directory
 
     def published(self, cell: Cell) -> float | None:
-        """The report's own value of ``cell``, from the plan's tables (None: no table has it)."""
+        """The report's own value of ``cell``, from the first of the plan's tables that shows it."""
+        return next(iter(self.shown(cell)), None)
+
+    def shown(self, cell: Cell) -> list[float | None]:
+        """The published values of ``cell`` in the plan's tables, one per table that shows it."""
+        values = []
         for table in self.tables:
             if cell.classes is None:
-                for row in table.rows:
-                    if row.run == cell.run and cell.metric in row.metrics:
-                        return row.published[row.metrics.index(cell.metric)]
+                rows = [row for row in table.rows if row.run == cell.run and cell.metric in row.metrics]
+                values += [row.published[row.metrics.index(cell.metric)] for row in rows[:1]]
             elif cell.classes in table.published and cell.run in table.columns.values():
-                return table.published[cell.classes][list(table.columns.values()).index(cell.run)]
-        return None
+                values.append(table.published[cell.classes][list(table.columns.values()).index(cell.run)])
+        return values
 
 
 @dataclass
@@ -363,8 +367,12 @@ def load_plan(path: Path, metrics: set[str]) -> Plan:
         )
         one_of(at, "metric", [*table.metrics, *(m for row in table.rows for m in row.metrics)], metrics)
         for key, values in table.published.items():
-            check(key == "total" or isinstance(key, int) or class_range(key), at, "'published' keys are class ids "
-                  f"(0, 1, ...), a range of them ('0-4': their mean accuracy) or 'total', not {key!r}")  # fmt: skip
+            what = "class ids (0, 1, ...), a range of them ('0-4': their mean accuracy) or 'total'"
+            check(
+                key == "total" or isinstance(key, int) or class_range(key),
+                at,
+                f"'published' keys are {what}, not {key!r}",
+            )
             check(
                 len(values) == len(table.columns),
                 f"{at}, class {key}",
@@ -397,10 +405,17 @@ def load_plan(path: Path, metrics: set[str]) -> Plan:
             one_of(f"{at}, {side}", "run", [cell.run], runs, "the plan's runs ")
             one_of(f"{at}, {side}", "metric", [cell.metric], metrics)
             classes = cell.classes
-            check(classes is None or (cell.metric == "test_acc" and (str(classes).isdigit() or class_range(classes))),
+            a_class = str(classes).isdigit() or class_range(classes)
+            check(classes is None or (cell.metric == "test_acc" and a_class),
                   f"{at}, {side}", f"'classes' {classes!r} must be a class id or a range ('0-4') of the test "
                   "accuracy (metric test_acc)")  # fmt: skip
             cell.classes = int(classes) if str(classes).isdigit() else classes
+        for side, cell in (("higher", finding.higher), ("lower", finding.lower)):
+            check(
+                bool(plan.shown(cell)),
+                f"{at}, {side}",
+                "not a cell of the plan's tables (a finding compares two)",
+            )
         high, low = plan.published(finding.higher), plan.published(finding.lower)
         check(high is None or low is None or high > low, at,
               f"the published values ({high} and {low}) do not put 'higher' above 'lower'")  # fmt: skip

@@ -1,10 +1,9 @@
 """The reproduction report: every table of the reports with the published value, ours and the
 difference, the findings and whether ours agree, our figures, the hardware, wall times and commit.
 
-Read from the run directories alone (``test_results.json``, ``run_info.json``, TensorBoard events,
-``analysis/``), so it can be rewritten at any time (``litvision reproduce report``): first the records,
-one per table cell and seed (``results.csv``), then the Markdown rendered from them (``REPORT.md``).
-Its fixed sentences are in ``report.yaml``.
+Read from the run directories alone, so it can be rewritten at any time (``litvision reproduce report``):
+first the records, one per table cell and seed (``results.csv``), then the Markdown rendered from them
+(``REPORT.md``) and the verdicts on the findings (``findings.csv``). Its fixed sentences: ``report.yaml``.
 """
 
 from __future__ import annotations
@@ -27,20 +26,18 @@ import yaml
 from litvision.analysis.cli import BY_NAME
 from litvision.reproduce.data_sources import DATASETS, DataSource
 from litvision.reproduce.jobs import INTERRUPTED, MARKER, last_error
-from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, format_value, read_yaml
+from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, format_value, read_yaml
 from litvision.reproduce.runner import PLAIN_DIR, epochs_trained, is_finished
 from litvision.utils import csv_text, git_state, markdown_table, now, read_json, read_scalars, write_text
 
 TEXT = yaml.safe_load(Path(__file__).with_name("report.yaml").read_text())
-TEST, SVM, REBALANCE = "test_results.json", "analysis/svm_head.json", "analysis/rebalance.json"
-PLAIN = f"{PLAIN_DIR}/results.json"
-FINDINGS = "findings"  # the table of a finding's cell that no table shows
+TEST, PLAIN = "test_results.json", f"{PLAIN_DIR}/results.json"
 AGAIN = "it resumes from its last checkpoint at the next `litvision reproduce run`"
 
 
 @dataclass
 class RunDir:
-    """What a run directory holds, read once."""
+    """What a run directory holds, each file read once."""
 
     run: Run
     path: Path
@@ -75,20 +72,19 @@ class RunDir:
         return node if isinstance(node, (int, float)) else None
 
     @cached_property
-    def status(self) -> str:  # read once: an unfinished run's checkpoint is loaded for its epochs
+    def status(self) -> str:  # an unfinished run's checkpoint is loaded for its epochs: once
+        status, log = self.marker.get("status"), self.path / "reproduce.log"
         if self.finished:
             return "finished"
-        if self.marker.get("status") == "failed":
-            return f"failed: {self.marker.get('reason', 'see its log')}"
-        if self.marker.get("status") == INTERRUPTED:
-            return f"{INTERRUPTED}: {AGAIN}"
+        if status in ("failed", INTERRUPTED):
+            return (
+                f"failed: {self.marker.get('reason', 'see its log')}"
+                if status == "failed"
+                else f"{status}: {AGAIN}"
+            )
         if (self.path / "checkpoints" / "last.ckpt").is_file():  # running, or its runner was stopped
             return f"unfinished: {epochs_trained(self.path)} epoch(s) trained; {AGAIN}"
-        return (
-            f"unfinished: {last_error(self.path / 'reproduce.log')}"
-            if (self.path / "reproduce.log").is_file()
-            else "not run"
-        )
+        return f"unfinished: {last_error(log)}" if log.is_file() else "not run"
 
     @property
     def wall_time_s(self) -> float | None:
@@ -96,8 +92,7 @@ class RunDir:
 
     @property
     def training_time(self) -> str:
-        """The fit's seconds over its sessions, and how many sessions ended with no time recorded (killed
-        before their first checkpoint, or run by a litvision that timed a session only at its end)."""
+        """The fit's seconds over its sessions, and how many sessions ended with no time recorded."""
         untimed = sum("wall_time_s" not in s for s in self.info.get("sessions", []))
         seconds = fmt(self.wall_time_s if self.finished else None, accuracy=False)
         return f"{seconds} (+ {untimed} session(s) not timed)" if self.finished and untimed else seconds
@@ -124,6 +119,7 @@ class Metric:
     accuracy: bool = True  # a percentage: differences in points; otherwise no difference is shown
 
 
+SVM, REBALANCE = "analysis/svm_head.json", "analysis/rebalance.json"
 METRICS: dict[str, Metric] = {
     "test_acc": Metric("test accuracy (%)", at(TEST, "acc")),
     "test_acc_macro": Metric("macro test accuracy (%)", at(TEST, "acc_macro")),
@@ -159,11 +155,11 @@ class Record:
     table: str
     row: str
     metric: str
-    classes: str  # a per-class cell's class id, range of ids or total
+    classes: str  # a per-class table's class id, range of ids or total
     seed: int
     published: float | None
     ours: float | None
-    plain_loop: float | None  # the plain-loop reference's test accuracy (of seed 0)
+    plain_loop: float | None  # the plain-loop reference's test accuracy (seed 0, runs tables)
     status: str  # finished, no value yet, needs a GPU, failed, not run, ...
     budget: str
     run: str
@@ -177,13 +173,12 @@ class Seeds:
     """A cell over the seeds of its run: the mean, sample standard deviation and count of its values."""
 
     values: tuple[float, ...]
-    asked: int = 1  # the seeds the scale trains (more than the values: some have not finished)
-    missing: str = ""  # why there is no value (the first seed's status)
+    asked: int  # the seeds the scale trains (more than the values: some have not finished)
+    missing: str  # why there is no value (the first seed's status)
 
     @classmethod
     def of(cls, records: list[Record]) -> Seeds:
-        values = tuple(r.ours for r in records if r.ours is not None)
-        return cls(values, len(records), records[0].status if records else "not in any table")
+        return cls(tuple(r.ours for r in records if r.ours is not None), len(records), records[0].status)
 
     @property
     def mean(self) -> float | None:
@@ -195,18 +190,15 @@ class Seeds:
 
     def text(self, accuracy: bool = True) -> str:
         mean, n = fmt(self.mean, accuracy), len(self.values)
-        if not n:
-            return self.missing
         count = f"{n} seeds" if n >= self.asked else f"{n} of {self.asked} seeds"
-        if self.std is None:
-            return mean if n >= self.asked else f"{mean} ({count})"
-        return f"{mean} ± {fmt(self.std, accuracy)} ({count})"
+        if not n or (self.std is None and n >= self.asked):
+            return mean if n else self.missing
+        return f"{mean} ({count})" if self.std is None else f"{mean} ± {fmt(self.std, accuracy)} ({count})"
 
 
 def verdict(higher: Seeds, lower: Seeds) -> str:
     """Whether our values put ``higher`` above ``lower``, and whether the gap is beyond the noise: twice
     the larger standard deviation over the seeds (not measured where each side has one seed)."""
-    assert higher.mean is not None and lower.mean is not None
     gap = higher.mean - lower.mean
     spread = max((s.std for s in (higher, lower) if s.std is not None), default=None)
     if spread is None:
@@ -215,14 +207,6 @@ def verdict(higher: Seeds, lower: Seeds) -> str:
             (False, True): "reversed, beyond the noise",
             (False, False): "not confirmed, within the noise"}[gap > 0, abs(gap) > 2 * spread]  # fmt: skip
     return f"{said} (2 x {spread:.2f}: twice the seeds' standard deviation)"
-
-
-def git_commit() -> str:
-    """The commit of the code that writes the report, and whether it had uncommitted changes."""
-    state = git_state()
-    if state["git_commit"] is None:
-        return "unknown (not a git checkout)"
-    return state["git_commit"][:7] + (" with uncommitted changes" if state["git_dirty"] else "")
 
 
 def host() -> str:
@@ -246,47 +230,38 @@ class Report:
     command: str = ""
     seeds: int | None = None  # seeds per run (None: the scale's)
 
-    @cached_property
-    def dirs(self) -> dict[Path, RunDir]:
-        return {}
-
-    def dir(self, run: Run) -> RunDir:
-        path = self.runs_root / run.report / run.name
-        return self.dirs.setdefault(path, RunDir(run, path))
+    def __post_init__(self) -> None:
+        self.dirs: dict[Path, RunDir] = {}
+        self.cells: dict[tuple, list[Record]] = {}  # (report, table, row, metric) -> a cell's records
+        self.scaled = "ours" if self.scale.name == "full" else f"ours ({self.scale.name})"
+        self.ours = f"ours ({self.scale.name}, scaled down)" if self.scale.scaled_down else self.scaled
+        # A scale that keeps some recipes and reduces others (cpu): each row says its budget.
+        self.mixed = self.scale.name != "full" and not self.scale.scaled_down
 
     def seeded(self, run: Run) -> list[RunDir]:
-        """Every seed of a run."""
-        return [self.dir(run.with_seed(k)) for k in range(self.scale.seed_count(run, self.seeds))]
+        """The directories of every seed of a run."""
+        paths = [
+            self.runs_root / run.report / run.with_seed(k).name
+            for k in range(self.scale.seed_count(run, self.seeds))
+        ]
+        return [self.dirs.setdefault(p, RunDir(run.with_seed(k), p)) for k, p in enumerate(paths)]
 
     def trained_here(self, plans: list[Plan]) -> list[RunDir]:
         """Every seed of every run of ``plans`` that this scale trains here (not left to a GPU)."""
         return [
             d
-            for plan in plans
-            for run in plan.unique_runs()
+            for p in plans
+            for run in p.unique_runs()
             if not self.scale.gpu_reason(run)
             for d in self.seeded(run)
         ]
 
-    @property
-    def ours(self) -> str:
-        if self.scale.scaled_down:
-            return f"ours ({self.scale.name}, scaled down)"
-        return "ours" if self.scale.name == "full" else f"ours ({self.scale.name})"
-
-    @property
-    def mixed_budgets(self) -> bool:
-        """Whether this scale keeps some recipes and reduces others (cpu): each row says its budget."""
-        return self.scale.name != "full" and not self.scale.scaled_down
-
     # --- the records -------------------------------------------------------------------------------
     def value(self, run: RunDir, cell: Cell) -> float | None:
-        """A cell's value in one run: a metric, or a class's test accuracy (``total``: the overall one;
+        """A cell's value in one run: a metric, or the test accuracy of a class (``total``: overall;
         ``"A-B"``: the mean of classes A to B)."""
-        if cell.classes is None:
-            return METRICS[cell.metric].value(run)
-        if run.test is None:
-            return None
+        if cell.classes is None or run.test is None:
+            return METRICS[cell.metric].value(run) if cell.classes is None else None
         if cell.classes == "total":
             return 100 * run.test["acc"]
         first, _, last = str(cell.classes).partition("-")
@@ -296,121 +271,122 @@ class Report:
         )
         return 100 * statistics.fmean(classes[k]["acc"] for k in span) if span[-1] < len(classes) else None
 
+    def records(self) -> list[Record]:
+        """Every table cell of the plans, one record per seed of its run."""
+        records = []
+        for plan in self.plans:
+            for table in plan.tables:
+                cells = [
+                    (row.label, Cell(row.run, m), p)
+                    for row in table.rows
+                    for m, p in zip(row.metrics, row.published)
+                ]
+                for key, values in table.published.items():
+                    label = self.class_label(plan, key)
+                    cells += [
+                        (f"{c}: {label}", Cell(run, "test_acc", key), p)
+                        for (c, run), p in zip(table.columns.items(), values)
+                    ]
+                for label, cell, published in cells:
+                    records += self.cell_records(plan, table.title, label, cell, published)
+        return records
+
     def cell_records(
-        self, plan: Plan, table: str, row: str, cell: Cell, published: float | None
+        self, plan: Plan, table: str, label: str, cell: Cell, published: float | None
     ) -> list[Record]:
-        """A cell's records, one per seed of its run."""
         run, records = plan.runs[cell.run], []
         gpu = self.scale.gpu_reason(run)
         for k, result in enumerate(self.seeded(run)):
             ours = None if gpu else self.value(result, cell)
             status = "needs a GPU" if gpu else result.status.split(":", 1)[0]
+            status = "no value yet" if status == "finished" and ours is None else status
             plain = (
-                pct(result.number(PLAIN, "acc"))
+                result.number(PLAIN, "acc")
                 if cell.metric == "test_acc" and cell.classes is None and not k
                 else None
             )
+            classes = "" if cell.classes is None else str(cell.classes)
             records.append(Record(
-                plan.id, table, row, cell.metric, "" if cell.classes is None else str(cell.classes), k, published,
-                ours, plain, "no value yet" if status == "finished" and ours is None else status,
+                plan.id, table, label, cell.metric, classes, k, published, ours, pct(plain), status,
                 self.scale.budget(run), run.name, str(result.path), self.scale.name, self.source.name,
             ))  # fmt: skip
         return records
 
     def class_label(self, plan: Plan, key: int | str) -> str:
-        """A per-class table's row: a class's id and name (where the name is not the id), a range, or overall."""
+        """A per-class table's row: a class's id and name (where it is not the id), a range, or overall."""
         if not isinstance(key, int):
             return "overall" if key == "total" else f"classes {key} (mean)"
-        tests = [d.test for run in plan.unique_runs() for d in self.seeded(run) if d.test]
-        names = [n for t in tests[:1] for n in t.get("per_class", {})]
+        names = next(
+            (list(d.test.get("per_class", {})) for r in plan.unique_runs() for d in self.seeded(r) if d.test),
+            [],
+        )
         name = names[key] if key < len(names) else str(key)
         return str(key) if name == str(key) else f"{key} {name}"
 
-    def records(self) -> list[Record]:
-        records = []
-        for plan in self.plans:
-            for table in plan.tables:
-                for row in table.rows:
-                    for metric, published in zip(row.metrics, row.published):
-                        records += self.cell_records(
-                            plan, table.title, row.label, Cell(row.run, metric), published
-                        )
-                for key, values in table.published.items():
-                    for (column, run), published in zip(table.columns.items(), values):
-                        label = f"{column}: {self.class_label(plan, key)}"
-                        records += self.cell_records(
-                            plan, table.title, label, Cell(run, "test_acc", key), published
-                        )
-            shown = {(r.run, r.metric, r.classes) for r in records if r.report == plan.id}
-            for cell in (c for f in plan.findings for c in (f.higher, f.lower)):
-                if (plan.runs[cell.run].name, cell.metric, str(cell.classes or "")) not in shown:
-                    records += self.cell_records(
-                        plan, FINDINGS, f"{cell.run} {cell.metric}", cell, plan.published(cell)
-                    )
-                    shown.add((plan.runs[cell.run].name, cell.metric, str(cell.classes or "")))
-        return records
+    def seeds_of(self, plan: Plan, cell: Cell) -> Seeds:
+        """A finding's cell over its run's seeds, from the first table that shows it."""
+        key = (
+            plan.id,
+            plan.runs[cell.run].name,
+            cell.metric,
+            "" if cell.classes is None else str(cell.classes),
+        )
+        return Seeds.of(
+            next(v for v in self.cells.values() if (v[0].report, v[0].run, v[0].metric, v[0].classes) == key)
+        )
 
-    # --- the Markdown -------------------------------------------------------------------------------
+    def judge(self, plan: Plan, finding: Finding) -> tuple[Seeds, Seeds, float | None, float | None, str]:
+        """Both sides of a finding, the published gap, ours, and the verdict (or why there is none: the
+        first side without a value, and its run)."""
+        high, low = self.seeds_of(plan, finding.higher), self.seeds_of(plan, finding.lower)
+        pub_high, pub_low = plan.published(finding.higher), plan.published(finding.lower)
+        published = None if pub_high is None or pub_low is None else pub_high - pub_low
+        if high.mean is not None and low.mean is not None:
+            return high, low, published, high.mean - low.mean, verdict(high, low)
+        side, cell = (high, finding.higher) if high.mean is None else (low, finding.lower)
+        return high, low, published, None, f"{side.missing}: `{plan.runs[cell.run].name}`"
+
+    # --- the files ---------------------------------------------------------------------------------
     def write(self) -> Path:
-        """Write REPORT.md, results.csv, findings.csv and figures/ into ``out_dir``; return REPORT.md's path."""
+        """Write REPORT.md, results.csv, findings.csv and figures/ into ``out_dir``; return REPORT.md."""
         records = self.records()
-        text, figures = self.render(records)
+        for r in records:
+            self.cells.setdefault((r.report, r.table, r.row, r.metric), []).append(r)
+        figures: list[tuple[Path, Path]] = []
+        body = [self.section(plan, figures) for plan in self.plans]
         shutil.rmtree(self.out_dir / "figures", ignore_errors=True)
         for source, destination in figures:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
+        rounded = lambda row: [round(v, 2) if isinstance(v, float) else v for v in row]  # noqa: E731
         columns = [f.name for f in dataclasses.fields(Record)]
-        rounded = [
-            [round(v, 2) if isinstance(v, float) else v for v in dataclasses.astuple(r)] for r in records
+        write_text(
+            self.out_dir / "results.csv",
+            csv_text([columns, *map(rounded, map(dataclasses.astuple, records))]),
+        )
+        findings = [
+            [p.id, f.claim, *rounded(self.judge(p, f)[2:]), *rounded(self.noise(p, f))]
+            for p in self.plans
+            for f in p.findings
         ]
-        write_text(self.out_dir / "results.csv", csv_text([columns, *rounded]))
-        judged = [[plan.id, f.claim, *self.judge(plan, f)[2:]] for plan in self.plans for f in plan.findings]
-        judged = [[round(v, 2) if isinstance(v, float) else v for v in row] for row in judged]
-        header = ["report", "finding", "published_gap", "ours_gap", "noise", "seeds", "verdict"]
-        write_text(self.out_dir / "findings.csv", csv_text([header, *judged]))
-        write_text(self.out_dir / "REPORT.md", text)
+        header = ["report", "finding", "published_gap", "ours_gap", "verdict", "noise", "seeds"]
+        write_text(self.out_dir / "findings.csv", csv_text([header, *findings]))
+        write_text(self.out_dir / "REPORT.md", "\n".join([*self.header(), *self.summary(), *body]))
         return self.out_dir / "REPORT.md"
 
-    def render(self, records: list[Record]) -> tuple[str, list[tuple[Path, Path]]]:
-        """REPORT.md's text, and the figures it shows (source, destination)."""
-        self.rows: dict[tuple, list[Record]] = {}  # (report, table, row, metric) -> a cell's records
-        self.cells: dict[tuple, list[Record]] = {}  # (report, run, metric, classes) -> the same
-        for r in records:
-            self.rows.setdefault((r.report, r.table, r.row, r.metric), []).append(r)
-        for r, *_ in self.rows.values():  # a cell shown in several tables: once
-            self.cells.setdefault(
-                (r.report, r.run, r.metric, r.classes), self.rows[r.report, r.table, r.row, r.metric]
-            )
-        figures: list[tuple[Path, Path]] = []
-        body = [self.section(plan, figures) for plan in self.plans]
-        return "\n".join([*self.header(), *self.summary(), *body]), figures
-
-    def judge(
-        self, plan: Plan, finding: Finding
-    ) -> tuple[Seeds, Seeds, float | None, float | None, float | None, int, str]:
-        """Both sides of a finding; the published gap, ours, the noise, the seeds and the verdict (or why
-        there is none: the first side without a value, and its run)."""
-        cells = (finding.higher, finding.lower)
-        high, low = (
-            Seeds.of(self.cells.get((plan.id, plan.runs[c.run].name, c.metric, str(c.classes or "")), []))
-            for c in cells
+    def noise(self, plan: Plan, finding: Finding) -> tuple[float | None, int]:
+        """The noise of a finding (the larger standard deviation of its sides) and its seeds (the fewer)."""
+        sides = self.seeds_of(plan, finding.higher), self.seeds_of(plan, finding.lower)
+        return max((s.std for s in sides if s.std is not None), default=None), min(
+            len(s.values) for s in sides
         )
-        pub_high, pub_low = (plan.published(c) for c in cells)
-        pub_gap = None if pub_high is None or pub_low is None else pub_high - pub_low
-        if high.mean is None or low.mean is None:
-            side, cell = (high, cells[0]) if high.mean is None else (low, cells[1])
-            said, gap = f"{side.missing}: `{plan.runs[cell.run].name}`", None
-        else:
-            said, gap = verdict(high, low), high.mean - low.mean
-        noise = max((s.std for s in (high, low) if s.std is not None), default=None)
-        return high, low, pub_gap, gap, noise, min(len(high.values), len(low.values)), said
 
     def header(self) -> list[str]:
         results = self.trained_here(self.plans)
         done = [r for r in results if r.finished]
         failed = sum(r.status.startswith("failed") for r in results)
         to_gpu = sum(bool(self.scale.gpu_reason(run)) for plan in self.plans for run in plan.unique_runs())
-        devices = sorted({r.device for r in done if r.device})
+        devices = ", ".join(sorted({r.device for r in done if r.device})) or "no device recorded"
         commits = sorted({str(r.info["git_commit"])[:7] for r in done if r.info.get("git_commit")})
         wall = sum(r.wall_time_s or 0 for r in done) / 60
         command_wall = sum(r.marker.get("wall_time_s") or 0 for r in done) / 60
@@ -422,40 +398,43 @@ class Report:
         if len(done) < len(results) or plain_done < len(plain):
             left = f", {plain_done} of {len(plain)} plain-loop references" if plain else ""
             lines += [TEXT["partial"].format(finished=len(done), total=len(results), plain=left), ""]
-        if self.scale.scaled_down:
-            lines += [TEXT["scaled_down"].format(ours=self.ours, description=self.scale.description), ""]
-        elif self.mixed_budgets:
-            lines += [TEXT["mixed"].format(scale=self.scale.name, description=self.scale.description), ""]
+        if self.scale.scaled_down or self.mixed:
+            text = TEXT["scaled_down" if self.scale.scaled_down else "mixed"]
+            lines += [
+                text.format(ours=self.ours, scale=self.scale.name, description=self.scale.description),
+                "",
+            ]
+        git = git_state()
+        code = git["git_commit"][:7] if git["git_commit"] else "unknown (not a git checkout)"
+        code += " with uncommitted changes" if git["git_dirty"] else ""
+        code += f"; runs made at commit(s) {', '.join(commits)}" if commits else ""
         datasets = sorted({dataset for dataset, _ in DATASETS.values()})
         return lines + [
             f"- Generated {now()}" + (f" by `{self.command}`" if self.command else ""),
-            f"- Code: litvision commit {git_commit()}" + (f"; runs made at commit(s) {', '.join(commits)}" if commits else ""),
-            f"- Hardware: runs on {', '.join(devices) or 'no device recorded'}; host {host()}",
+            f"- Code: litvision commit {code}",
+            f"- Hardware: runs on {devices}; host {host()}",
             f"- Data ({self.source.name}): " + "; ".join(f"{d}: {self.source.describe(d)}" for d in datasets),
-            f"- Runs: {len(done)} of {len(results)} finished, {failed} failed" + (f", {to_gpu} left to a GPU" if to_gpu else "")
+            f"- Runs: {len(done)} of {len(results)} finished, {failed} failed"
+            + (f", {to_gpu} left to a GPU" if to_gpu else "")
             + f"; in total {wall:.1f} minutes of training (the fits), {command_wall:.1f} minutes of commands"
             + (f", {cpu:.1f} minutes of CPU time" if cpu else ""),
             TEXT["run_directories"].format(root=self.runs_root), "", TEXT["protocol"], "",
         ]  # fmt: skip
 
     def summary(self) -> list[str]:
-        """A line per report, from its records."""
-        recipes = ", published recipes" if self.mixed_budgets else ""  # a cpu scale: those compared only
+        """A line per report: its runs, cells, mean difference (at the cpu scale: of the published recipes
+        only) and findings."""
+        recipes = ", published recipes" if self.mixed else ""
         rows = [["report", "runs finished", "table cells filled", f"mean \\|difference\\|{recipes} (points)",
                  "findings confirmed"]]  # fmt: skip
         for plan in self.plans:
             runs = self.trained_here([plan])
-            titles = {table.title for table in plan.tables}
-            cells = [
-                (Seeds.of(v), v[0])
-                for (report, table, *_), v in self.rows.items()
-                if report == plan.id and table in titles
-            ]
+            cells = [(Seeds.of(v), v[0]) for v in self.cells.values() if v[0].report == plan.id]
             diffs = [abs(seeds.mean - r.published) for seeds, r in cells if seeds.mean is not None
                      and r.published is not None and METRICS[r.metric].accuracy
-                     and (not self.mixed_budgets or r.budget == "published recipe")]  # fmt: skip
+                     and (not self.mixed or r.budget == "published recipe")]  # fmt: skip
             judged = [self.judge(plan, f) for f in plan.findings]
-            verdicts = [said for *_, gap, _, _, said in judged if gap is not None]
+            verdicts = [said for *_, gap, said in judged if gap is not None]
             gpu = sum(said.startswith("needs a GPU") for *_, said in judged)
             left = [f"{n} {what}" for n, what in ((len(judged) - len(verdicts) - gpu, "waiting for runs"),
                                                   (gpu, "needing a GPU")) if n]  # fmt: skip
@@ -468,6 +447,7 @@ class Report:
             ])  # fmt: skip
         return ["## Summary", "", markdown_table(rows)]
 
+    # --- a report's section --------------------------------------------------------------------------
     def section(self, plan: Plan, figures: list[tuple[Path, Path]]) -> str:
         lines = [f'<a id="{plan.id}"></a>', f"## {plan.id}: {plan.title}", ""]
         if plan.source:
@@ -477,8 +457,9 @@ class Report:
             lines += ["Where our protocol differs:", "", *(f"- {n}" for n in notes), ""]
         for table in plan.tables:
             lines += (self.per_class_table if table.kind == "per_class" else self.runs_table)(plan, table)
-        lines += self.findings_table(plan)
-        return "\n".join(lines + self.figures_section(plan, figures) + self.runs_section(plan))
+        return "\n".join(
+            lines + self.findings_table(plan) + self.figures_section(plan, figures) + self.runs_section(plan)
+        )
 
     def automatic_notes(self, plan: Plan) -> list[str]:
         notes = []
@@ -488,63 +469,69 @@ class Report:
             for r in plan.unique_runs()
             if not self.scale.gpu_reason(r) and "model.backbone" not in self.scale.arguments(r)
         ]
-        random_init = [
+        random = [
             f"`{r.name}`" for r in own if self.source.replaces_pretrained(read_yaml(r.config, "config"))
         ]
-        if random_init:
-            one = len(random_init) == 1
-            runs = f"{', '.join(random_init)} {'starts' if one else 'start'}"
-            notes.append(
-                TEXT["random_weights"].format(
-                    runs=runs, whose="its config asks" if one else "their configs ask"
-                )
+        if random:
+            one = len(random) == 1
+            runs, whose = (
+                f"{', '.join(random)} {'starts' if one else 'start'}",
+                "its config asks" if one else "their configs ask",
             )
+            notes.append(TEXT["random_weights"].format(runs=runs, whose=whose))
         if any(self.scale.has_plain_reference(r) for r in plan.unique_runs()):
             notes.append(TEXT["plain_loop"])
         return notes
 
-    def runs_table(self, plan: Plan, table: Any) -> list[str]:
+    def runs_table(self, plan: Plan, table: Table) -> list[str]:
         plain = any(self.scale.has_plain_reference(plan.runs[row.run]) for row in table.rows)
         header = ["row"]
         for metric in map(METRICS.get, table.metrics):
             header += [f"{metric.header}: published", self.ours] + (["difference"] if metric.accuracy else [])
-        header += ["plain loop (%)", "ours - plain loop"] if plain else []
-        rows = [header + (["budget"] if self.mixed_budgets else []) + ["run"]]
+        rows = [
+            header
+            + (["plain loop (%)", "ours - plain loop"] if plain else [])
+            + (["budget"] if self.mixed else [])
+            + ["run"]
+        ]
         for row in table.rows:
             run, cells = plan.runs[row.run], [row.label]
-            records = [self.rows[plan.id, table.title, row.label, metric] for metric in row.metrics]
-            for metric, published, cell in zip(row.metrics, row.published, records):
-                accuracy, ours = METRICS[metric].accuracy, Seeds.of(cell)
+            for metric, published in zip(row.metrics, row.published):
+                accuracy, ours = (
+                    METRICS[metric].accuracy,
+                    Seeds.of(self.cells[plan.id, table.title, row.label, metric]),
+                )
                 cells += [fmt(published, accuracy), ours.text(accuracy)] + (
                     [fmt_diff(ours.mean, published)] if accuracy else []
                 )
             if plain:
-                reference = pct(self.dir(run).number(PLAIN, "acc"))
-                shown = (
-                    fmt(reference)
-                    if reference is not None
-                    else "—"
-                    if self.scale.has_plain_reference(run)
-                    else "n/a"
-                )
-                cells += [shown, fmt_diff(METRICS["test_acc"].value(self.dir(run)), reference)]
-            if self.mixed_budgets:
-                cells.append("—" if self.scale.gpu_reason(run) else self.scale.budget(run))
-            rows.append([*cells, f"`{run.name}`"])
+                first = self.seeded(run)[0]
+                reference = pct(first.number(PLAIN, "acc"))
+                missing = "—" if self.scale.has_plain_reference(run) else "n/a"
+                cells += [
+                    missing if reference is None else fmt(reference),
+                    fmt_diff(METRICS["test_acc"].value(first), reference),
+                ]
+            rows.append(
+                [
+                    *cells,
+                    *(["—" if self.scale.gpu_reason(run) else self.scale.budget(run)] if self.mixed else []),
+                    f"`{run.name}`",
+                ]
+            )
         return [f"### {table.title}", "", markdown_table(rows)]
 
-    def per_class_table(self, plan: Plan, table: Any) -> list[str]:
+    def per_class_table(self, plan: Plan, table: Table) -> list[str]:
         rows = [["class", *table.columns]]
         for key, values in table.published.items():
-            label = self.class_label(plan, key)
-            cells = [label]
+            cells = [self.class_label(plan, key)]
             for column, published in zip(table.columns, values):
-                ours = Seeds.of(self.rows[plan.id, table.title, f"{column}: {label}", "test_acc"])
+                ours = Seeds.of(self.cells[plan.id, table.title, f"{column}: {cells[0]}", "test_acc"])
                 diff = fmt_diff(ours.mean, published)
                 cells.append(f"{ours.text()} / {fmt(published)}" + (f" ({diff})" if diff else ""))
             rows.append(cells)
         note = TEXT["per_class"].format(ours=self.ours)
-        if self.mixed_budgets:  # a column at a reduced budget or with another network is not the recipe
+        if self.mixed:  # a column at a reduced budget or with another network is not the recipe
             by_budget: dict[str, list[str]] = {}
             for column, run in table.columns.items():
                 by_budget.setdefault(self.scale.budget(plan.runs[run]), []).append(column)
@@ -553,31 +540,41 @@ class Report:
 
     def findings_table(self, plan: Plan) -> list[str]:
         """The report's orderings, each with the published values, ours and whether ours agree."""
-        if not plan.findings:
-            return []
         rows = [["finding", "published", "gap", self.ours, "gap", "verdict"]]
         for finding in plan.findings:
-            high, low, *_, said = self.judge(plan, finding)
+            high, low, _, gap, said = self.judge(plan, finding)
             pub_high, pub_low = plan.published(finding.higher), plan.published(finding.lower)
-            ours = "—" if high.mean is None or low.mean is None else f"{high.text()} vs {low.text()}"
-            rows.append([finding.claim, f"{fmt(pub_high)} vs {fmt(pub_low)}", fmt_diff(pub_high, pub_low), ours,
-                         fmt_diff(high.mean, low.mean), said])  # fmt: skip
-        return ["### Findings", "", TEXT["findings"].format(ours=self.ours), "", markdown_table(rows)]
+            ours = "—" if gap is None else f"{high.text()} vs {low.text()}"
+            published = f"{fmt(pub_high)} vs {fmt(pub_low)}"
+            rows.append(
+                [
+                    finding.claim,
+                    published,
+                    fmt_diff(pub_high, pub_low),
+                    ours,
+                    fmt_diff(high.mean, low.mean),
+                    said,
+                ]
+            )
+        note = TEXT["findings"].format(ours=self.ours)
+        return ["### Findings", "", note, "", markdown_table(rows)] if plan.findings else []
 
     def figures_section(self, plan: Plan, figures: list[tuple[Path, Path]]) -> list[str]:
         lines = ["### Figures", ""] if plan.analyses else []
         for analysis in plan.analyses:
-            entry = read_json(self.runs_root / plan.id / "analysis" / f"{analysis.key}.json") or {}
+            entry, tool = (
+                read_json(self.runs_root / plan.id / "analysis" / f"{analysis.key}.json") or {},
+                BY_NAME[analysis.tool],
+            )
             gpu = [name for name in analysis.runs if self.scale.gpu_reason(plan.runs[name])]
             here = [name for name in self.scale.analysed(analysis, plan.runs) if name not in gpu]
             left = f"without {', '.join(gpu)}: needs a GPU at this scale; " if gpu and here else ""
             command = f"({left}`{entry.get('command', '')}`)"
-            tool = BY_NAME[analysis.tool]
             found = sorted(
                 str(p) for pattern in tool.figures for p in Path(entry.get("output", "-")).glob(pattern)
             )
             if not entry:
-                missing = ", ".join(name for name in here if not self.dir(plan.runs[name]).finished)
+                missing = ", ".join(name for name in here if not self.seeded(plan.runs[name])[0].finished)
                 why = f"its run(s) {missing} have not finished" if missing else "not run yet"
                 why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
                 own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
@@ -592,9 +589,10 @@ class Report:
             else:
                 lines += [f"**{analysis.caption}** {command}", ""]
                 for figure in map(Path, found):
-                    destination = self.out_dir / "figures" / f"{plan.id}-{analysis.key}-{figure.name}"
-                    figures.append((figure, destination))
-                    lines += [f"![{analysis.caption}](figures/{destination.name})", ""]
+                    figures.append(
+                        (figure, self.out_dir / "figures" / f"{plan.id}-{analysis.key}-{figure.name}")
+                    )
+                    lines += [f"![{analysis.caption}](figures/{figures[-1][1].name})", ""]
                 continue
             lines += [f"- *{analysis.caption}*: {said}", ""]
         return lines
@@ -609,8 +607,7 @@ class Report:
                 args = [f"--{key}={format_value(value)}" for key, value in run.overrides.items()]
                 command = shlex.join(["litvision", "fit", f"--config={run.config}", *args])
                 gpu.append(f"- `{run.name}`: {self.scale.gpu_reason(run)} `{command}`")
-                continue
-            for r in self.seeded(run):
+            for r in [] if self.scale.gpu_reason(run) else self.seeded(run):
                 command_s = fmt(r.marker.get("wall_time_s") if r.finished else None, accuracy=False)
                 resumed = r.finished and r.marker.get("resumed_from_checkpoint")
                 rows.append([
@@ -622,10 +619,7 @@ class Report:
         again = shlex.join(["litvision", "reproduce", "run", plan.id, "--scale", self.scale.name,
                             "--data_source", self.source.name, "--only", f"{plan.id}/RUN"])  # fmt: skip
         lines = ["### Runs", "", TEXT["runs"].format(again=again), "", markdown_table(rows)]
-        if len(rows) == 1:  # every run needs a GPU at this scale
-            lines = ["### Runs", ""]
-        if gpu:
-            lines += [TEXT["needs_gpu"].format(report=plan.id), "", *gpu, ""]
-        if commands:
-            lines += [f"<details>{TEXT['commands']}", "", "```bash", *commands, "```", "", "</details>", ""]
-        return lines
+        lines = lines if len(rows) > 1 else lines[:2]  # no table where every run needs a GPU at this scale
+        lines += [TEXT["needs_gpu"].format(report=plan.id), "", *gpu, ""] if gpu else []
+        details = [f"<details>{TEXT['commands']}", "", "```bash", *commands, "```", "", "</details>", ""]
+        return lines + (details if commands else [])

@@ -116,10 +116,11 @@ class Reproduction:
         """``litvision fit`` arguments of a run: config, arguments, run directory."""
         args = [f"--{key}={format_value(value)}" for key, value in self.arguments(run)[0].items()]
         ddp = [f"--trainer.devices={self.gpus_per_run}", "--trainer.strategy=ddp"] if self.ddp else []
+        logger = {"save_dir": self.root, "name": run.report, "version": run.name}
         return [
             "fit", f"--config={run.config}", *args, *self.extra_args,
-            f"--trainer.logger.init_args.save_dir={self.root}", f"--trainer.logger.init_args.name={run.report}",
-            f"--trainer.logger.init_args.version={run.name}", "--trainer.enable_progress_bar=false", *ddp,
+            *(f"--trainer.logger.init_args.{key}={value}" for key, value in logger.items()),
+            "--trainer.enable_progress_bar=false", *ddp,
         ]  # fmt: skip
 
     def predicted_seconds(self, run: Run, plain: bool = False) -> float:
