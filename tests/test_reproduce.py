@@ -249,9 +249,26 @@ def test_dry_run_prints_each_runs_command_and_writes_nothing(tmp_path, in_root, 
     assert [line for line in printed.splitlines() if line.startswith("# ")] == [
         "# 002/unbalanced (to run)", "# 002/unbalanced-seed1 (to run)"
     ]  # fmt: skip
+    # With the commands: the time they take here, where the report goes, and that the data is downloaded.
+    assert "estimated time on this machine: about " in printed
+    assert f"the report would be written to {ROOT / 'reports' / 'cpu' / 'REPORT.md'}" in printed
+    assert "warning: --data_source download downloads the datasets" in " ".join(printed.split())
     with pytest.raises(SystemExit):
         main(["run", "002", "--dry_run", "--only", "002/elmann", "--runs_dir", str(runs)])
     assert "--only '002/elmann' matches no run of these reports: ['002/augmented'" in capsys.readouterr().err
+
+
+def test_reproduce_works_from_any_directory(tmp_path, monkeypatch, capsys):
+    """Outside the repository, the plans and their configs are the repository's; a path given on the
+    command line is relative to where the command runs."""
+    monkeypatch.chdir(tmp_path)
+    main(["run", "002", "--dry_run", "--scale", "smoke", "--data_source", "synthetic", "--runs_dir", "runs",
+          "--only", "002/elman"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "litvision fit --config=configs/elman_mnist.yaml " in printed
+    assert f"--trainer.logger.init_args.save_dir={tmp_path / 'runs' / 'smoke'} " in printed
+    assert f"the report would be written to {ROOT / 'reports' / 'smoke' / 'REPORT.md'}" in printed
+    assert Path.cwd() == tmp_path and not any(tmp_path.iterdir())
 
 
 def test_a_sweep_runs_alone_with_arguments_for_every_point(tmp_path, in_root, capsys):
