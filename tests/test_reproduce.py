@@ -479,6 +479,10 @@ def test_offline_source_reads_the_full_mnist_and_subsets_of_its_training_set(tmp
     fills = [np.asarray(train[i][0]).max() for i, label in enumerate(train_labels) if label == 0]
     assert fills == [0, 10]  # class 0's first two images of the training file
     assert [np.asarray(test[i][0]).max() for i, label in enumerate(test_labels) if label == 3] == [203]
+    images = datamodule.decode(train, "train")  # as held in memory: the subset's own images
+    assert images.shape == (20, 1, 28, 28) and [
+        int(images[i].max()) for i in range(20) if train_labels[i] == 0
+    ] == [0, 10]
 
 
 def test_offline_source_reads_the_real_eurosat_archive_whole_or_per_class(tmp_path):
