@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, run_litvision
 
 import litvision.reproduce.report as report_module
 from litvision.commands import main as litvision_main
@@ -269,6 +269,19 @@ def test_reproduce_works_from_any_directory(tmp_path, monkeypatch, capsys):
     assert f"--trainer.logger.init_args.save_dir={tmp_path / 'runs' / 'smoke'} " in printed
     assert f"the report would be written to {ROOT / 'reports' / 'smoke' / 'REPORT.md'}" in printed
     assert Path.cwd() == tmp_path and not any(tmp_path.iterdir())
+
+
+def test_the_loss_landscape_job_reads_the_data_of_the_source(tmp_path, in_root):
+    """The loss landscape trains networks of its own from its config: its job gives it the config with the
+    reproduction's data in place of the config's, which its parser accepts."""
+    scale = load_scale("smoke", PLANS / "scales")
+    plan = load_plan(PLANS.relative_to(ROOT) / "004.yaml", set(METRICS))
+    runner = Reproduction([plan], scale, DataSource("synthetic", scale), tmp_path)
+    (job,) = runner.analysis_jobs(plan, next(a for a in plan.analyses if a.tool == "loss-landscape"))
+    printed = run_litvision([*job.args, "--print_config"], ROOT)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    config = yaml.safe_load(printed.stdout)
+    assert config["data"]["class_path"] == "litvision.data.SyntheticDataModule" and config["steps"] == 3
 
 
 def test_a_sweep_runs_alone_with_arguments_for_every_point(tmp_path, in_root, capsys):

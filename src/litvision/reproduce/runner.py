@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
-import json
 import os
 import shlex
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 
 from litvision.analysis.cli import BY_NAME
@@ -192,19 +192,26 @@ class Reproduction:
                 continue
             args = ["analyze", analysis.tool, *map(str, run_dirs)]
             if analysis.config is not None:  # the loss landscape: its config, with this source's data
-                config = read_yaml(analysis.config, "config")
-                data = (
-                    self.source.data_section(config)
-                    if lookup(config, "data.class_path")[1] in DATASETS
-                    else None
-                )
-                args += ["--config", analysis.config, *(["--data", json.dumps(data)] if data else [])]
+                args += ["--config", str(self.with_data(analysis.config, marker.with_suffix(".yaml")))]
             args += ["--names", *names] if analysis.tool == "curves" and len(names) > 1 else []
             args += [] if analysis.single else ["--output", str(out)]
             args += [*analysis.args, *self.scale.analyses.get(analysis.tool, [])]
             record = {"tool": analysis.tool, "runs": names, "output": str(out)}
             jobs.append(Job("analysis", f"{plan.id}/{key}", tuple(args), marker, done, record=record))
         return jobs
+
+    def with_data(self, path: str, copy: Path) -> Path:
+        """A config of a tool (the loss landscape's) with this source's data, written to ``copy``: a
+        whole file, since jsonargparse cannot replace a ``{class_path, init_args}`` mapping of a config
+        file from the command line."""
+        config = read_yaml(path, "config")
+        if lookup(config, "data.class_path")[1] in DATASETS:
+            config["data"] = self.source.data_section(config)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(
+            f"# {path} with the data of this reproduction\n" + yaml.safe_dump(config, sort_keys=False)
+        )
+        return copy
 
     def execute(self, jobs: list[Job], progress: Progress | None = None) -> None:
         """Run jobs in this machine's slots; with a launcher, submit the runs and references as array
