@@ -195,6 +195,21 @@ def test_a_bad_plan_is_refused_in_one_line_naming_the_value(plan, message, tmp_p
     assert message in str(error.value)
 
 
+def test_arguments_in_plans_sweeps_and_scales_are_kept_as_written(tmp_path, in_root):
+    """A run's overrides may hold classes to build (a list of callbacks): the plan keeps them as written,
+    and the run's command passes them on as the CLI takes them."""
+    callbacks = [{"class_path": "helpers.crash.KillAtStep", "init_args": {"step": 3}}]
+    plan = {"title": "t", "runs": {"a": {"config": "configs/digits_lstm.yaml",
+                                         "overrides": {"trainer.callbacks": callbacks}}}}  # fmt: skip
+    (tmp_path / "900.yaml").write_text(yaml.safe_dump(plan))
+    run = load_plan(tmp_path / "900.yaml", set(METRICS)).runs["a"]
+    assert run.overrides == {"trainer.callbacks": callbacks}
+    runner = Reproduction(
+        [load_plan(tmp_path / "900.yaml", set(METRICS))], Scale(), DataSource("download", Scale()), tmp_path
+    )
+    assert f"--trainer.callbacks={json.dumps(callbacks)}" in runner.fit_args(run)
+
+
 def test_the_command_line_names_an_unknown_report_or_scale(in_root, capsys):
     for args, message in [
         (["run", "009"], "report(s) ['009'] not found"),

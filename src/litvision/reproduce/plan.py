@@ -33,7 +33,7 @@ class Run:
     file: a config path, or ``{config, overrides, plain_reference}``."""
 
     config: str
-    overrides: dict = field(default_factory=dict)  # a plain dict: class_path values are kept as written
+    overrides: dict = field(default_factory=dict)  # a plain dict: its class_paths are kept as written
     plain_reference: bool = False  # also retrained by the plain PyTorch loop (plain.py)
     report: str = ""
     name: str = ""  # its directory, unique within its report
@@ -124,7 +124,9 @@ class Plan:
     title: str
     source: str = ""
     notes: list[str] = field(default_factory=list)
-    runs: dict[str, Any] = field(default_factory=dict)  # name -> Run (in the file: a config or a mapping)
+    # name -> Run; in the file a config or a mapping, read as a plain dict (dict[str, Any] would have
+    # jsonargparse build the classes a run's overrides name)
+    runs: dict = field(default_factory=dict)
     sweeps: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     analyses: list[Analysis] = field(default_factory=list)
@@ -160,7 +162,7 @@ class Sweep:
     name: str | None = None  # default: the file's name
     argument: str | None = None
     values: list | None = None
-    points: dict[str, dict] | None = None
+    points: dict | None = None
 
 
 @dataclass
@@ -172,7 +174,7 @@ class Scale:
     description: str = "the reports' own recipes"  # a file's default: its name
     scaled_down: bool = False  # every run shrunk (a file's default); false: the recipes kept
     data: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> images per class
-    runs: dict[str, dict] = field(default_factory=dict)  # pattern -> fit arguments
+    runs: dict = field(default_factory=dict)  # pattern -> fit arguments
     analyses: dict[str, list[str]] = field(default_factory=dict)  # tool -> arguments
     reduced: dict[str, str] = field(default_factory=dict)  # pattern -> the budget in words
     needs_gpu: dict[str, str] = field(default_factory=dict)  # pattern -> why it is not run here
@@ -311,8 +313,9 @@ def load_sweep(path: Path | str) -> Sweep:
     if sweep.argument is not None:
         sweep.points = {format_value(v): {sweep.argument: v} for v in sweep.values or []}
         check(len(sweep.points) == len(sweep.values or []) > 0, where, "'values' is empty or has duplicates")
-    for label in sweep.points or {}:
-        word(label, where, "point name")
+    for label, overrides in (sweep.points or {}).items():
+        point = word(label, where, "point name")
+        check(isinstance(overrides, dict), where, f"point {point!r} must map arguments to values")
     return sweep
 
 
@@ -334,6 +337,7 @@ def load_plan(path: Path, metrics: set[str]) -> Plan:
     plan.id, plan.path, runs = path.stem, path, {}
     for name, entry in plan.runs.items():
         at = f"{where}, run '{word(name, where, 'run name')}'"
+        check(isinstance(entry, (str, dict)), at, "give a config, or {config, overrides, plain_reference}")
         run = parse(Run, {"config": entry} if isinstance(entry, str) else entry, at)
         check(
             Path(run.config).is_file(),
@@ -465,6 +469,11 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
         Scale, {"description": name, "scaled_down": True, **read_yaml(path, "scale"), "name": name}, where
     )
     one_of(where, "analysis tool", list(scale.analyses), ANALYSIS_TOOLS)
+    check(
+        all(isinstance(v, dict) for v in scale.runs.values()),
+        where,
+        "'runs' must map run patterns to arguments",
+    )
     if any(n < 1 for n in scale.seeds.values()):
         raise LitvisionError(f"{where}: 'seeds' must be 1 or more")
     words = lambda text: " ".join(str(text).split())  # noqa: E731  (YAML's folded text on one line)
