@@ -683,6 +683,23 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
     assert text.startswith("# Reproduction of Study (study scale)")
 
 
+def test_a_report_reads_the_analyses_of_runs_made_before_their_markers(tmp_path, in_root):
+    """Runs of an earlier litvision recorded their analyses in one analyses.json per report: the report
+    of those runs still shows their figures (reports/cpu was made so)."""
+    plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
+    write_seeded_plan(plans)
+    figure = runs / "cpu" / "900" / "lstm" / "analysis" / "svm_head.png"
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(b"png")
+    entry = {"status": "done", "command": "litvision analyze svm-head RUN", "figures": [str(figure)]}
+    (runs / "cpu" / "900" / "analyses.json").write_text(json.dumps({"svm-head-lstm": entry}))
+    main(["report", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs), "--reports_dir",
+          str(reports)])  # fmt: skip
+    text = (reports / "cpu" / "REPORT.md").read_text()
+    assert "**svm-head** (`litvision analyze svm-head RUN`)" in text
+    assert (reports / "cpu" / "figures" / "900-svm-head-lstm-svm_head.png").read_bytes() == b"png"
+
+
 def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_noise(tmp_path, in_root):
     """A finding compares two cells, each over its run's finished seeds: confirmed when our gap has the
     report's sign, and beyond the noise when it is over twice the larger standard deviation."""

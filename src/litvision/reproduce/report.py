@@ -561,18 +561,18 @@ class Report:
 
     def figures_section(self, plan: Plan, figures: list[tuple[Path, Path]]) -> list[str]:
         lines = ["### Figures", ""] if plan.analyses else []
+        older = read_json(self.runs_root / plan.id / "analyses.json") or {}  # how runs before 2026-12 said it
         for analysis in plan.analyses:
-            entry, tool = (
-                read_json(self.runs_root / plan.id / "analysis" / f"{analysis.key}.json") or {},
-                BY_NAME[analysis.tool],
-            )
+            marker = read_json(self.runs_root / plan.id / "analysis" / f"{analysis.key}.json")
+            entry, tool = marker or older.get(analysis.key) or {}, BY_NAME[analysis.tool]
             gpu = [name for name in analysis.runs if self.scale.gpu_reason(plan.runs[name])]
             here = [name for name in self.scale.analysed(analysis, plan.runs) if name not in gpu]
             left = f"without {', '.join(gpu)}: needs a GPU at this scale; " if gpu and here else ""
             command = f"({left}`{entry.get('command', '')}`)"
-            found = sorted(
-                str(p) for pattern in tool.figures for p in Path(entry.get("output", "-")).glob(pattern)
-            )
+            output = Path(entry.get("output", "-"))  # older entries list their figures
+            found = sorted(str(p) for pattern in tool.figures for p in output.glob(pattern)) or [
+                f for f in entry.get("figures", []) if Path(f).is_file()
+            ]
             if not entry:
                 missing = ", ".join(name for name in here if not self.seeded(plan.runs[name])[0].finished)
                 why = f"its run(s) {missing} have not finished" if missing else "not run yet"
@@ -580,7 +580,7 @@ class Report:
                 own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
                 why = f"it needs a GPU at this scale: {own.rstrip('.')}" if own else why
                 said = f"no figure, {why}."
-            elif entry.get("status") != "finished":
+            elif entry.get("status") not in ("finished", "done"):
                 said = f"{entry.get('status')}: {entry.get('reason', '')} {command}"
             elif not tool.figures:  # a tool that writes a table only (rebalance): read into the tables
                 said = f"a table, read into the tables above {command}."
