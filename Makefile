@@ -64,11 +64,11 @@ QUICK_JOBS ?= 2
 reproduce-all: $(STAMP) ## rerun every experiment of the five reports (a GPU box) -> reports/REPORT.md
 	$(REPRODUCE) run all $(REPRODUCE_ARGS)
 
-reproduce-quick: $(STAMP) ## all of it scaled down for a 2-core CPU, < 30 min -> reports/quick/REPORT.md
-	$(REPRODUCE) run all --scale quick --data-source $(QUICK_DATA) --jobs $(QUICK_JOBS) $(REPRODUCE_ARGS)
+reproduce-quick: $(STAMP) ## all of it scaled down: about 15 min on 2 quiet cores (docs/measurements.md) -> reports/quick/REPORT.md
+	$(REPRODUCE) run all --scale quick --data_source $(QUICK_DATA) --jobs $(QUICK_JOBS) $(REPRODUCE_ARGS)
 
 reproduce-cpu: $(STAMP) ## every row a 2-core CPU can train, on the real data in ../shared/data (hours; resumes) -> reports/cpu/REPORT.md
-	$(REPRODUCE) run 002 000 001 003 004 --scale cpu --data-source offline $(REPRODUCE_ARGS)
+	$(REPRODUCE) run 002 000 001 003 004 --scale cpu --data_source offline $(REPRODUCE_ARGS)
 
 reproduce-000: $(STAMP) ## rerun report 000 (CIFAR-10: CNN, VGG-16, imbalance, IRM) -> reports/REPORT.md
 	$(REPRODUCE) run 000 $(REPRODUCE_ARGS)
@@ -89,7 +89,7 @@ reproduce-longtail: $(STAMP) ## CIFAR-10-LT, every long-tailed method, 200 epoch
 	$(REPRODUCE) run cifar10_lt $(REPRODUCE_ARGS)
 
 reproduce-longtail-cpu: $(STAMP) ## the same at the CPU study's budget, 2 seeds (47 min on 2 cores; resumes) -> reports/longtail_cpu/
-	$(REPRODUCE) run cifar10_lt --scale longtail_cpu --data-source $(QUICK_DATA) $(REPRODUCE_ARGS)
+	$(REPRODUCE) run cifar10_lt --scale longtail_cpu --data_source $(QUICK_DATA) $(REPRODUCE_ARGS)
 
 clean: ## remove caches (keeps .venv, data and the runs in lightning_logs/)
 	rm -rf .pytest_cache .ruff_cache

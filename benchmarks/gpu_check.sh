@@ -292,7 +292,7 @@ analysis() {
   fi
   say "analysis: on $run"
   local sample=() crt=()
-  ((TINY)) && sample=("${ANALYSIS[@]}") crt=(--crt-epochs 1)
+  ((TINY)) && sample=("${ANALYSIS[@]}") crt=(--crt_epochs 1)
   run_step analysis-tsne 90 litvision analyze tsne "$run" --device "$DEVICE" "${sample[@]}"
   run_step analysis-feature-maps 90 litvision analyze feature-maps "$run" --device "$DEVICE"
   run_step analysis-confusion 90 litvision analyze confusion "$run" --device "$DEVICE"

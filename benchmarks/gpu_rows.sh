@@ -44,8 +44,8 @@ run_seconds() {
 }
 say() { printf '[gpu_rows %4ds] %s\n' "$SECONDS" "$*"; }
 
-COMMON=(--scale gpu --data-source offline --shared-data "$CARRY" --data-root "$WORK/data" --runs-dir
-  "$WORK/reproduce" --reports-dir "$WORK/reports")
+COMMON=(--scale gpu --data_source offline --shared_data "$CARRY" --data_root "$WORK/data" --runs_dir
+  "$WORK/reproduce" --reports_dir "$WORK/reports")
 mkdir -p "$WORK/logs" "$WORK/data/reproduce" "$OUT" || exit 1
 # The runs read the folder gpu_check.sh's data step extracted (and its decoded cache), not a second copy.
 ln -sfn "$PWD/.offline/cifar10-jpeg" "$WORK/data/reproduce/offline-cifar10-jpeg"
@@ -55,7 +55,7 @@ if ((TINY)); then  # the gpu scale at the smoke scale's sizes: the same rows, a 
   "${PYTHON:-python3}" -c "import sys, yaml; gpu, smoke = (yaml.safe_load(open(f'configs/experiments/scales/{n}.yaml')) for n in ('gpu', 'smoke'))
 gpu.update(scaled_down=True, data=smoke['data'], analyses=smoke['analyses'], runs={**gpu['runs'], **smoke['runs']})
 yaml.safe_dump(gpu, open(sys.argv[1], 'w'))" "$WORK/scales/gpu.yaml" || exit 1
-  COMMON+=(--scales-dir "$WORK/scales")
+  COMMON+=(--scales_dir "$WORK/scales")
 fi
 REPRODUCE=(litvision reproduce run "${COMMON[@]}" --yes)
 
@@ -64,7 +64,7 @@ for row in $ROWS; do
   report=${row%%/*}
   # Each seed of the row by itself (--seeds K trains the first K seeds that are not finished), so that a
   # row of three seeds advances one run at a time.
-  mapfile -t states < <("${REPRODUCE[@]}" "$report" --only "$row" --dry-run 2>/dev/null | sed -n 's/^# .* (\(.*\))$/\1/p')
+  mapfile -t states < <("${REPRODUCE[@]}" "$report" --only "$row" --dry_run 2>/dev/null | sed -n 's/^# .* (\(.*\))$/\1/p')
   [[ " ${states[*]} " == *" to run "* ]] || { say "$row: finished already (or no such row)"; continue; }
   for ((k = 1; k <= ${#states[@]}; k++)); do
     [[ "${states[k - 1]}" == "to run" ]] || continue

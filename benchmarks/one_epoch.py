@@ -1,8 +1,7 @@
-"""Every config, trained for one real epoch through the CLI on the data of a reproduction's data source
-(``litvision reproduce``'s ``--data-source``, default the offline copies in ../shared/data), then
-tested, or with ``--synthetic N`` on N synthetic images of the shape and class count its datamodule
-declares. ImageNet weights that cannot be had start from random ones. It prints, per config, the data,
-the seconds of the run and its test accuracy: a check that every recipe runs end to end, not a result.
+"""Every config trained for one real epoch through the CLI, then tested, on a reproduction's data source
+(``--data-source``, as ``litvision reproduce``'s; default the offline copies in ../shared/data), or on N
+synthetic images of its datamodule's shape and classes (``--synthetic N``); ImageNet weights that cannot
+be had start random. Per config: the data, the seconds and the test accuracy (a check, not a result).
 
     python benchmarks/one_epoch.py                     # every config
     python benchmarks/one_epoch.py configs/vgga_cifar.yaml --limit-train-batches 20
@@ -19,7 +18,7 @@ import yaml
 
 from litvision.cli import LitvisionCLI
 from litvision.reproduce.data_sources import SOURCES, DataSource, weights_cached
-from litvision.reproduce.plan import load_scale, lookup
+from litvision.reproduce.plan import format_value, load_scale, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,8 @@ def main() -> None:
             if args.synthetic:
                 data_args, row["data"] = synthetic_args(config, spec, args.synthetic)
             else:
-                data_args, dataset = source.run_args(spec)
+                data, dataset = source.arguments(spec)
+                data_args = [f"--{key}={format_value(value)}" for key, value in data.items()]
                 row["data"] = source.describe(dataset) if dataset else "its own"
             data_args += [f"--data.batch_size={args.batch_size}"] if args.batch_size else []
             cli = LitvisionCLI(args=[

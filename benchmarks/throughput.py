@@ -1,17 +1,12 @@
-"""Training throughput of one config several ways, in this one process: (a) Lightning with the standard
-torchvision/PIL DataLoader (``in_memory: false``, worker processes), (b) Lightning with the in-memory
-path (``in_memory: true``), (c) the plain PyTorch loop (``litvision.reproduce.plain.train_one_epoch``)
-over (b)'s own training loader, with the same network, initial weights, optimizer, precision and memory
-format, all three eager; (g) and (h): (b) and (c) with the network compiled in ``--compile``'s mode
-(default ``reduce-overhead``: the step replayed as CUDA graphs). It prints images per second (epochs
-after the first, which pays for start-up and compilation), CPU time per image (loader workers included)
-and the ratios b/a, b/c, g/b, g/h; medians over ``--rounds``, which see the same load, are what hold on a
-shared machine. Validation and the test are off.
-``--profile DIR``: one more epoch of each of (b), (c), (g), (h), untimed, under torch's profiler: per
-training step, the wall time, the CPU time in torch's operators and CUDA calls (the rest is Python,
-Lightning's included, or waiting for the GPU), the GPU's kernel time and the kernel and graph launches,
-and the operators by self CPU time in ``DIR/{b,c,g,h}.txt`` (what Lightning's step adds over the plain
-loop's).
+"""Training throughput of one config three ways, in this one process, with the same network, initial
+weights, optimizer, precision and memory format: (a) Lightning with the torchvision/PIL DataLoader
+(``in_memory: false``), (b) Lightning in memory (``in_memory: true``), (c) the plain PyTorch loop
+(``reproduce/plain.py``) over (b)'s training loader; (g) and (h): (b) and (c) with the network compiled
+in ``--compile``'s mode (default ``reduce-overhead``: the step replayed as CUDA graphs). It prints images/s
+(epochs after the first, which pay for start-up and compilation), CPU time per image (loader workers
+included) and the ratios b/a, b/c, g/b and g/h; medians over ``--rounds`` hold on a shared machine.
+``--profile DIR``: one more epoch of each path under torch's profiler, per step: wall time, CPU in torch's
+operators and CUDA calls, GPU kernel time, kernel and graph launches (tables in DIR).
 
     python benchmarks/throughput.py                                   # simple CNN, CPU, offline CIFAR-10
     python benchmarks/throughput.py --data-source synthetic --scale smoke     # anywhere, no data needed
@@ -37,9 +32,10 @@ from lightning.pytorch import Callback, seed_everything
 from torch._dynamo.utils import counters
 
 from litvision.cli import LitvisionCLI
-from litvision.reproduce.data_sources import CIFAR10_MEAN, CIFAR10_STD, FOLDER, SOURCES, DataSource
+from litvision.data import CIFAR10DataModule
+from litvision.reproduce.data_sources import FOLDER, SOURCES, DataSource
 from litvision.reproduce.plain import train_one_epoch
-from litvision.reproduce.plan import load_scale
+from litvision.reproduce.plan import format_value, load_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 42
@@ -239,7 +235,6 @@ def main() -> None:
     parser.add_argument("--precision", help="e.g. 32-true, bf16-mixed; default: the config's or the CLI's")
     parser.add_argument("--compile", default="reduce-overhead", help="torch.compile mode of (g) and (h)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--sync-debug", action="store_true", help="CUDA: warn at each host sync of (b)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--num-workers", type=int, default=min(os.cpu_count() or 1, 8), help="for (a)")
     parser.add_argument("--limit-batches", type=float, default=0, help="training batches per epoch")
@@ -249,12 +244,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     # --data-dir: a CIFAR-10 image folder, e.g. the GPU check's JPEG copy or a subset (no ../shared there)
-    data_args = [f"--data={FOLDER}", f"--data.data_dir={args.data_dir}", f"--data.mean={CIFAR10_MEAN}",
-                 f"--data.std={CIFAR10_STD}"]  # fmt: skip
+    stats = f"--data.mean={list(CIFAR10DataModule.mean)}", f"--data.std={list(CIFAR10DataModule.std)}"
+    data_args = [f"--data={FOLDER}", f"--data.data_dir={args.data_dir}", *stats]
     if not args.data_dir:
         scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
         source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
-        data_args, _ = source.run_args(yaml.safe_load(args.config.read_text()))
+        data = source.arguments(yaml.safe_load(args.config.read_text()))[0]
+        data_args = [f"--{key}={format_value(value)}" for key, value in data.items()]
         if args.data_source == "synthetic":
             data_args.append(f"--data.train_size={args.synthetic_size}")
     paths = set(args.paths)
@@ -271,11 +267,7 @@ def main() -> None:
         if "a" in paths:
             result["a"], _ = run_lightning(args, data_args, in_memory=False)
         if "b" in paths:
-            if args.sync_debug:
-                torch.cuda.set_sync_debug_mode("warn")
             result["b"], memory = run_lightning(args, data_args, True, profile["b"])
-            if args.sync_debug:
-                torch.cuda.set_sync_debug_mode("default")
         if "c" in paths:
             result["c"] = run_plain(args, data_args, memory, profile["c"])
         if "g" in paths:

@@ -95,7 +95,7 @@ def test_tsne_embeds_n_random_test_images(run_dir):
     assert "analysis/tsne" in image_tags(run_dir)
 
     analyze(
-        "tsne", run_dir, "--samples", 1000, "--perplexity", 5, "--output", run_dir / "all", "--no-tensorboard"
+        "tsne", run_dir, "--samples", 1000, "--perplexity", 5, "--output", run_dir / "all", "--no_tensorboard"
     )
     assert len(read_csv(run_dir / "all" / "tsne.csv")) == 48  # a small split is used whole
 
@@ -169,7 +169,7 @@ def test_confusion_of_the_last_checkpoint_on_the_validation_split(run_dir, tmp_p
 
 
 def test_svm_head_is_scikit_learns_svm_on_the_same_features(run_dir):
-    analyze("svm-head", run_dir, "--class-weight", "0=2,class_1=0.5", "--crt-epochs", 3)
+    analyze("svm-head", run_dir, "--class_weight", "0=2,class_1=0.5", "--crt_epochs", 3)
     folder = run_dir / "analysis"
     results = json.loads((folder / "svm_head.json").read_text())
     assert results["svm"]["class_weight"] == {"class_0": 2.0, "class_1": 0.5}
@@ -219,7 +219,7 @@ def test_svm_head_is_scikit_learns_svm_on_the_same_features(run_dir):
 
 def test_svm_head_rejects_an_unknown_class_weight(run_dir, capsys):
     with pytest.raises(SystemExit):
-        analyze("svm-head", run_dir, "--class-weight", "cat=2", "--output", run_dir / "never")
+        analyze("svm-head", run_dir, "--class_weight", "cat=2", "--output", run_dir / "never")
     err = capsys.readouterr().err
     assert "'cat' is not a class" in err and "class_0" in err and not (run_dir / "never").exists()
 
@@ -285,7 +285,7 @@ def test_loss_landscape_records_every_step_of_every_run(tmp_path):
         path,
         "--steps",
         3,
-        "--learning-rates",
+        "--learning_rates",
         0.05,
         0.01,
         "--device",
@@ -333,8 +333,8 @@ def test_loss_landscape_rejects_images_too_small_for_the_network(tmp_path, capsy
     [
         (["tsne", "{missing}"], "is not a run directory: it has no config.yaml"),
         (
-            ["confusion", "{run}", "--data", "root=/x"],
-            "--data 'root' is not an argument of SyntheticDataModule",
+            ["confusion", "{run}", "--data.root=/x"],
+            "--data.root is not an argument of SyntheticDataModule",
         ),
         (["confusion", "{run}", "--checkpoint", "nope.ckpt"], "checkpoint 'nope.ckpt' not found"),
     ],
@@ -422,7 +422,7 @@ def test_every_tool_runs_on_a_torchvision_model_with_its_defaults(tmp_path, monk
     analyze("tsne", run, "--samples", 8, "--perplexity", 2)
     analyze("feature-maps", run, "--channels", 4)
     analyze("confusion", run)
-    analyze("svm-head", run, "--crt-epochs", 1)
+    analyze("svm-head", run, "--crt_epochs", 1)
     analyze("rebalance", run, "--epochs", 1)
     folder = run / "analysis"
     for name in ("tsne", "feature_maps_0", "confusion", "svm_head"):
@@ -440,12 +440,12 @@ def test_every_tool_runs_on_a_torchvision_model_with_its_defaults(tmp_path, monk
     config["variants"] = [{"name": "ShuffleNet", "backbone": backbone}]
     (tmp_path / "landscape.yaml").write_text(yaml.safe_dump(config))
     analyze("loss-landscape", "--config", tmp_path / "landscape.yaml", "--steps", 2,
-            "--learning-rates", 0.1, 0.01, "--device", "cpu", "--output", tmp_path / "landscape")  # fmt: skip
+            "--learning_rates", 0.1, 0.01, "--device", "cpu", "--output", tmp_path / "landscape")  # fmt: skip
     assert len(read_csv(tmp_path / "landscape/loss_landscape.csv")) == 2 * 2
 
 
 def test_data_dir_points_a_tool_at_data_that_moved(tmp_path, monkeypatch, capsys):
-    """A run trained on an image folder that has since moved: ``--data-dir`` points the tool at its new
+    """A run trained on an image folder that has since moved: ``--data_dir`` points the tool at its new
     place and gives the same test predictions; without it, one line says the data is not found."""
     from test_data import write_images
 
@@ -465,6 +465,6 @@ def test_data_dir_points_a_tool_at_data_that_moved(tmp_path, monkeypatch, capsys
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip()
     assert "images" in err and len(err.splitlines()) == 1 and not (tmp_path / "nowhere").exists()
-    analyze("confusion", run, "--data-dir", tmp_path / "moved", "--output", tmp_path / "moved_out")
+    analyze("confusion", run, "--data_dir", tmp_path / "moved", "--output", tmp_path / "moved_out")
     counts = [[int(v) for v in list(r.values())[1:]] for r in read_csv(tmp_path / "moved_out/confusion.csv")]
     assert counts == json.loads((run / "test_results.json").read_text())["confusion_matrix"]

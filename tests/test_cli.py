@@ -11,16 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, ROOT
+from conftest import CONFIGS, ROOT, run_litvision
 from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar.layout_pb2 import Layout as LayoutProto
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from test_ddp import assert_quiet
 
+from litvision.analysis.cli import build_parser as analysis_parser
 from litvision.cli import LitvisionCLI, main
+from litvision.commands import COMMANDS
 from litvision.models import SimpleCNN
 from litvision.module import ImageClassifier
+from litvision.parsing import Parser
+from litvision.reproduce.cli import build_parser as reproduce_parser
 from litvision.utils import read_scalars
 
 BIN = Path(sys.executable).parent
@@ -132,11 +136,57 @@ def test_litvision_script_and_module_entry_point(in_tmp):
     results = json.loads((in_tmp / "lightning_logs/digits_lstm/version_0/test_results.json").read_text())
     assert results["checkpoint"] is None  # no validation split: the last weights are tested
     help_ = run_script(sys.executable, "-m", "litvision", "--help", cwd=in_tmp)
-    assert help_.returncode == 0 and "{fit,validate,test,predict}" in help_.stdout
-    listed = " ".join(help_.stdout.split())  # the help text is wrapped to the terminal
-    assert "'litvision analyze TOOL RUN_DIR'" in listed and "'litvision reproduce'" in listed
+    assert help_.returncode == 0
+    # Every command on one line of its own with what it does, analyze and reproduce beside training.
+    for name, summary in COMMANDS.items():
+        assert any(line.split() == [name, *summary.split()] for line in help_.stdout.splitlines()), name
     reproduce = run_script(sys.executable, "-m", "litvision", "reproduce", "--help", cwd=in_tmp)
-    assert reproduce.returncode == 0 and "{run,report,sweep,plain}" in reproduce.stdout
+    assert reproduce.returncode == 0
+    assert [line.split()[0] for line in reproduce.stdout.splitlines()[-4:]] == [
+        "run",
+        "report",
+        "sweep",
+        "plain",
+    ]
+
+
+def test_every_command_parses_alike(in_tmp):
+    """fit, analyze and reproduce come from one parser family: each takes --config and --print_config,
+    and an unknown option or a value of the wrong type ends in the same one-line form, status 2."""
+    fit = LitvisionCLI(
+        args=[f"--config={ROOT / 'configs/digits_lstm.yaml'}", "--trainer.logger=false"], run=False
+    )
+    assert isinstance(fit.parser, Parser)
+    assert isinstance(analysis_parser(), Parser) and isinstance(reproduce_parser(), Parser)
+    commands = {
+        "fit": (["fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}"], "checkpoint_every_n_steps"),
+        "analyze confusion": (["analyze", "confusion", str(in_tmp)], "pairs"),
+        "reproduce run": (["reproduce", "run", "002"], "gpus_per_run"),
+    }
+    for prog, (args, key) in commands.items():
+        help_ = run_litvision([*args[:-1], "--help"], in_tmp)
+        assert (
+            help_.returncode == 0 and "--config CONFIG" in help_.stdout and "--print_config" in help_.stdout
+        )
+        wrong_type = f"Parser key \"{key}\": Expected a <class 'int'>. Got value: ten"
+        for bad, message in (
+            (["--nope=1"], "unrecognized arguments: --nope=1"),
+            ([f"--{key}=ten"], wrong_type),
+        ):
+            done = run_litvision([*args, *bad], in_tmp)
+            assert done.returncode == 2 and done.stderr == f"litvision {prog}: error: {message}\n", (
+                done.stderr
+            )
+    printed = run_litvision(["reproduce", "run", "002", "--dry_run", "--print_config"], in_tmp)
+    assert (
+        yaml.safe_load(printed.stdout)["reports"] == ["002"]
+        and yaml.safe_load(printed.stdout)["dry_run"] is True
+    )
+    (in_tmp / "tsne.yaml").write_text("samples: 30\nsplit: val\n")
+    printed = run_litvision(
+        ["analyze", "tsne", str(in_tmp), "--config", "tsne.yaml", "--print_config"], in_tmp
+    )
+    assert {"samples": 30, "split": "val"}.items() <= yaml.safe_load(printed.stdout).items()
 
 
 def test_missing_data_is_one_line_and_leaves_nothing(in_tmp):

@@ -237,10 +237,10 @@ def test_slurm_launcher_submits_one_array_task_per_run_and_returns(fake_slurm, t
     )
     settings = tmp_path / "slurm.yaml"
     settings.write_text(yaml.safe_dump({"partition": "gpu", "account": "lab", "setup": ["module load cuda"]}))
-    args = ["run", "--plans", str(plans), "--scale", "asis", "--runs-dir", str(tmp_path / "runs"),
-            "--reports-dir", str(tmp_path / "reports"), "--data-source", "synthetic", "--no-analyses",
-            "--launcher", "slurm", "--slurm", str(settings), "--time", "2:00:00", "--gpus-per-run", "2",
-            "--array-parallelism", "2", "--sbatch", "qos=high"]  # fmt: skip
+    args = ["run", "--plans", str(plans), "--scale", "asis", "--runs_dir", str(tmp_path / "runs"),
+            "--reports_dir", str(tmp_path / "reports"), "--data_source", "synthetic", "--no_analyses",
+            "--launcher", "slurm", "--slurm", str(settings), "--slurm.time", "2:00:00", "--gpus_per_run", "2",
+            "--slurm.array_parallelism", "2", "--slurm.sbatch.qos=high"]  # fmt: skip
     main(args)
     out = capsys.readouterr().out
     assert out.count("submitted as job 4242_") == 3
@@ -261,9 +261,9 @@ def test_slurm_launcher_submits_one_array_task_per_run_and_returns(fake_slurm, t
 @pytest.mark.parametrize(
     "option, message",
     [
-        (["--time", "2h"], "SLURM time '2h' is invalid: use minutes, or [days-]hours:minutes:seconds"),
-        (["--sbatch", "qos"], "--sbatch 'qos' is invalid: use KEY=VALUE"),
-        (["--array-parallelism", "-1"], "SLURM setting array_parallelism=-1 is invalid"),
+        (["--slurm.time", "2h"], "SLURM time '2h' is invalid: use minutes, or [days-]hours:minutes:seconds"),
+        (["--slurm.sbatch", "qos"], 'Parser key "slurm.sbatch"'),  # the parser's: status 2
+        (["--slurm.array_parallelism", "-1"], "SLURM setting array_parallelism=-1 is invalid"),
     ],
 )
 def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fake_slurm, tmp_path, capsys):
@@ -271,23 +271,32 @@ def test_bad_slurm_settings_are_one_line_and_submit_nothing(option, message, fak
 
     plans = write_plan(tmp_path / "plans", {"a": {}})
     with pytest.raises(SystemExit) as exit_:
-        main(["run", "--plans", str(plans), "--scale", "asis", "--runs-dir", str(tmp_path / "runs"),
-              "--data-source", "synthetic", "--launcher", "slurm", *option])  # fmt: skip
-    assert exit_.value.code == 1
+        main(["run", "--plans", str(plans), "--scale", "asis", "--runs_dir", str(tmp_path / "runs"),
+              "--data_source", "synthetic", "--launcher", "slurm", *option])  # fmt: skip
+    assert exit_.value.code in (1, 2)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"error: {message}" in err
     assert not list(fake_slurm.iterdir()) and not (tmp_path / "runs").exists()
 
 
-def test_a_settings_files_time_limit_reads_as_sbatch_reads_it(tmp_path):
-    """``time: 4:00:00`` unquoted is four hours (YAML 1.1 would read 14400, then taken as minutes)."""
-    from litvision.reproduce.launch import SlurmSettings
+def test_a_settings_files_time_limit_reads_as_sbatch_reads_it(tmp_path, capsys):
+    """A time limit is a string, as sbatch reads it; unquoted, YAML reads ``4:00:00`` as the number 14400
+    (base 60), which would be taken as minutes: refused in one line, naming the value."""
+    from litvision.reproduce.cli import build_parser
 
-    for written, seconds in (("4:00:00", 4 * 3600), ("'4:00:00'", 4 * 3600), ("240", 240 * 60),
-                             ("1-12", 36 * 3600), ("30:00", 30 * 60)):  # fmt: skip
+    parser = build_parser()
+    for written, seconds in (("'4:00:00'", 4 * 3600), ("'240'", 240 * 60), ("'1-12'", 36 * 3600),
+                             ("'30:00'", 30 * 60)):  # fmt: skip
         (tmp_path / "slurm.yaml").write_text(f"time: {written}\narray_parallelism: 8\n")
-        settings = SlurmSettings.load(tmp_path / "slurm.yaml")
+        settings = parser.instantiate(
+            parser.parse_args(["run", "--slurm", str(tmp_path / "slurm.yaml")])
+        ).run.slurm
         assert (settings.timeout_s(), settings.array_parallelism) == (seconds, 8), written
+    (tmp_path / "slurm.yaml").write_text("time: 4:00:00\n")
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["run", "--slurm", str(tmp_path / "slurm.yaml")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "14400" in err and "slurm.time" in err
 
 
 @pytest.mark.slow
@@ -296,9 +305,9 @@ def test_submitit_local_waits_and_reports_a_failed_task(tmp_path, capsys):
 
     plans = write_plan(tmp_path / "plans", {"broken": {"data.init_args.val_size": 5000}})
     with pytest.raises(SystemExit) as exit_:
-        main(["run", "--plans", str(plans), "--scale", "asis", "--runs-dir", str(tmp_path / "runs"),
-              "--reports-dir", str(tmp_path / "reports"), "--data-source", "synthetic", "--no-analyses",
-              "--launcher", "submitit-local", "--time", "10"])  # fmt: skip
+        main(["run", "--plans", str(plans), "--scale", "asis", "--runs_dir", str(tmp_path / "runs"),
+              "--reports_dir", str(tmp_path / "reports"), "--data_source", "synthetic", "--no_analyses",
+              "--launcher", "submitit-local", "--slurm.time", "10"])  # fmt: skip
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert "1 failed:\nrun 950/broken: " in err and "5000" in err, err
@@ -324,10 +333,11 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
     from rich.console import Console
 
     from litvision.reproduce.data_sources import DataSource
+    from litvision.reproduce.jobs import MARKER
     from litvision.reproduce.launch import PLAIN_ENVIRONMENT, Launcher, SlurmSettings
     from litvision.reproduce.plan import load_plan, load_scale
     from litvision.reproduce.report import METRICS
-    from litvision.reproduce.runner import MARKER, Reproduction
+    from litvision.reproduce.runner import Reproduction
 
     monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])  # for the runner's and the tasks' processes
     short = {
@@ -350,11 +360,11 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
     launcher = Launcher("submitit-local", SlurmSettings(time="13:20", signal_delay_s=540, gpus_per_run=0))
     launcher.wait = False  # this test signals a task while they run, then waits for them
     runner = Reproduction(
-        [load_plan(plans / "950.yaml", Path("."), set(METRICS))], scale, DataSource("synthetic", scale),
+        [load_plan(plans / "950.yaml", set(METRICS))], scale, DataSource("synthetic", scale),
         tmp_path / "cluster", launcher=launcher, console=Console(file=(tmp_path / "cluster.log").open("w")),
     )  # fmt: skip
     runner.run(analyses=False)  # returns once submitted
-    tasks = {job_id.split("/")[1]: task for job_id, task in launcher.jobs.items()}
+    tasks = {job_id.split("/")[1]: task for job_id, task in launcher.tasks.items()}
     for _ in range(600):
         if (tmp_path / "cluster/950/preempted/checkpoints/last.ckpt").is_file():
             break
@@ -365,8 +375,8 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
     # The same runs by the local runner, while the timed-out run stalls.
     local = subprocess.run(
         [sys.executable, "-m", "litvision", "reproduce", "run", "--plans", str(local_plans),
-         "--scale", "asis", "--runs-dir", str(tmp_path / "local"), "--reports-dir", str(tmp_path / "reports"),
-         "--data-source", "synthetic", "--no-analyses"],
+         "--scale", "asis", "--runs_dir", str(tmp_path / "local"), "--reports_dir", str(tmp_path / "reports"),
+         "--data_source", "synthetic", "--no_analyses"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert local.returncode == 0, local.stdout[-3000:]

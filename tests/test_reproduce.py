@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, run_litvision
 
 import litvision.reproduce.report as report_module
 from litvision.commands import main as litvision_main
@@ -28,19 +28,22 @@ from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
 from litvision.reproduce.estimate import START_S, Progress
+from litvision.reproduce.jobs import MARKER
 from litvision.reproduce.plain import STATE
 from litvision.reproduce.plan import (
     Analysis,
     Scale,
     available_plans,
+    format_value,
     load_plan,
     load_scale,
     load_sweep,
     lookup,
     select_plans,
+    sweep_runs,
 )
-from litvision.reproduce.report import METRICS, Report, RunResult
-from litvision.reproduce.runner import MARKER, PLAIN_DIR, Reproduction, epochs_trained, is_finished
+from litvision.reproduce.report import METRICS, Report, RunDir
+from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished
 from litvision.utils import load_checkpoint
 
 PLANS = ROOT / "configs" / "experiments"
@@ -55,7 +58,7 @@ def in_root(monkeypatch):
 
 
 def load_all_plans():
-    return {p.stem: load_plan(p, ROOT, set(METRICS)) for p in available_plans(PLANS).values()}
+    return {p.stem: load_plan(p, set(METRICS)) for p in available_plans(PLANS).values()}
 
 
 def test_all_means_the_five_numbered_reports_and_cifar10_lt_runs_by_name():
@@ -105,6 +108,10 @@ def print_config(args: list[str], capsys) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
+def override_args(run) -> list[str]:
+    return [f"--{key}={format_value(value)}" for key, value in run.overrides.items()]
+
+
 def contained(value, resolved) -> bool:
     if isinstance(value, dict):
         return all(contained(v, resolved[k]) for k, v in value.items())
@@ -115,16 +122,16 @@ def contained(value, resolved) -> bool:
 def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, capsys):
     """Every point's overrides are accepted by the CLI and resolve to the value the point names, while
     the rest of the base config stays as it is."""
-    loaded = load_sweep(sweep.relative_to(ROOT), ROOT)
+    loaded = load_sweep(sweep.relative_to(ROOT))
     base = print_config([f"--config={loaded.config}"], capsys)
-    for label, spec in loaded.specs("sweep", ROOT).items():
-        resolved = print_config([f"--config={spec.config}", *spec.override_args()], capsys)
+    for label, run in sweep_runs(loaded, "sweep").items():
+        resolved = print_config([f"--config={run.config}", *override_args(run)], capsys)
         for key, value in loaded.points[label.split("-", 1)[1]].items():
             found, got = lookup(resolved, key)
             assert found and contained(value, got), (label, key, got)
         assert resolved["data"] == base["data"] and resolved["trainer"] == base["trainer"]
     if loaded.name == "optimizer":  # a new optimizer class does not inherit SGD's momentum
-        adam_args = loaded.specs("s", ROOT)["optimizer-adam"].override_args()
+        adam_args = override_args(sweep_runs(loaded, "s")["optimizer-adam"])
         adam = print_config([f"--config={loaded.config}", *adam_args], capsys)
         assert "momentum" not in adam["model"]["optimizer"]["init_args"]
 
@@ -147,7 +154,7 @@ def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, c
         ({"title": "t", "tablez": []}, "unknown key 'tablez'"),
         ({"title": "t", "runs": {"a": {"config": "configs/digits_lstm.yaml", "overides": {}}}},
          "unknown key 'overides'"),
-        ({"title": "t", "tables": [{"title": "T", "kind": "other"}]}, "'tables.kind' is 'other'"),
+        ({"title": "t", "tables": [{"title": "T", "kind": "other"}]}, "Got value: other"),
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "tables": [{"title": "T", "kind": "per_class", "columns": {"A": "a"},
                       "published": {"4-0": [1.0]}}]},
@@ -157,12 +164,16 @@ def test_each_sweep_point_is_an_ordinary_run_of_what_it_claims(sweep, in_root, c
          "or 'total', not 1.5"),
         ({"title": "t", "tables": [{"title": "T", "metrics": ["test_acc"],
                                     "rows": [{"label": "x", "run": "a", "published": ["high"]}]}]},
-         "'tables.rows.published' is 'high'"),
-        ({"runs": {}}, "'title' is missing"),
+         "Given value: high"),
+        ({"runs": {}}, "required: title"),
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "findings": [{"claim": "c", "higher": {"run": "a"}, "lower": {"run": "b"}}]}, "lower: run 'b'"),
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
-          "findings": [{"claim": "c", "higher": "a", "lower": {"run": "a"}}]}, "is 'a': expected a mapping"),
+          "findings": [{"claim": "c", "higher": {"run": "a"}, "lower": {"run": "a"}}]},
+         "higher: not a cell of the plan's tables"),
+        ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
+          "findings": [{"claim": "c", "higher": "a", "lower": {"run": "a"}}]},
+         "\"higher\": Unable to load config 'a'"),
         ({"title": "t", "runs": {"a": "configs/digits_lstm.yaml"},
           "findings": [{"claim": "c", "higher": {"run": "a", "classes": "4-0"}, "lower": {"run": "a"}}]},
          "'classes' '4-0' must be a class id or a range"),
@@ -180,8 +191,23 @@ def test_a_bad_plan_is_refused_in_one_line_naming_the_value(plan, message, tmp_p
         plan["sweeps"] = [str(tmp_path / "sweep.yaml")]
     (tmp_path / "900.yaml").write_text(yaml.safe_dump(plan))
     with pytest.raises(LitvisionError, match="^[^\n]*$") as error:
-        load_plan(tmp_path / "900.yaml", ROOT, set(METRICS))
+        load_plan(tmp_path / "900.yaml", set(METRICS))
     assert message in str(error.value)
+
+
+def test_arguments_in_plans_sweeps_and_scales_are_kept_as_written(tmp_path, in_root):
+    """A run's overrides may hold classes to build (a list of callbacks): the plan keeps them as written,
+    and the run's command passes them on as the CLI takes them."""
+    callbacks = [{"class_path": "helpers.crash.KillAtStep", "init_args": {"step": 3}}]
+    plan = {"title": "t", "runs": {"a": {"config": "configs/digits_lstm.yaml",
+                                         "overrides": {"trainer.callbacks": callbacks}}}}  # fmt: skip
+    (tmp_path / "900.yaml").write_text(yaml.safe_dump(plan))
+    run = load_plan(tmp_path / "900.yaml", set(METRICS)).runs["a"]
+    assert run.overrides == {"trainer.callbacks": callbacks}
+    runner = Reproduction(
+        [load_plan(tmp_path / "900.yaml", set(METRICS))], Scale(), DataSource("download", Scale()), tmp_path
+    )
+    assert f"--trainer.callbacks={json.dumps(callbacks)}" in runner.fit_args(run)
 
 
 def test_the_command_line_names_an_unknown_report_or_scale(in_root, capsys):
@@ -197,7 +223,7 @@ def test_the_command_line_names_an_unknown_report_or_scale(in_root, capsys):
 
 
 def test_sources_refuse_what_they_cannot_provide(tmp_path, in_root):
-    with pytest.raises(LitvisionError, match="does not exist; use --data-source download"):
+    with pytest.raises(LitvisionError, match="does not exist; use --data_source download"):
         DataSource("offline", Scale("full"), shared_dir=tmp_path / "missing")
     with pytest.raises(LitvisionError, match="scaled-down"):
         DataSource("synthetic", Scale("full"))
@@ -208,43 +234,73 @@ def test_scale_arguments_apply_by_pattern_later_entries_winning(in_root):
     plans = load_all_plans()
     cnn, lstm, resnet = plans["000"].runs["cnn"], plans["002"].runs["lstm"], plans["004"].runs["final"]
     # "*" first, then "000/cnn" or "002/*" overriding its keys: each key once, with the last value.
-    assert quick.run_args(cnn) == [
-        "--trainer.max_epochs=5", "--trainer.limit_train_batches=1.0", "--data.batch_size=128",
-        "--data.num_workers=0",
+    assert list(quick.arguments(cnn).items()) == [
+        ("trainer.max_epochs", 5), ("trainer.limit_train_batches", 1.0), ("data.batch_size", 128),
+        ("data.num_workers", 0),
     ]  # fmt: skip
-    assert quick.run_args(lstm) == [
-        "--trainer.max_epochs=10", "--trainer.limit_train_batches=1.0", "--data.batch_size=128",
-        "--data.num_workers=0",
-    ]  # fmt: skip
-    assert quick.run_args(resnet) == [
-        "--trainer.max_epochs=1", "--trainer.limit_train_batches=8", "--data.batch_size=64",
-        "--data.num_workers=0",
-    ]  # fmt: skip
+    assert quick.arguments(lstm) == {
+        "trainer.max_epochs": 10, "trainer.limit_train_batches": 1.0, "data.batch_size": 128,
+        "data.num_workers": 0,
+    }  # fmt: skip
+    assert quick.arguments(resnet) == {
+        "trainer.max_epochs": 1, "trainer.limit_train_batches": 8, "data.batch_size": 64,
+        "data.num_workers": 0,
+    }  # fmt: skip
 
 
 def test_dry_run_prints_each_runs_command_and_writes_nothing(tmp_path, in_root, capsys):
     runs, data = tmp_path / "runs", tmp_path / "data"
-    main(["run", "003", "004", "--dry-run", "--scale", "quick", "--data-source", "synthetic",
-          "--runs-dir", str(runs), "--data-root", str(data)])  # fmt: skip
+    main(["run", "003", "004", "--dry_run", "--scale", "smoke", "--data_source", "synthetic",
+          "--runs_dir", str(runs), "--data_root", str(data)])  # fmt: skip
     printed = capsys.readouterr().out
     commands = [line for line in printed.splitlines() if line.startswith("litvision fit --config=")]
     assert len(commands) == 3 + 14  # each run once: the sweeps' baseline points share theirs
     assert "--model.optimizer.init_args.lr=0.005" in printed and "SyntheticDataModule" in printed
     assert not runs.exists() and not data.exists()
     # One row alone (every seed of it), by a pattern of report/run; a pattern that matches nothing is refused.
-    main(["run", "002", "--dry-run", "--scale", "cpu", "--only", "002/unb*",
-          "--runs-dir", str(runs), "--data-root", str(data), "--seeds", "2"])  # fmt: skip
+    main(["run", "002", "--dry_run", "--scale", "cpu", "--only", "002/unb*",
+          "--runs_dir", str(runs), "--data_root", str(data), "--seeds", "2"])  # fmt: skip
     printed = capsys.readouterr().out
     assert [line for line in printed.splitlines() if line.startswith("# ")] == [
         "# 002/unbalanced (to run)", "# 002/unbalanced-seed1 (to run)"
     ]  # fmt: skip
+    # With the commands: the time they take here, where the report goes, and that the data is downloaded.
+    assert "estimated time on this machine: about " in printed
+    assert f"the report would be written to {ROOT / 'reports' / 'cpu' / 'REPORT.md'}" in printed
+    assert "warning: --data_source download downloads the datasets" in " ".join(printed.split())
     with pytest.raises(SystemExit):
-        main(["run", "002", "--dry-run", "--only", "002/elmann", "--runs-dir", str(runs)])
+        main(["run", "002", "--dry_run", "--only", "002/elmann", "--runs_dir", str(runs)])
     assert "--only '002/elmann' matches no run of these reports: ['002/augmented'" in capsys.readouterr().err
 
 
+def test_reproduce_works_from_any_directory(tmp_path, monkeypatch, capsys):
+    """Outside the repository, the plans and their configs are the repository's; a path given on the
+    command line is relative to where the command runs."""
+    monkeypatch.chdir(tmp_path)
+    main(["run", "002", "--dry_run", "--scale", "smoke", "--data_source", "synthetic", "--runs_dir", "runs",
+          "--only", "002/elman"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "litvision fit --config=configs/elman_mnist.yaml " in printed
+    assert f"--trainer.logger.init_args.save_dir={tmp_path / 'runs' / 'smoke'} " in printed
+    assert f"the report would be written to {ROOT / 'reports' / 'smoke' / 'REPORT.md'}" in printed
+    assert Path.cwd() == tmp_path and not any(tmp_path.iterdir())
+
+
+def test_the_loss_landscape_job_reads_the_data_of_the_source(tmp_path, in_root):
+    """The loss landscape trains networks of its own from its config: its job gives it the config with the
+    reproduction's data in place of the config's, which its parser accepts."""
+    scale = load_scale("smoke", PLANS / "scales")
+    plan = load_plan(PLANS.relative_to(ROOT) / "004.yaml", set(METRICS))
+    runner = Reproduction([plan], scale, DataSource("synthetic", scale), tmp_path)
+    (job,) = runner.analysis_jobs(plan, next(a for a in plan.analyses if a.tool == "loss-landscape"))
+    printed = run_litvision([*job.args, "--print_config"], ROOT)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    config = yaml.safe_load(printed.stdout)
+    assert config["data"]["class_path"] == "litvision.data.SyntheticDataModule" and config["steps"] == 3
+
+
 def test_a_sweep_runs_alone_with_arguments_for_every_point(tmp_path, in_root, capsys):
-    main(["sweep", "configs/sweeps/resnet18_width.yaml", "--dry-run", "--save-dir", str(tmp_path),
+    main(["sweep", "configs/sweeps/resnet18_width.yaml", "--dry_run", "--save_dir", str(tmp_path),
           "--", "--trainer.max_epochs=2"])  # fmt: skip
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("litvision fit")]
     assert len(commands) == 3 and all("--trainer.max_epochs=2" in c for c in commands)
@@ -290,8 +346,8 @@ def write_plan(folder: Path) -> None:
 def test_runner_trains_once_retries_failures_and_puts_published_next_to_ours(tmp_path, in_root, capsys):
     plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
     write_plan(plans)
-    args = ["run", "--plans", str(plans), "--scale", "tiny", "--runs-dir", str(runs),
-            "--reports-dir", str(reports), "--data-source", "synthetic", "--no-analyses"]  # fmt: skip
+    args = ["run", "--plans", str(plans), "--scale", "tiny", "--runs_dir", str(runs),
+            "--reports_dir", str(reports), "--data_source", "synthetic", "--no_analyses"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 1  # the broken run failed; the other finished, and the report was written
@@ -337,19 +393,19 @@ def test_the_whole_pipeline_fills_every_table_at_smoke_scale(tmp_path, in_root):
     """Every run of the five reports, the plain-loop references, the analyses and the report, on
     synthetic data of each dataset's shape (what `make reproduce-quick` does, smaller)."""
     runs, reports = tmp_path / "runs", tmp_path / "reports"
-    main(["run", "all", "--scale", "smoke", "--data-source", "synthetic", "--jobs", "2", "--runs-dir",
-          str(runs), "--reports-dir", str(reports), "--data-root", str(tmp_path / "data")])  # fmt: skip
+    main(["run", "all", "--scale", "smoke", "--data_source", "synthetic", "--jobs", "2", "--runs_dir",
+          str(runs), "--reports_dir", str(reports), "--data_root", str(tmp_path / "data")])  # fmt: skip
     rows = list(csv.DictReader((reports / "smoke" / "results.csv").open()))
     assert {r["report"] for r in rows} == {"000", "001", "002", "003", "004"}
-    cells = [r for r in rows if r["table"] != "findings"]
-    assert all(r["status"] == "finished" and r["ours"] != "" for r in cells), [
-        r for r in cells if not r["ours"]
+    assert all(r["status"] == "finished" and r["ours"] != "" for r in rows), [
+        r for r in rows if not r["ours"]
     ]
     # Every finding of the reports judged (its two cells filled), with a verdict.
-    findings = [r for r in rows if r["table"] == "findings"]
-    assert len(findings) == 29 and all(r["ours"] != "" for r in findings), findings
+    findings = list(csv.DictReader((reports / "smoke" / "findings.csv").open()))
+    assert len(findings) == 29 and all(r["ours_gap"] != "" for r in findings), findings
     assert all(
-        r["status"].startswith(("confirmed", "not confirmed", "same direction", "reversed")) for r in findings
+        r["verdict"].startswith(("confirmed", "not confirmed", "same direction", "reversed"))
+        for r in findings
     )
     report = (reports / "smoke" / "REPORT.md").read_text()
     assert "| not run |" not in report and "failed:" not in report and "no figure" not in report
@@ -395,8 +451,8 @@ def test_plain_loop_killed_between_epochs_ends_where_an_unbroken_one_ends(tmp_pa
 def test_offline_lstm_rows_land_where_the_plain_loop_lands(tmp_path, in_root):
     """Report 002 on the MNIST copy kept offline: every row with a plain-loop reference matches it."""
     runs, reports = tmp_path / "runs", tmp_path / "reports"
-    main(["run", "002", "--scale", "smoke", "--data-source", "offline", "--runs-dir", str(runs),
-          "--reports-dir", str(reports), "--data-root", str(tmp_path / "data"), "--no-analyses"])  # fmt: skip
+    main(["run", "002", "--scale", "smoke", "--data_source", "offline", "--runs_dir", str(runs),
+          "--reports_dir", str(reports), "--data_root", str(tmp_path / "data"), "--no_analyses"])  # fmt: skip
     rows = [r for r in csv.DictReader((reports / "smoke" / "results.csv").open()) if r["plain_loop"]]
     assert len(rows) == 4  # Elman, LSTM, unbalanced, augmented
     assert all(r["ours"] == r["plain_loop"] for r in rows)
@@ -424,8 +480,6 @@ def write_mnist_files(folder: Path, counts: dict[str, int]) -> dict[str, np.ndar
 def test_offline_source_reads_the_full_mnist_and_subsets_of_its_training_set(tmp_path):
     """Offline, a scale without subset sizes trains on the official MNIST files through MNISTDataModule;
     a scale with sizes draws its images per class from the training file (not the test file)."""
-    from PIL import Image
-
     from litvision.data import MNISTDataModule
 
     shared = tmp_path / "shared"
@@ -433,30 +487,37 @@ def test_offline_source_reads_the_full_mnist_and_subsets_of_its_training_set(tmp
     cpu = Scale("cpu")
     source = DataSource("offline", cpu, tmp_path / "data", shared)
     config = {"data": {"class_path": "litvision.data.MNISTDataModule"}}
-    args, dataset = source.run_args(config)
-    assert dataset == "mnist" and "--data.download=false" in args
-    data_dir = next(a.split("=", 1)[1] for a in args if a.startswith("--data.data_dir="))
-    datamodule = MNISTDataModule(data_dir=data_dir, download=False, val_size=0, batch_size=8)
+    args, dataset = source.arguments(config)
+    assert dataset == "mnist" and args["data.download"] is False
+    datamodule = MNISTDataModule(data_dir=args["data.data_dir"], download=False, val_size=0, batch_size=8)
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.setup("test")
     assert len(datamodule.train_set) == 60 and len(datamodule.test_set) == 30
 
     quick = Scale("quick", scaled_down=True, data={"mnist": {"train": 2, "test": 1}})
-    args, _ = DataSource("offline", quick, tmp_path / "data", shared).run_args(config)
-    folder = Path(next(a.split("=", 1)[1] for a in args if a.startswith("--data.data_dir=")))
-    assert len(list((folder / "train").rglob("*.png"))) == 20
-    assert len(list((folder / "test").rglob("*.png"))) == 10
-    fills = [np.asarray(Image.open(p)).max() for p in sorted((folder / "train" / "0").iterdir())]
+    args, _ = DataSource("offline", quick, tmp_path / "data", shared).arguments(config)
+    assert (args["data.train_per_class"], args["data.test_per_class"]) == (2, 1)
+    datamodule = MNISTDataModule(
+        data_dir=args["data.data_dir"], download=False, train_per_class=2, test_per_class=1
+    )
+    train, train_labels = datamodule.read_split(train=True)
+    test, test_labels = datamodule.read_split(train=False)
+    assert len(train) == 20 and len(test) == 10
+    fills = [np.asarray(train[i][0]).max() for i, label in enumerate(train_labels) if label == 0]
     assert fills == [0, 10]  # class 0's first two images of the training file
-    assert [np.asarray(Image.open(p)).max() for p in (folder / "test" / "3").iterdir()] == [203]
-    assert f"--data={'litvision.data.ImageFolderDataModule'}" in args
+    assert [np.asarray(test[i][0]).max() for i, label in enumerate(test_labels) if label == 3] == [203]
+    images = datamodule.decode(train, "train")  # as held in memory: the subset's own images
+    assert images.shape == (20, 1, 28, 28) and [
+        int(images[i].max()) for i in range(20) if train_labels[i] == 0
+    ] == [0, 10]
 
 
 def test_offline_source_reads_the_real_eurosat_archive_whole_or_per_class(tmp_path):
     from PIL import Image
 
     from litvision.data.eurosat import CLASSES, EuroSATDataModule
+    from litvision.data.memory import image_files
 
     shared, tree = tmp_path / "shared", tmp_path / "tree"
     for name in CLASSES:
@@ -468,12 +529,14 @@ def test_offline_source_reads_the_real_eurosat_archive_whole_or_per_class(tmp_pa
         tar.add(tree / "eurosat", arcname="eurosat")
     config = {"data": {"class_path": "litvision.data.EuroSATDataModule"}}
     for scale, per_class in ((Scale("cpu"), 3), (Scale("cpu", data={"eurosat": {"images": 2}}), 2)):
-        args, _ = DataSource("offline", scale, tmp_path / "data", shared).run_args(config)
-        data_dir = next(a.split("=", 1)[1] for a in args if a.startswith("--data.data_dir="))
-        datamodule = EuroSATDataModule(data_dir=data_dir, download=False, test_size=0, val_size=0)
+        args, _ = DataSource("offline", scale, tmp_path / "data", shared).arguments(config)
+        datamodule = EuroSATDataModule(
+            data_dir=args["data.data_dir"], download=False, test_size=0, val_size=0,
+            images_per_class=args.get("data.images_per_class"),
+        )  # fmt: skip
         datamodule.setup("fit")
         assert len(datamodule.train_set) == 10 * per_class
-    kept = sorted(p.name for p in (Path(data_dir) / "Forest").iterdir())
+    kept = sorted(Path(f).name for f in image_files(datamodule.read_split(train=True)[0]) if "Forest_" in f)
     assert kept == ["Forest_1.jpg", "Forest_2.jpg"]  # the first images by number, not by name
 
 
@@ -512,7 +575,7 @@ def write_seeded_plan(folder: Path) -> None:
 def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_path, in_root, capsys):
     plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
     write_seeded_plan(plans)
-    main(["run", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
+    main(["run", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs), "--reports_dir",
           str(reports)])  # fmt: skip
     out = capsys.readouterr().out
     assert "2 runs at scale cpu" in out and "1 left to a GPU" in out and "progress: 2 finished" in out
@@ -542,12 +605,16 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     # An analysis that scores runs on every seed of its run, and the report averages its number over
     # them; a figure is made of the first seed only.
     runner = Reproduction(
-        [load_plan(plans / "900.yaml", Path("."), set(METRICS))], load_scale("cpu", plans / "scales"),
+        [load_plan(plans / "900.yaml", set(METRICS))], load_scale("cpu", plans / "scales"),
         DataSource("download", load_scale("cpu", plans / "scales")), runs / "cpu",
     )  # fmt: skip
-    jobs = {a: runner.analysis_jobs(runner.plans[0], Analysis(a, ["lstm"]), {}) for a in ("svm-head", "tsne")}
-    assert [job.command[5:] for job in jobs["svm-head"]] == [[str(first)], [str(second)]]
-    assert [job.command[5:] for job in jobs["tsne"]] == [[str(first)]]
+    jobs = {
+        a: runner.analysis_jobs(runner.plans[0], Analysis(a, ["lstm"], name="again"))
+        for a in ("svm-head", "tsne")
+    }
+    assert [list(job.args[2:]) for job in jobs["svm-head"]] == [[str(first)], [str(second)]]
+    assert [list(job.args[2:]) for job in jobs["tsne"]] == [[str(first)]]
+    assert runner.analysis_jobs(runner.plans[0], Analysis("svm-head", ["lstm"])) == []  # done, runs unchanged
     svm = [100 * json.loads((d / "analysis/svm_head.json").read_text())["heads"]["svm"]["acc"]
            for d in (first, second)]  # fmt: skip
     # A range of classes in a per-class table: each seed's mean over those classes, then mean ± std.
@@ -560,9 +627,15 @@ def test_seeds_are_separate_runs_and_the_report_shows_their_mean_and_spread(tmp_
     )
     svm_mean, svm_std = statistics.mean(svm), statistics.stdev(svm)
     assert f"| SVM head | 96.00 | {svm_mean:.2f} ± {svm_std:.2f} (2 seeds) |" in report
-    rows = {r["row"]: r for r in csv.DictReader((reports / "cpu" / "results.csv").open())}
-    assert rows["LSTM"]["seeds"] == "2" and float(rows["LSTM"]["ours_std"]) == round(std, 2)
-    assert rows["big"]["status"] == "needs a GPU" and rows["big"]["ours"] == ""
+    # results.csv: the records, one per table cell and seed.
+    rows = [
+        r for r in csv.DictReader((reports / "cpu" / "results.csv").open()) if r["table"] == "Digits table"
+    ]
+    lstm = [r for r in rows if r["row"] == "LSTM"]
+    assert [(r["seed"], float(r["ours"]), r["run_dir"]) for r in lstm] == [
+        ("0", round(accs[0], 2), str(first)), ("1", round(accs[1], 2), str(second))
+    ]  # fmt: skip
+    assert [(r["status"], r["ours"]) for r in rows if r["row"] == "big"] == [("needs a GPU", "")]
 
 
 def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path, in_root):
@@ -576,7 +649,7 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
         (runs / "cpu" / "900" / run / "test_results.json").write_text(json.dumps({"acc": 0.9}))
         (runs / "cpu" / "900" / run / MARKER).write_text(json.dumps({"status": "finished"}))
 
-    args = ["report", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
+    args = ["report", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs), "--reports_dir",
             str(reports)]  # fmt: skip
     finish("lstm")
     main(args)
@@ -610,6 +683,23 @@ def test_a_report_with_runs_missing_says_at_its_top_that_it_is_partial(tmp_path,
     assert text.startswith("# Reproduction of Study (study scale)")
 
 
+def test_a_report_reads_the_analyses_of_runs_made_before_their_markers(tmp_path, in_root):
+    """Runs of an earlier litvision recorded their analyses in one analyses.json per report: the report
+    of those runs still shows their figures (reports/cpu was made so)."""
+    plans, runs, reports = tmp_path / "plans", tmp_path / "runs", tmp_path / "reports"
+    write_seeded_plan(plans)
+    figure = runs / "cpu" / "900" / "lstm" / "analysis" / "svm_head.png"
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(b"png")
+    entry = {"status": "done", "command": "litvision analyze svm-head RUN", "figures": [str(figure)]}
+    (runs / "cpu" / "900" / "analyses.json").write_text(json.dumps({"svm-head-lstm": entry}))
+    main(["report", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs), "--reports_dir",
+          str(reports)])  # fmt: skip
+    text = (reports / "cpu" / "REPORT.md").read_text()
+    assert "**svm-head** (`litvision analyze svm-head RUN`)" in text
+    assert (reports / "cpu" / "figures" / "900-svm-head-lstm-svm_head.png").read_bytes() == b"png"
+
+
 def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_noise(tmp_path, in_root):
     """A finding compares two cells, each over its run's finished seeds: confirmed when our gap has the
     report's sign, and beyond the noise when it is over twice the larger standard deviation."""
@@ -637,7 +727,7 @@ def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_no
         (runs / "cpu" / "900" / run / MARKER).write_text(json.dumps({"status": "finished"}))
 
     def findings() -> dict[str, list[str]]:
-        main(["report", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs), "--reports-dir",
+        main(["report", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs), "--reports_dir",
               str(reports)])  # fmt: skip
         text = (reports / "cpu" / "REPORT.md").read_text().split("### Findings")[1].split("###")[0]
         rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if "|" in line]
@@ -660,11 +750,11 @@ def test_findings_say_whether_ours_keep_the_reports_ordering_beyond_the_seeds_no
     shutil.rmtree(runs / "cpu" / "900" / "small")
     finish("small", 0.99, 0.80)  # 3 points the other way
     assert found_verdict(findings(), "LSTM above small") == "reversed, beyond the noise"
-    rows = {r["row"]: r for r in csv.DictReader((reports / "cpu" / "results.csv").open())}
-    assert rows["LSTM above small"]["table"] == "findings"
-    assert [rows["LSTM above small"][k] for k in ("published", "ours", "ours_std", "seeds")] == [
+    rows = {r["finding"]: r for r in csv.DictReader((reports / "cpu" / "findings.csv").open())}
+    assert [rows["LSTM above small"][k] for k in ("published_gap", "ours_gap", "noise", "seeds")] == [
         "2.0", "-3.0", "1.41", "1"
     ]  # fmt: skip
+    assert rows["LSTM above small"]["verdict"].startswith("reversed, beyond the noise")
     summary = (reports / "cpu" / "REPORT.md").read_text().split("## Summary")[1].split("<a id")[0]
     assert "| 1 of 2 (1 needing a GPU) |" in summary  # the 0-4 one confirmed, the reversed one not
     # The mean difference: small's two cells (4 and 10 points), not the LSTM's at its reduced budget.
@@ -690,8 +780,8 @@ def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root
     write_seeded_plan(plans)
     monkeypatch.setattr(entry, "LONG_HOURS", 0)  # any estimate is "too long"
     with pytest.raises(SystemExit) as exit_:
-        main(["run", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs),
-              "--reports-dir", str(tmp_path / "reports"), "--no-analyses"])  # fmt: skip
+        main(["run", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs),
+              "--reports_dir", str(tmp_path / "reports"), "--no_analyses"])  # fmt: skip
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip()
     assert "add --yes to start it anyway" in err and len(err.splitlines()) == 1
@@ -699,8 +789,8 @@ def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root
     # Timed while other work holds the cores, the estimate says so (it can be 100 times too long).
     monkeypatch.setattr(entry.os, "getloadavg", lambda: (3.0 * (os.cpu_count() or 1), 0.0, 0.0))
     with pytest.raises(SystemExit):
-        main(["run", "--plans", str(plans), "--scale", "cpu", "--runs-dir", str(runs),
-              "--reports-dir", str(tmp_path / "reports"), "--no-analyses"])  # fmt: skip
+        main(["run", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs),
+              "--reports_dir", str(tmp_path / "reports"), "--no_analyses"])  # fmt: skip
     assert f"the machine is busy, load {3.0 * (os.cpu_count() or 1):.1f}" in capsys.readouterr().out
 
 
@@ -729,15 +819,15 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
         }
         (tmp_path / name / "900.yaml").write_text(yaml.safe_dump(plan))
         (tmp_path / name / "scales" / "tiny.yaml").write_text(yaml.safe_dump({"description": "short"}))
-    args = ["--scale", "tiny", "--runs-dir", str(tmp_path / "runs"), "--reports-dir",
-            str(tmp_path / "reports"), "--data-source", "synthetic", "--no-analyses"]  # fmt: skip
+    args = ["--scale", "tiny", "--runs_dir", str(tmp_path / "runs"), "--reports_dir",
+            str(tmp_path / "reports"), "--data_source", "synthetic", "--no_analyses"]  # fmt: skip
     # The time-left estimate of a run in that directory, were it a 2-epoch MNIST run (digits have none).
     mnist = tmp_path / "mnist"
     (mnist / "900.yaml").parent.mkdir()
     (mnist / "900.yaml").write_text(yaml.safe_dump({"title": "MNIST", "runs": {"lstm": {
         "config": "configs/lstm_mnist.yaml", "overrides": {"trainer.max_epochs": 2}}}}))  # fmt: skip
     scale = Scale("tiny", scaled_down=True, data={"mnist": {"train": 10, "test": 10}})
-    plan = load_plan(mnist / "900.yaml", Path("."), set(METRICS))
+    plan = load_plan(mnist / "900.yaml", set(METRICS))
     runner = Reproduction([plan], scale, DataSource("synthetic", scale), tmp_path / "runs" / "tiny")
     fresh = runner.predicted_seconds(plan.runs["lstm"]) - START_S  # training time, 2 epochs
     assert fresh > 0
@@ -752,7 +842,7 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     (run / MARKER).unlink()  # as a runner killed with its run leaves it: the report says what is left
     loads = []
     monkeypatch.setattr(report_module, "epochs_trained", lambda d: loads.append(d) or epochs_trained(d))
-    unfinished = RunResult(plan.runs["lstm"], run)
+    unfinished = RunDir(plan.runs["lstm"], run)
     status = unfinished.status
     assert status.startswith("unfinished: 1 epoch(s) trained; it resumes from its last checkpoint")
     assert unfinished.status == status and len(loads) == 1  # a report asks for it in every cell: read once
@@ -770,11 +860,11 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     assert f"| {marker['wall_time_s']:.0f} (last attempt) |" in report  # its command time: not all of it
     info = json.loads((run / "run_info.json").read_text())
     assert [s["status"] for s in info["sessions"]] == ["killed", "finished"]
-    result = RunResult(plan.runs["lstm"], run)
+    result = RunDir(plan.runs["lstm"], run)
     assert result.training_time == f"{info['wall_time_s']:.0f}"  # both sessions timed
     del info["sessions"][0]["wall_time_s"]  # as a session killed before its first checkpoint leaves it
     (run / "run_info.json").write_text(json.dumps(info))
-    assert RunResult(plan.runs["lstm"], run).training_time.endswith(" (+ 1 session(s) not timed)")
+    assert RunDir(plan.runs["lstm"], run).training_time.endswith(" (+ 1 session(s) not timed)")
 
 
 def test_the_estimate_counts_the_plain_loop_references_left(tmp_path, in_root):
@@ -787,7 +877,7 @@ def test_the_estimate_counts_the_plain_loop_references_left(tmp_path, in_root):
         yaml.safe_dump({"title": "MNIST", "runs": {"lstm": {**lstm, "plain_reference": True}}})
     )
     scale = Scale("tiny", scaled_down=True, data={"mnist": {"train": 10, "test": 10}})
-    plan = load_plan(plans / "900.yaml", Path("."), set(METRICS))
+    plan = load_plan(plans / "900.yaml", set(METRICS))
     runner = Reproduction([plan], scale, DataSource("synthetic", scale), tmp_path / "runs")
     spec = plan.runs["lstm"]
     run = runner.predicted_seconds(spec)
@@ -814,7 +904,7 @@ def test_a_reproduction_stopped_by_sigterm_stops_its_run_which_is_interrupted_no
     (plans / "900.yaml").write_text(yaml.safe_dump(plan))
     (plans / "scales" / "cpu.yaml").write_text(yaml.safe_dump({"description": "long", "scaled_down": False}))
     command = [sys.executable, "-m", "litvision", "reproduce", "run", "900", "--plans", str(plans), "--scale",
-               "cpu", "--runs-dir", str(runs), "--reports-dir", str(reports), "--no-analyses"]  # fmt: skip
+               "cpu", "--runs_dir", str(runs), "--reports_dir", str(reports), "--no_analyses"]  # fmt: skip
     run = runs / "cpu" / "900" / "lstm"
     runner = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -850,7 +940,7 @@ def test_a_reproduction_stopped_by_sigterm_stops_its_run_which_is_interrupted_no
 
 
 def test_a_report_whose_runs_all_need_a_gpu_lists_their_commands_without_an_empty_table(tmp_path, in_root):
-    plan = load_plan(PLANS / "003.yaml", Path("."), set(METRICS))
+    plan = load_plan(PLANS.relative_to(ROOT) / "003.yaml", set(METRICS))
     scale = load_scale("cpu", PLANS / "scales")
     report = Report([plan], scale, DataSource("offline", scale, shared_dir=tmp_path), tmp_path, tmp_path)
     text = "\n".join(report.runs_section(plan))
@@ -865,7 +955,7 @@ def test_the_random_weights_note_names_the_runs_trained_here_with_their_configs_
     says so of each such run, but not of a run left to a GPU or trained with another network in its place
     (the cpu scale's simple CNN standing in for VGG-16)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
-    plan = load_plan(PLANS / "000.yaml", Path("."), set(METRICS))
+    plan = load_plan(PLANS.relative_to(ROOT) / "000.yaml", set(METRICS))
     notes = {}
     for name in ("quick", "cpu"):
         scale = load_scale(name, PLANS / "scales")

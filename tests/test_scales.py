@@ -40,8 +40,8 @@ def test_the_gpu_scale_trains_every_row_at_its_recipe_from_random_weights_where_
     tmp_path, in_root, capsys, monkeypatch
 ):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache, as on the device
-    main(["run", "cifar10_lt", "004", "003", "000", "001", "--scale", "gpu", "--data-source", "offline",
-          "--shared-data", str(tmp_path), "--data-root", str(tmp_path / "data"), "--dry-run"])  # fmt: skip
+    main(["run", "cifar10_lt", "004", "003", "000", "001", "--scale", "gpu", "--data_source", "offline",
+          "--shared_data", str(tmp_path), "--data_root", str(tmp_path / "data"), "--dry_run"])  # fmt: skip
     printed = capsys.readouterr().out.splitlines()
     runs = [line for line in printed if line.startswith("# ")]
     assert runs and all(line.endswith("(to run)") for line in runs), "none is left to another machine"

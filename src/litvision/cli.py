@@ -25,6 +25,7 @@ from litvision.checkpoint_io import with_atomic_checkpoints
 from litvision.data import ImageDataModule
 from litvision.errors import LitvisionError, one_line_errors
 from litvision.module import ImageClassifier
+from litvision.parsing import Parser
 from litvision.predict import PredictionWriter, run_dir_arguments
 from litvision.private_api import cli_build_trainer, cli_callback_keys
 from litvision.utils import load_checkpoint
@@ -39,12 +40,21 @@ COMMANDS = (
 )
 
 
+class FitParser(Parser, LightningArgumentParser):
+    """Lightning's parser in the family of every litvision command (its one-line errors); Lightning adds
+    its own ``--config``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, config=False, **kwargs)
+
+
 class LitvisionCLI(LightningCLI):
     """LightningCLI with the datamodule's shape linked into the model, checkpoints of the best
     validation accuracy plus ``last``, runs named after their config, and a test of the best
     checkpoint after ``fit``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("parser_class", FitParser)
         kwargs.setdefault("model_class", ImageClassifier)
         kwargs.setdefault("datamodule_class", ImageDataModule)
         kwargs.setdefault("subclass_mode_data", True)
@@ -61,6 +71,7 @@ class LitvisionCLI(LightningCLI):
         callbacks = [*self.default_callbacks(), *given.pop("callbacks", [])]
         kwargs["trainer_defaults"] = {"logger": self.default_logger(), **given, "callbacks": callbacks}
         kwargs["parser_kwargs"] = {
+            "prog": _prog(),
             "default_env": False,
             "description": COMMANDS,
             **kwargs.get("parser_kwargs", {}),

@@ -3,7 +3,6 @@ extracted from them, and a tool's figures and tables written together once all a
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import logging
@@ -12,11 +11,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import yaml
+from jsonargparse import ActionYesNo, Namespace
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from litvision.data.base import ImageDataModule
 from litvision.data.memory import as_batch, yields_batches
 from litvision.errors import LitvisionError
+from litvision.parsing import Parser
 from litvision.plotting import plt
 from litvision.runs import Run, load_run
 from litvision.utils import csv_text, import_object
@@ -33,38 +34,37 @@ from litvision.utils import csv_text, import_object
 FEATURES = ("pooled", "pre-logits")
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: Parser) -> None:
     """The options of every tool that reads one run: which run, checkpoint, data, device and output."""
     parser.add_argument(
         "run_dir", type=Path, help="run directory, as fit writes it: lightning_logs/<config>/version_N"
     )
     parser.add_argument(
-        "--checkpoint",
-        default="best",
-        help="'best' (highest val/acc), 'last' or a .ckpt path (default: best)",
+        "--checkpoint", default="best", help="'best' (highest val/acc), 'last' or a .ckpt path"
     )
     add_data_arguments(parser)
+    add_device_argument(parser, "where the model runs")
+    parser.add_argument("--output", type=Path | None, help="folder for the files (default: RUN_DIR/analysis)")
     parser.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="where the model runs (default: cuda when available, else cpu)",
-    )
-    parser.add_argument("--output", type=Path, help="folder for the files (default: RUN_DIR/analysis)")
-    parser.add_argument(
-        "--no-tensorboard",
-        dest="tensorboard",
-        action="store_false",
-        help="do not add the figures to the run's TensorBoard",
+        "--tensorboard", action=ActionYesNo, default=True, help="add the figures to the run's TensorBoard"
     )
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir`` and ``--data KEY=VALUE``: what replaces arguments of the datamodule a tool builds."""
-    parser.add_argument("--data-dir", help="where the data is now (replaces the datamodule's data_dir)")
+def add_data_arguments(parser: Parser) -> None:
+    """``--data_dir`` and ``--data.KEY=VALUE``: what replaces arguments of the datamodule a tool builds."""
     parser.add_argument(
-        "--data", action="append", default=[], metavar="KEY=VALUE",
-        help="replace another argument of the datamodule, the value read as YAML "
-        "(e.g. num_workers=0, batch_size=512); repeatable",
+        "--data_dir", type=str | None, help="where the data is now (replaces the datamodule's data_dir)"
+    )
+    parser.add_argument(
+        "--data", type=dict[str, Any], default={},
+        help="replace other arguments of the datamodule, e.g. --data.num_workers=0 --data.batch_size=512",
+    )  # fmt: skip
+
+
+def add_device_argument(parser: Parser, what: str) -> None:
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu",
+        help=f"{what} (default: cuda when available, else cpu)",
     )  # fmt: skip
 
 
@@ -81,10 +81,10 @@ class Tool:
     scores: bool = False  # its ``done`` file holds accuracies (a reproduction runs it on every seed)
 
 
-def add_features_argument(parser: argparse.ArgumentParser, default: str) -> None:
+def add_features_argument(parser: Parser, default: str) -> None:
     parser.add_argument(
         "--features",
-        choices=FEATURES,
+        type=Literal[FEATURES],
         default=default,
         help="pooled: pooled_features (the pooled penultimate features); pre-logits: the input of the "
         f"last linear layer, which differs where the head is an MLP (default: {default})",
@@ -101,8 +101,8 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """``--data KEY=VALUE`` and ``--data-dir`` as datamodule arguments, checked against the run's
+def data_overrides(args: Namespace) -> dict[str, Any]:
+    """``--data.KEY=VALUE`` and ``--data_dir`` as datamodule arguments, checked against the run's
     datamodule class so that a typo is named instead of reaching the config parser."""
     config_file = Path(args.run_dir) / "config.yaml"
     if not config_file.is_file():
@@ -111,21 +111,16 @@ def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return parse_data_arguments(args.data, args.data_dir, class_path)
 
 
-def parse_data_arguments(items: Sequence[str], data_dir: str | None, class_path: str) -> dict[str, Any]:
-    """``KEY=VALUE`` items (values read as YAML) and a data directory as arguments of a datamodule class."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise LitvisionError(f"--data {item!r} is not KEY=VALUE, e.g. --data num_workers=0")
-        overrides[key.strip()] = yaml.safe_load(value)
+def parse_data_arguments(items: dict[str, Any], data_dir: str | None, class_path: str) -> dict[str, Any]:
+    """Datamodule arguments and a data directory, checked against the arguments of a datamodule class."""
+    overrides = dict(items)
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     allowed = datamodule_arguments(class_path)
     unknown = sorted(set(overrides) - allowed) if allowed else []
     if unknown:
         raise LitvisionError(
-            f"--data {unknown[0]!r} is not an argument of {class_path.rsplit('.', 1)[-1]}: "
+            f"--data.{unknown[0]} is not an argument of {class_path.rsplit('.', 1)[-1]}: "
             f"use one of {', '.join(sorted(allowed))}"
         )
     return overrides
@@ -165,7 +160,7 @@ def quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def open_run(args: argparse.Namespace) -> Run:
+def open_run(args: Namespace) -> Run:
     """The run named on the command line, its model on ``--device`` in eval mode, its data ready."""
     device = resolve_device(args.device)
     with quiet_lightning():
@@ -309,11 +304,11 @@ class Outputs:
         return written
 
 
-def run_outputs(args: argparse.Namespace) -> Outputs:
+def run_outputs(args: Namespace) -> Outputs:
     return Outputs(args.output if args.output is not None else Path(args.run_dir) / "analysis")
 
 
-def write_run_outputs(outputs: Outputs, args: argparse.Namespace, run: Run) -> list[Path]:
+def write_run_outputs(outputs: Outputs, args: Namespace, run: Run) -> list[Path]:
     """Write a run tool's outputs, with its figures in the run's TensorBoard at the checkpoint's step."""
     tensorboard = Path(args.run_dir) if args.tensorboard else None
     return outputs.write(tensorboard, checkpoint_step(run.checkpoint))

@@ -10,7 +10,6 @@ when they are there. Columns are named after the runs' directories unless ``--na
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -18,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.cli import instantiate_class
 
 from litvision.analysis.common import Tool
 from litvision.errors import LitvisionError
+from litvision.parsing import Parser
 from litvision.utils import csv_text, find_checkpoint, markdown_table, read_scalars, run_names, write_text
 
 SUMMARY_COLUMNS = {
@@ -159,28 +160,24 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h {m:02d}m" if hours else f"{m}m {s:02d}s" if m else f"{seconds:.1f} s"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories (or their test_results.json)")
-    parser.add_argument("--names", nargs="+", help="column names, one per run")
-    parser.add_argument(
-        "--output", type=Path, help="write OUTPUT.md, OUTPUT.csv (per class) and OUTPUT_runs.csv"
-    )
-
-
 TOOL = Tool("compare")  # tables only
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        TOOL.name,
-        help="one table of many runs: per-class and overall accuracy, epochs, time, parameters",
-        description=__doc__.split("\n\n")[0],
+def add_parser(subcommands: Any) -> None:
+    parser = Parser(config=True, description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (or their test_results.json)")
+    parser.add_argument("--names", nargs="+", help="column names, one per run")
+    parser.add_argument(
+        "--output", type=Path | None, help="write OUTPUT.md, OUTPUT.csv (per class) and OUTPUT_runs.csv"
     )
-    add_arguments(parser)
-    parser.set_defaults(run=run_compare)
+    subcommands.add_subcommand(
+        TOOL.name,
+        parser,
+        help="one table of many runs: per-class and overall accuracy, epochs, time, parameters",
+    )
 
 
-def run_compare(args: argparse.Namespace) -> list[Path]:
+def run_compare(args: Namespace) -> list[Path]:
     if args.names and len(args.names) != len(args.runs):
         raise LitvisionError(f"--names has {len(args.names)} names for {len(args.runs)} runs")
     names = args.names or run_names(args.runs)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from jsonargparse import Namespace
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from litvision.analysis.common import (
@@ -19,27 +19,29 @@ from litvision.analysis.common import (
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
+from litvision.parsing import Parser
 from litvision.plotting import confusion_matrix_figure
 from litvision.utils import run_label
 
 TOOL = Tool("confusion", ("confusion.png",), "confusion.png")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        TOOL.name,
-        help="row-normalised confusion matrix and the most confused pairs",
+def add_parser(subcommands: Any) -> None:
+    parser = Parser(
+        config=True,
         description="Predict the test split, plot the confusion matrix normalised by true class, and list "
         "the most confused pairs of classes. Writes confusion.png, confusion.csv (counts), "
         "confusion_normalized.csv (rows sum to 1) and confusion.json.",
     )
     add_run_arguments(parser)
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="split predicted")
-    parser.add_argument("--pairs", type=int, default=5, help="confused pairs listed (default: 5)")
-    parser.set_defaults(run=main)
+    parser.add_argument("--split", type=Literal["test", "val"], default="test", help="split predicted")
+    parser.add_argument("--pairs", type=int, default=5, help="confused pairs listed")
+    subcommands.add_subcommand(
+        TOOL.name, parser, help="row-normalised confusion matrix and the most confused pairs"
+    )
 
 
-def main(args: argparse.Namespace) -> list[Path]:
+def main(args: Namespace) -> list[Path]:
     if args.pairs < 0:
         raise LitvisionError(f"--pairs {args.pairs} is invalid: list 0 or more pairs")
     run = open_run(args)

@@ -3,13 +3,15 @@ event files, like the training-curve figures of reports 000, 003 and 004."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import Any
 
+from jsonargparse import ActionYesNo, Namespace
 from matplotlib.figure import Figure
 
 from litvision.analysis.common import Outputs, Tool
 from litvision.errors import LitvisionError
+from litvision.parsing import Parser
 from litvision.plotting import categorical_colours, plt
 from litvision.utils import read_scalars, run_names
 
@@ -20,10 +22,9 @@ Curve = list[tuple[int, float]]  # (epoch, value), epochs counted from 1
 TOOL = Tool("curves", ("curves.png",), "curves.png")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        TOOL.name,
-        help="train/val loss and accuracy per epoch of one or many runs",
+def add_parser(subcommands: Any) -> None:
+    parser = Parser(
+        config=True,
         description="Plot train and validation loss and accuracy per epoch from the runs' TensorBoard "
         "event files, overlaid for several runs. Writes curves.png and curves.csv "
         "(run,epoch,train_loss,val_loss,train_acc,val_acc).",
@@ -32,16 +33,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--names", nargs="+", help="legend names, one per run (default: the config names)")
     parser.add_argument(
         "--output",
-        type=Path,
+        type=Path | None,
         help="folder for the files (default with one run: RUN/analysis; required with several)",
     )
     parser.add_argument(
-        "--no-tensorboard",
-        dest="tensorboard",
-        action="store_false",
-        help="do not add the figure to the run's TensorBoard (only done for a single run)",
+        "--tensorboard", action=ActionYesNo, default=True,
+        help="add the figure to the run's TensorBoard (only done for a single run)",
+    )  # fmt: skip
+    subcommands.add_subcommand(
+        TOOL.name, parser, help="train/val loss and accuracy per epoch of one or many runs"
     )
-    parser.set_defaults(run=main)
 
 
 def read_curves(run_dir: Path) -> tuple[dict[str, Curve], int]:
@@ -66,7 +67,7 @@ def read_curves(run_dir: Path) -> tuple[dict[str, Curve], int]:
     return curves, last_step
 
 
-def main(args: argparse.Namespace) -> list[Path]:
+def main(args: Namespace) -> list[Path]:
     if args.names and len(args.names) != len(args.runs):
         raise LitvisionError(f"--names has {len(args.names)} names for {len(args.runs)} runs")
     if args.output is None and len(args.runs) > 1:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from jsonargparse import ActionYesNo, Namespace
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
@@ -22,16 +23,16 @@ from litvision.analysis.common import (
 )
 from litvision.errors import LitvisionError
 from litvision.models.base import module_outputs, stages_by_resolution
+from litvision.parsing import Parser
 from litvision.plotting import plt
 from litvision.utils import run_label
 
 TOOL = Tool("feature-maps", ("feature_maps_*.png",), "feature_maps.json")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        TOOL.name,
-        help="activations of named layers for a few test images",
+def add_parser(subcommands: Any) -> None:
+    parser = Parser(
+        config=True,
         description="Record the outputs of named layers (forward hooks) for a few test images and draw "
         "them: feature maps as image grids, pooled vectors as 1-D profiles, RNN outputs as time x unit "
         "maps. Writes feature_maps_<index>.png per image, feature_maps.npz and feature_maps.json.",
@@ -48,25 +49,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--layers",
         nargs="+",
         help="module names from net.named_modules() (default: the network's stages, its stage_names: "
-        "the last layer at each resolution, then the pooled features; --list-layers prints every name)",
+        "the last layer at each resolution, then the pooled features; --list_layers prints every name)",
     )
     parser.add_argument(
-        "--channels", type=int, default=16, help="feature maps shown per layer, the most active (default: 16)"
+        "--channels", type=int, default=16, help="feature maps shown per layer, the most active"
     )
     parser.add_argument(
-        "--list-layers", action="store_true", help="print every layer name with its output shape, and stop"
-    )
-    parser.set_defaults(run=main)
+        "--list_layers", action=ActionYesNo, default=False,
+        help="print every layer name with its output shape, and stop",
+    )  # fmt: skip
+    subcommands.add_subcommand(TOOL.name, parser, help="activations of named layers for a few test images")
 
 
-def main(args: argparse.Namespace) -> list[Path]:
+def main(args: Namespace) -> list[Path]:
     if args.channels < 1:
         raise LitvisionError(f"--channels {args.channels} is invalid: show at least 1 channel")
     run = open_run(args)
     net = run.model.net
     datamodule = run.datamodule
     dataset = split_dataset(datamodule, "test")
-    _, targets = datamodule.load_split(train=False)
+    _, targets = datamodule.read_split(train=False)
     indices = args.images if args.images is not None else default_images(targets, 4)
     bad = [i for i in indices if not 0 <= i < len(dataset)]
     if bad:
@@ -88,7 +90,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     if not layers:
         raise LitvisionError(
             "the network has no feature maps or pooled features to draw: name layers with --layers "
-            "(see --list-layers)"
+            "(see --list_layers)"
         )
     activations, logits = capture(net, x, layers)
     predicted = logits.argmax(dim=1).tolist()

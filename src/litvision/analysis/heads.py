@@ -6,7 +6,6 @@ their one parameter chosen on the validation split, in one table with many/mediu
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from jsonargparse import ActionYesNo, Namespace
 from matplotlib.figure import Figure
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import confusion_matrix
@@ -35,6 +35,7 @@ from litvision.analysis.common import (
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies, shot_groups
 from litvision.objectives import posthoc_adjusted
+from litvision.parsing import Parser
 from litvision.plotting import confusion_matrix_figure, plt
 from litvision.utils import run_label
 
@@ -55,10 +56,9 @@ REBALANCE_TOOL = Tool("rebalance", (), "rebalance.json", scores=True)
 TOOLS = (TOOL, REBALANCE_TOOL)  # the two commands of this module
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        TOOL.name,
-        help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)",
+def add_parser(subcommands: Any) -> None:
+    parser = Parser(
+        config=True,
         description="Freeze the trained backbone, map the run's training split (as trained on, imbalance "
         "included) and the test split to features, and fit two new heads: a class-weighted linear SVM "
         "(scikit-learn) and cRT (a linear layer re-trained with class-balanced sampling, Kang et al. 2020). "
@@ -68,22 +68,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(parser)
     add_features_argument(parser, "pre-logits")
     parser.add_argument(
-        "--class-weight",
+        "--class_weight",
         default="balanced",
         help="SVM class weights: 'balanced', 'none', or per class as CLASS=WEIGHT,... with class ids or "
-        "names, e.g. 0=0.0001,1=0.001,7=0.01 (classes not named weigh 1; default: balanced)",
+        "names, e.g. 0=0.0001,1=0.001,7=0.01 (classes not named weigh 1)",
     )
-    parser.add_argument("--C", type=float, default=1.0, help="SVM regularisation C (default: 1.0)")
-    parser.add_argument("--max-iter", type=int, default=1000, help="SVM solver iterations (default: 1000)")
-    parser.add_argument("--crt-epochs", type=int, default=10, help="cRT training epochs (default: 10)")
+    parser.add_argument("--C", type=float, default=1.0, help="SVM regularisation C")
+    parser.add_argument("--max_iter", type=int, default=1000, help="SVM solver iterations")
+    parser.add_argument("--crt_epochs", type=int, default=10, help="cRT training epochs")
+    parser.add_argument("--crt_lr", type=float, default=0.1, help="cRT SGD learning rate, cosine")
+    parser.add_argument("--crt_batch_size", type=int, default=256, help="cRT batch size")
     parser.add_argument(
-        "--crt-lr", type=float, default=0.1, help="cRT SGD learning rate, cosine (default: 0.1)"
+        "--crt", action=ActionYesNo, default=True, help="fit cRT too (--no_crt: the SVM only)"
     )
-    parser.add_argument("--crt-batch-size", type=int, default=256, help="cRT batch size (default: 256)")
-    parser.add_argument("--no-crt", dest="crt", action="store_false", help="skip cRT, fit the SVM only")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the SVM solver and of cRT (default: 0)")
-    parser.set_defaults(run=main)
-    add_rebalance_parser(subparsers)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the SVM solver and of cRT")
+    subcommands.add_subcommand(
+        TOOL.name, parser, help="class-weighted SVM and cRT heads on the frozen backbone (decoupled training)"
+    )
+    add_rebalance_parser(subcommands)
 
 
 # Kang et al.'s weight decay for cRT's new head and LWS's scales.
@@ -99,10 +101,9 @@ REBALANCE = {
 }
 
 
-def add_rebalance_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        REBALANCE_TOOL.name,
-        help="classifier re-balancing on the frozen backbone: post-hoc adjustment, tau-norm, LWS, cRT",
+def add_rebalance_parser(subcommands: Any) -> None:
+    parser = Parser(
+        config=True,
         description="Freeze the trained network and re-balance its classifier for a balanced test: "
         "post-hoc logit adjustment (Menon et al. 2021: logits - tau log prior), tau-normalisation (Kang et "
         "al. 2020: class weights divided by their norm to the power tau, bias dropped), LWS (a learned "
@@ -114,18 +115,17 @@ def add_rebalance_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_arguments(parser)
     # Kang et al.'s settings: cRT 10 epochs, LWS 5, SGD 0.2 at batch 512 (the same rate per image as 0.1
     # at 256), weight decay 5e-4, a cosine schedule; an epoch draws the largest class's count per class.
-    parser.add_argument("--epochs", type=int, default=10, help="cRT training epochs (default: 10)")
-    parser.add_argument("--lws-epochs", type=int, default=5, help="LWS training epochs (default: 5)")
-    parser.add_argument("--lr", type=float, default=0.1, help="LWS and cRT SGD learning rate (default: 0.1)")
-    parser.add_argument("--batch-size", type=int, default=256, help="LWS and cRT batch size (default: 256)")
-    parser.add_argument(
-        "--many-shot", type=int, default=100, help="many-shot: more training images (default: 100)"
-    )
-    parser.add_argument(
-        "--few-shot", type=int, default=20, help="few-shot: fewer training images (default: 20)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of LWS and cRT (default: 0)")
-    parser.set_defaults(run=rebalance)
+    parser.add_argument("--epochs", type=int, default=10, help="cRT training epochs")
+    parser.add_argument("--lws_epochs", type=int, default=5, help="LWS training epochs")
+    parser.add_argument("--lr", type=float, default=0.1, help="LWS and cRT SGD learning rate")
+    parser.add_argument("--batch_size", type=int, default=256, help="LWS and cRT batch size")
+    parser.add_argument("--many_shot", type=int, default=100, help="many-shot: more training images")
+    parser.add_argument("--few_shot", type=int, default=20, help="few-shot: fewer training images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of LWS and cRT")
+    subcommands.add_subcommand(
+        REBALANCE_TOOL.name, parser,
+        help="classifier re-balancing on the frozen backbone: post-hoc adjustment, tau-norm, LWS, cRT",
+    )  # fmt: skip
 
 
 def tau_normalised(weight: np.ndarray, tau: float) -> np.ndarray:
@@ -139,11 +139,11 @@ def choose_tau(val_labels: np.ndarray, logits_of: Any) -> float:
     return float(TAU_GRID[int(np.argmax(accuracy))])
 
 
-def rebalance(args: argparse.Namespace) -> list[Path]:
+def rebalance(args: Namespace) -> list[Path]:
     for name, value in (
         ("--epochs", args.epochs),
-        ("--lws-epochs", args.lws_epochs),
-        ("--batch-size", args.batch_size),
+        ("--lws_epochs", args.lws_epochs),
+        ("--batch_size", args.batch_size),
     ):
         if value < 1:
             raise LitvisionError(f"{name} {value} is invalid: it must be at least 1")
@@ -248,7 +248,7 @@ def train_lws(
     labels: np.ndarray,
     weight: np.ndarray,
     bias: np.ndarray | float,
-    args: argparse.Namespace,
+    args: Namespace,
 ) -> np.ndarray:
     """LWS (Kang et al. 2020): one learned scale per class on the fixed head's logits, ``f_j (w_j x + b_j)``,
     trained with class-balanced sampling (and Kang et al.'s weight decay on the scales). Returns the
@@ -281,7 +281,7 @@ def parse_class_weight(text: str, names: list[str]) -> dict[int, float] | str | 
             index = int(key)
         else:
             raise LitvisionError(
-                f"--class-weight {text!r}: {key!r} is not a class; use ids 0-{len(names) - 1} or names "
+                f"--class_weight {text!r}: {key!r} is not a class; use ids 0-{len(names) - 1} or names "
                 f"({', '.join(names)}), as CLASS=WEIGHT,..."
             )
         try:
@@ -289,19 +289,19 @@ def parse_class_weight(text: str, names: list[str]) -> dict[int, float] | str | 
         except ValueError:
             weight = float("nan")
         if not weight > 0:
-            raise LitvisionError(f"--class-weight {text!r}: the weight of {key!r} must be a number above 0")
+            raise LitvisionError(f"--class_weight {text!r}: the weight of {key!r} must be a number above 0")
         weights[index] = weight
     return weights
 
 
-def main(args: argparse.Namespace) -> list[Path]:
-    for name, value in (("--C", args.C), ("--crt-lr", args.crt_lr)):
+def main(args: Namespace) -> list[Path]:
+    for name, value in (("--C", args.C), ("--crt_lr", args.crt_lr)):
         if not value > 0:
             raise LitvisionError(f"{name} {value} is invalid: it must be above 0")
     for name, value in (
-        ("--crt-epochs", args.crt_epochs),
-        ("--crt-batch-size", args.crt_batch_size),
-        ("--max-iter", args.max_iter),
+        ("--crt_epochs", args.crt_epochs),
+        ("--crt_batch_size", args.crt_batch_size),
+        ("--max_iter", args.max_iter),
     ):
         if value < 1:
             raise LitvisionError(f"{name} {value} is invalid: it must be at least 1")
@@ -329,7 +329,7 @@ def main(args: argparse.Namespace) -> list[Path]:
         svm.fit(train_z, train.labels)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     if not converged:
-        print(f"note: the SVM did not converge in {args.max_iter} iterations; try a larger --max-iter")
+        print(f"note: the SVM did not converge in {args.max_iter} iterations; try a larger --max_iter")
     coef = svm.coef_ if len(names) > 2 else np.concatenate([-svm.coef_, svm.coef_])
     intercept = svm.intercept_ if len(names) > 2 else np.concatenate([-svm.intercept_, svm.intercept_])
     heads = {"svm": fold_scaler(coef, intercept, scaler)}

@@ -4,7 +4,6 @@ and the band between the lowest and highest training loss across learning rates 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 import warnings
@@ -14,103 +13,79 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from jsonargparse import ActionYesNo, Namespace
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from matplotlib.figure import Figure
 
 from litvision.analysis.common import (
     Outputs,
     Tool,
-    add_data_arguments,
+    add_device_argument,
     parse_data_arguments,
     quiet_lightning,
     resolve_device,
 )
 from litvision.errors import LitvisionError
 from litvision.module import ImageClassifier
+from litvision.parsing import Parser
 from litvision.plotting import plt
 from litvision.utils import import_object
 
-KEYS = ("seed", "steps", "learning_rates", "optimizer", "data", "variants")
-
-
 TOOL = Tool("loss-landscape", ("loss_landscape.png",), "loss_landscape.png")
+SGD = {"class_path": "torch.optim.SGD", "init_args": {"momentum": 0.9}}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subcommands: Any) -> None:
+    parser = Parser(
+        config=True,
+        description="Train each model variant (VGG-A with and without BatchNorm) at each learning rate for "
+        "a fixed number of steps, record the training loss at every step, and plot per variant the band "
+        "between the lowest and highest loss across learning rates. Writes loss_landscape.png, "
+        "loss_landscape.csv (variant,learning_rate,step,loss), loss_landscape.json and config.yaml into "
+        "--output. The options usually come from --config configs/analysis/loss_landscape.yaml.",
+    )
+    parser.add_argument("--steps", type=int, required=True, help="training steps per run")
+    parser.add_argument("--learning_rates", type=float, nargs="+", required=True, help="one run per rate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of each run's initial weights and batches")
+    parser.add_argument(
+        "--optimizer", type=dict, default=SGD, help="{class_path, init_args}; lr is set per run"
+    )
+    parser.add_argument("--data", type=dict, required=True, help="the datamodule: {class_path, init_args}")
+    parser.add_argument(
+        "--variants", type=list[dict], required=True, help="[{name, backbone: {class_path, init_args}}, ...]"
+    )
+    parser.add_argument("--data_dir", type=str | None, help="replaces the datamodule's data_dir")
+    add_device_argument(parser, "where the runs train")
+    parser.add_argument(
+        "--output", type=Path, default=Path("lightning_logs/loss_landscape"),
+        help="folder for the files and the TensorBoard events",
+    )  # fmt: skip
+    parser.add_argument("--tensorboard", action=ActionYesNo, default=True, help="write TensorBoard events")
+    subcommands.add_subcommand(
         TOOL.name,
+        parser,
         help="train model variants at several learning rates and plot the band of their losses",
-        description="Train each model variant of the config (VGG-A with and without BatchNorm) at each "
-        "learning rate for a fixed number of steps, record the training loss at every step, and plot per "
-        "variant the band between the lowest and highest loss across learning rates. Writes "
-        "loss_landscape.png, loss_landscape.csv (variant,learning_rate,step,loss), loss_landscape.json "
-        "and config.yaml into --output.",
     )
-    parser.add_argument(
-        "--config", type=Path, required=True, help="e.g. configs/analysis/loss_landscape.yaml"
-    )
-    parser.add_argument("--steps", type=int, help="training steps per run (replaces the config's)")
-    parser.add_argument("--learning-rates", type=float, nargs="+", help="replace the config's learning rates")
-    parser.add_argument("--seed", type=int, help="replace the config's seed")
-    add_data_arguments(parser)
-    parser.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="where the runs train (default: cuda when available, else cpu)",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path("lightning_logs/loss_landscape"),
-        help="folder for the files and the TensorBoard events (default: lightning_logs/loss_landscape)",
-    )
-    parser.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="write no events")
-    parser.set_defaults(run=main)
 
 
-def load_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The config file with the command line's overrides, checked, as plain data."""
-    if not args.config.is_file():
-        raise LitvisionError(f"config '{args.config}' not found")
-    config = yaml.safe_load(args.config.read_text()) or {}
-    if not isinstance(config, dict):
-        raise LitvisionError(f"config '{args.config}' is not a mapping of {', '.join(KEYS)}")
-    unknown = sorted(set(config) - set(KEYS))
-    missing = [k for k in ("steps", "learning_rates", "data", "variants") if k not in config]
-    if unknown or missing:
-        problem = f"has unknown key '{unknown[0]}'" if unknown else f"lacks '{missing[0]}'"
-        raise LitvisionError(f"config '{args.config}' {problem}: its keys are {', '.join(KEYS)}")
-    config.setdefault("seed", 0)
-    config.setdefault("optimizer", {"class_path": "torch.optim.SGD", "init_args": {"momentum": 0.9}})
-    for key, value in (("steps", args.steps), ("learning_rates", args.learning_rates), ("seed", args.seed)):
-        if value is not None:
-            config[key] = value
-    data = config["data"]
-    if not isinstance(data, dict) or "class_path" not in data:
+def load_config(args: Namespace) -> dict[str, Any]:
+    """The options as plain data, checked for what their types cannot say."""
+    config = {key: args[key] for key in ("seed", "steps", "learning_rates", "optimizer", "data", "variants")}
+    data = config["data"] = dict(config["data"])
+    if "class_path" not in data:
         raise LitvisionError(
             "the config's data needs a class_path (and init_args), e.g. litvision.data.CIFAR10DataModule"
         )
-    data.setdefault("init_args", {}).update(
-        parse_data_arguments(args.data, args.data_dir, data["class_path"])
-    )
-    if not isinstance(config["steps"], int) or config["steps"] < 1:
+    data["init_args"] = {
+        **(data.get("init_args") or {}), **parse_data_arguments({}, args.data_dir, data["class_path"])
+    }  # fmt: skip
+    if config["steps"] < 1:
         raise LitvisionError(f"steps={config['steps']!r} is invalid: train for at least 1 step")
     rates = config["learning_rates"]
-    if (
-        not isinstance(rates, list)
-        or not rates
-        or not all(isinstance(r, (int, float)) and r > 0 for r in rates)
-    ):
+    if not all(r > 0 for r in rates):
         raise LitvisionError(f"learning_rates={rates!r} is invalid: give a list of numbers above 0")
     variants = config["variants"]
-    if (
-        not isinstance(variants, list)
-        or not variants
-        or not all(
-            isinstance(v, dict) and "name" in v and "class_path" in (v.get("backbone") or {})
-            for v in variants
-        )
-    ):
+    if not variants or not all("name" in v and "class_path" in (v.get("backbone") or {}) for v in variants):
         raise LitvisionError(
             "the config's variants must be a list of {name, backbone: {class_path, init_args}}"
         )
@@ -180,7 +155,7 @@ def train_losses(
     return recorder.losses
 
 
-def main(args: argparse.Namespace) -> list[Path]:
+def main(args: Namespace) -> list[Path]:
     config = load_config(args)
     device = resolve_device(args.device)
     data = config["data"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from jsonargparse import Namespace
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
@@ -22,29 +23,31 @@ from litvision.analysis.common import (
     write_run_outputs,
 )
 from litvision.errors import LitvisionError
+from litvision.parsing import Parser
 from litvision.plotting import categorical_colours, plt
 from litvision.utils import run_label
 
 TOOL = Tool("tsne", ("tsne.png",), "tsne.png")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        TOOL.name,
-        help="t-SNE of the penultimate features of random test images",
+def add_parser(subcommands: Any) -> None:
+    parser = Parser(
+        config=True,
         description="Embed the features of random test images in 2-D with scikit-learn's t-SNE and plot "
         "them coloured by class. Writes tsne.png and tsne.csv (index,label,class,predicted,x,y).",
     )
     add_run_arguments(parser)
-    parser.add_argument("--samples", type=int, default=480, help="images drawn at random (default: 480)")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="split drawn from")
-    parser.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: 30)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draw and of t-SNE (default: 0)")
+    parser.add_argument("--samples", type=int, default=480, help="images drawn at random")
+    parser.add_argument("--split", type=Literal["test", "val"], default="test", help="split drawn from")
+    parser.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draw and of t-SNE")
     add_features_argument(parser, "pooled")
-    parser.set_defaults(run=main)
+    subcommands.add_subcommand(
+        TOOL.name, parser, help="t-SNE of the penultimate features of random test images"
+    )
 
 
-def main(args: argparse.Namespace) -> list[Path]:
+def main(args: Namespace) -> list[Path]:
     if args.samples < 2:
         raise LitvisionError(f"--samples {args.samples} is too few: t-SNE needs at least 2 images")
     run = open_run(args)

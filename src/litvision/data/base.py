@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from rich.console import Console
 from rich.table import Table
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision.transforms import v2
 
 from litvision.data.device_augment import BatchTransform, mix_batch
@@ -83,6 +83,21 @@ class TransformedSubset(Dataset):
 def check_split_size(size: int | float, name: str = "split size") -> None:
     if isinstance(size, bool) or size < 0 or (isinstance(size, float) and size >= 1):
         raise LitvisionError(f"{name} {size!r} is invalid: use a fraction in [0, 1) or a count >= 0")
+
+
+def first_per_class(targets: Sequence[int], per_class: int, order: Sequence[Any] | None = None) -> list[int]:
+    """The indices of the first ``per_class`` samples of each class (the first by ``order``, default the
+    dataset's own), in the dataset's order: a class-balanced subset, the same on every machine."""
+    if per_class < 1:
+        raise LitvisionError(f"a subset of {per_class} image(s) per class is invalid: keep at least 1")
+    ranked = sorted(range(len(targets)), key=order.__getitem__) if order is not None else range(len(targets))
+    seen: dict[int, int] = {}
+    kept = []
+    for i in ranked:
+        seen[int(targets[i])] = seen.get(int(targets[i]), 0) + 1
+        if seen[int(targets[i])] <= per_class:
+            kept.append(i)
+    return sorted(kept)
 
 
 def stratified_split(targets: Sequence[int], size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -158,6 +173,9 @@ class ImageDataModule(LightningDataModule):
         predict_dir: a folder of images (any layout, nested or flat, no labels needed) for
             ``litvision predict``; by default it predicts on the test split. The images are converted
             and resized to the model's input shape and normalised as the test images are.
+        train_per_class: keep only the first N images of each class of the training split (before the
+            validation split), in the dataset's order: a class-balanced subset for short runs.
+        test_per_class: the same for the test split.
     """
 
     name: str = "dataset"
@@ -185,6 +203,8 @@ class ImageDataModule(LightningDataModule):
         in_memory: bool | Literal["auto"] = "auto",
         policy: list[dict[str, Any]] | None = None,
         predict_dir: str | Path | None = None,
+        train_per_class: int | None = None,
+        test_per_class: int | None = None,
     ) -> None:
         super().__init__()
         # Logged with the model's hyperparameters (HPARAMS tab); the shape is the model's to log.
@@ -202,6 +222,7 @@ class ImageDataModule(LightningDataModule):
         self.predict_dir = Path(predict_dir) if predict_dir is not None else None
         self._said_file_path = False
         self.data_dir = Path(data_dir)
+        self.per_class = {True: train_per_class, False: test_per_class}
         self.batch_size = batch_size
         self.val_size = val_size
         self.num_workers = num_workers
@@ -239,6 +260,14 @@ class ImageDataModule(LightningDataModule):
     def load_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
         """The untransformed training or test split (items ``(image, label)``) and its labels."""
         raise NotImplementedError
+
+    def read_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
+        """:meth:`load_split`, cut to ``train_per_class`` or ``test_per_class`` images per class."""
+        dataset, targets = self.load_split(train)
+        if self.per_class[train] is None:
+            return dataset, targets
+        kept = first_per_class(targets, self.per_class[train])
+        return Subset(dataset, kept), [targets[i] for i in kept]
 
     def augmentations(self) -> list[Callable]:
         """Random transforms applied to training images (uint8 tensors) when ``augment`` is on."""
@@ -286,7 +315,7 @@ class ImageDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.check_options()
         if stage in ("fit", "validate", None) and self.train_set is None:
-            dataset, targets = self.load_split(train=True)
+            dataset, targets = self.read_split(train=True)
             self._check_labels(targets, "training")
             train_idx, val_idx = stratified_split(targets, self.val_size, self.split_seed)
             if self.imbalance is not None:
@@ -313,7 +342,7 @@ class ImageDataModule(LightningDataModule):
             self.predict_set, self.predict_files = images, images.files
             return
         if stage in ("test", "predict", None) and self.test_set is None:
-            dataset, targets = self.load_split(train=False)
+            dataset, targets = self.read_split(train=False)
             self._check_labels(targets, "test")
             source = self._source(dataset, "test")
             self.test_set = self._subset(source, targets, range(len(targets)), train=False)
@@ -570,7 +599,10 @@ class TorchvisionDataModule(ImageDataModule):
 
     def decode(self, dataset: Dataset, split: str) -> torch.Tensor:
         # torchvision keeps these datasets decoded in ``data``: (N, H, W, C) or (N, H, W) uint8.
-        data = getattr(dataset, "data", None)
+        indices = dataset.indices if isinstance(dataset, Subset) else None  # a per-class subset
+        data = getattr(dataset.dataset if indices is not None else dataset, "data", None)
+        if data is not None and indices is not None:
+            data = np.asarray(data)[indices]
         if data is not None and not self.preprocessing():
             images = torch.as_tensor(np.asarray(data))
             images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import EuroSAT, ImageFolder
 from torchvision.transforms import v2
 
-from litvision.data.base import ImageDataModule, stratified_split
+from litvision.data.base import ImageDataModule, first_per_class, stratified_split
 from litvision.errors import DataNotFoundError
 
 CLASSES = [
@@ -26,6 +27,8 @@ class EuroSATDataModule(ImageDataModule):
     EuroSAT has no official split: ``test_size`` of it is held out as a seeded stratified test
     split (seed ``split_seed``), and the validation split is carved from the rest. Augmentation is
     geometric only (flips): colour is what separates classes such as SeaLake and Forest (report 001).
+    ``images_per_class`` keeps the first N images of each class by their number (``<Class>_<n>.jpg``)
+    before the test split: a class-balanced subset, the same on every machine.
     """
 
     name = "EuroSAT"
@@ -35,11 +38,17 @@ class EuroSATDataModule(ImageDataModule):
     std = (0.2037, 0.1366, 0.1148)
 
     def __init__(
-        self, data_dir: str | Path = "data", download: bool = True, test_size: int | float = 0.2, **kwargs
+        self,
+        data_dir: str | Path = "data",
+        download: bool = True,
+        test_size: int | float = 0.2,
+        images_per_class: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.download = download
         self.test_size = test_size
+        self.images_per_class = images_per_class
 
     def _image_root(self) -> Path | None:
         for candidate in (self.data_dir, self.data_dir / "2750", self.data_dir / "eurosat" / "2750"):
@@ -63,10 +72,15 @@ class EuroSATDataModule(ImageDataModule):
             raise DataNotFoundError(
                 f"EuroSAT class folders ({', '.join(CLASSES)}) not found in '{self.data_dir}'"
             )
-        dataset = ImageFolder(root, loader=_rgb, allow_empty=True)
-        train_idx, test_idx = stratified_split(dataset.targets, self.test_size, self.split_seed)
+        dataset: Dataset = ImageFolder(root, loader=_rgb, allow_empty=True)
+        targets = dataset.targets
+        if self.images_per_class is not None:
+            numbers = [int(Path(path).stem.rsplit("_", 1)[-1]) for path, _ in dataset.samples]
+            kept = first_per_class(targets, self.images_per_class, numbers)
+            dataset, targets = Subset(dataset, kept), [targets[i] for i in kept]
+        train_idx, test_idx = stratified_split(targets, self.test_size, self.split_seed)
         indices = train_idx if train else test_idx
-        return Subset(dataset, indices), [dataset.targets[i] for i in indices]
+        return Subset(dataset, indices), [targets[i] for i in indices]
 
     def augmentations(self) -> list[Callable]:
         return [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]

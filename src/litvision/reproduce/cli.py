@@ -1,252 +1,282 @@
-"""litvision reproduce: rerun the experiments of the five reports and write the report.
+"""``litvision reproduce``: rerun the experiments of the five reports and write the report.
 
-    litvision reproduce run all                 # every report, full recipes (a GPU box)
-    litvision reproduce run 003 004 --jobs 2    # some reports; --jobs: runs at once on a CPU
-    litvision reproduce run all --scale quick --data-source offline   # 2-core CPU, < 30 min
-    litvision reproduce run all --dry-run       # the command of every run, nothing started
-    litvision reproduce run 002 --scale cpu --data-source offline --only 002/elman   # one row
-    litvision reproduce run cifar10_lt --scale longtail_cpu --data-source offline   # the long-tail study
+    litvision reproduce run all --scale quick --data_source offline   # 2-core CPU, about 15 minutes
+    litvision reproduce run 002 --dry_run       # each run's command, the time estimate; nothing started
     litvision reproduce report --scale quick    # rewrite the report from the runs on disk
     litvision reproduce sweep configs/sweeps/multikernel_cifar_lr.yaml -- --trainer.max_epochs=5
     litvision reproduce plain RUN_DIR           # retrain a finished run with the plain PyTorch loop
 
-Paths are relative to the current directory (the repository root). See docs/reproduce.md.
+It works from any directory: the plans name configs relative to the repository, and the default paths
+are the repository's; a path given on the command line is relative to the current directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
+from jsonargparse import ActionYesNo, Namespace
 from rich.console import Console
-from rich.table import Table
 
-from litvision.errors import LitvisionError
-from litvision.reproduce import launch, plain
+from litvision.errors import LitvisionError, one_line_errors
+from litvision.parsing import Parser
+from litvision.reproduce import plain
 from litvision.reproduce.data_sources import SOURCES, DataSource
 from litvision.reproduce.estimate import format_duration
+from litvision.reproduce.launch import LAUNCHERS, Launcher, SlurmSettings
 from litvision.reproduce.plan import (
-    ReportPlan,
+    Plan,
+    Scale,
     available_plans,
     is_numbered,
     load_plan,
     load_scale,
     load_sweep,
     select_plans,
+    sweep_runs,
 )
-from litvision.reproduce.report import METRICS, Report, RunResult
+from litvision.reproduce.report import METRICS, Report, RunDir
 from litvision.reproduce.runner import Reproduction
 
 PROG = "litvision reproduce"
+ROOT = Path(__file__).resolve().parents[3]  # the checkout this litvision runs from, if it is one
 LONG_HOURS = 12  # a reproduction estimated to take longer asks for --yes
+PATHS = {  # each path option: its default, in the repository, and what it holds
+    "plans": ("configs/experiments", "the report plans"),
+    "scales_dir": (None, "the scale files (default: PLANS/scales)"),
+    "runs_dir": ("reports/runs", "runs go to RUNS_DIR/<scale>/"),
+    "reports_dir": ("reports", "REPORT.md goes here at full scale, into REPORTS_DIR/<scale>/ otherwise"),
+    "data_root": ("data", "where the offline copies are extracted"),
+    "shared_data": ("../shared/data", "the offline copies (--data_source offline)"),
+}
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--scale", default="full", help="full (the reports' recipes) or a file of --scales-dir: quick, smoke"
-    )
-    parser.add_argument(
-        "--data-source", choices=SOURCES, default="download",
-        help="download: the real datasets (into --data-root); offline: the copies in --shared-data; "
-        "synthetic: random images of each dataset's shape (tests only)",
-    )  # fmt: skip
-    parser.add_argument("--plans", type=Path, default=Path("configs/experiments"), help="report plans")
-    parser.add_argument("--scales-dir", type=Path, help="scale files (default: PLANS/scales)")
-    parser.add_argument(
-        "--runs-dir", type=Path, default=Path("reports/runs"), help="runs go to RUNS/<scale>/"
-    )
-    parser.add_argument(
-        "--reports-dir", type=Path, default=Path("reports"),
-        help="REPORT.md goes here at full scale, into REPORTS/<scale>/ otherwise",
-    )  # fmt: skip
-    parser.add_argument("--data-root", type=Path, default=Path("data"), help="downloads and prepared subsets")
-    parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"), help="offline copies")
-
-
-def _seeds(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--seeds", type=int,
-        help="seeds per run (default: the scale's, else 1); the report shows mean ± standard deviation",
-    )  # fmt: skip
-
-
-def _parallel(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--jobs", type=int,
-        help="runs at once (default: one per visible GPU, or per group of --gpus-per-run; 1 on a CPU)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--gpus-per-run", type=int, default=1, help="GPUs per run; more than 1 trains each run with DDP"
-    )
-    launch.add_arguments(parser)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]),
-    )  # fmt: skip
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="train what is not finished, analyse, write the report")
-    run.add_argument(
-        "reports", nargs="*", default=["all"],
-        help="report ids (000 ... 004, cifar10_lt) or all (the numbered reports 000 ... 004)",
-    )  # fmt: skip
-    _common(run)
-    _seeds(run)
-    _parallel(run)
-    run.add_argument(
-        "--only", nargs="+", metavar="REPORT/RUN",
-        help="train only these runs (patterns, e.g. 002/elman '002/lstm*'), every seed of each; the report "
-        "still covers the whole reports",
-    )  # fmt: skip
-    run.add_argument("--no-analyses", action="store_true", help="skip the litvision analyze figures")
-    run.add_argument(
-        "--yes", action="store_true",
-        help=f"start even when the estimate says it takes over {LONG_HOURS} hours on this machine",
-    )  # fmt: skip
-    run.add_argument("--dry-run", action="store_true", help="print each run's command, start nothing")
-    report = commands.add_parser("report", help="write the report from the runs on disk")
-    _common(report)
-    _seeds(report)
-    sweep = commands.add_parser(
-        "sweep", help="run a sweep file's points as ordinary runs", usage="%(prog)s FILE [options] [-- ARGS]",
-        description="Runs each point of FILE; arguments after -- are added to every point's litvision fit.",
-    )  # fmt: skip
-    sweep.add_argument("file", type=Path, help="a sweep file (configs/sweeps/*.yaml)")
-    sweep.add_argument("--save-dir", type=Path, default=Path("lightning_logs"), help="runs go to DIR/<name>/")
-    _common(sweep)
-    _parallel(sweep)
-    sweep.add_argument("--dry-run", action="store_true", help="print each point's command, start nothing")
-    plain.add_parser(commands)
+def command(description: str, common: bool = True) -> Parser:
+    """A verb's parser; ``common``: with the options every reproduction takes."""
+    parser = Parser(config=True, description=description)
+    if common:
+        parser.add_argument(
+            "--scale", default="full", help="full (the reports' recipes) or a scale file: quick, cpu"
+        )
+        parser.add_argument(
+            "--data_source", type=Literal[SOURCES], default="download",
+            help="download: the real datasets; offline: the copies in --shared_data; synthetic: random "
+            "images of each dataset's shape (tests only)",
+        )  # fmt: skip
+        for name, (default, help) in PATHS.items():
+            help += f" (default: the repository's {default})" if default else ""
+            parser.add_argument(f"--{name}", type=Path | None, help=help)
     return parser
 
 
-def _scale_and_source(args: argparse.Namespace, make: bool = True) -> tuple:
-    scale = load_scale(args.scale, args.scales_dir or args.plans / "scales")
-    source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=make)
-    return scale, source
+def add_parallel(parser: Parser) -> None:
+    parser.add_argument(
+        "--jobs", type=int | None, help="runs at once (default: one per visible GPU; 1 on a CPU)"
+    )
+    parser.add_argument(
+        "--gpus_per_run", type=int, default=1, help="GPUs per run; more than 1 trains with DDP"
+    )
+    parser.add_argument(
+        "--launcher", type=Literal[LAUNCHERS], default="local",
+        help="local: this machine; slurm: one SLURM array task per run through submitit, requeued on timeout "
+        "and preemption; submitit-local: the same on this machine, every task at once (to try a set-up)",
+    )  # fmt: skip
+    parser.add_class_arguments(SlurmSettings, "slurm")
+    parser.add_argument(
+        "--wait", action=ActionYesNo, default=False, help="slurm: wait for the tasks, then go on"
+    )
+    parser.add_argument(
+        "--dry_run", action=ActionYesNo, default=False, help="print the commands, start nothing"
+    )
 
 
-def _plans(names: list[str], plans_dir: Path) -> list[ReportPlan]:
-    return [load_plan(p, Path("."), set(METRICS)) for p in select_plans(names, plans_dir)]
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    verbs = parser.add_subcommands(dest="verb", metavar="VERB")
+    run = command("Train what is not finished, the plain-loop references, the analyses; write the report.")
+    run.add_argument(
+        "reports", nargs="*", default=["all"], help="report ids (000 ... 004, cifar10_lt) or all"
+    )
+    run.add_argument("--seeds", type=int | None, help="seeds per run (default: the scale's, else 1)")
+    add_parallel(run)
+    run.add_argument(
+        "--only", nargs="+", help="train only these runs (every seed), e.g. 002/elman '002/lstm*'"
+    )
+    run.add_argument(
+        "--analyses", action=ActionYesNo, default=True, help="make the figures (--no_analyses: not)"
+    )
+    run.add_argument(
+        "--yes", action=ActionYesNo, default=False, help=f"start even if over {LONG_HOURS} hours"
+    )
+    verbs.add_subcommand("run", run, help="train what is not finished, analyse, write the report")
+    report = command("Write the report from the runs on disk.")
+    report.add_argument("--seeds", type=int | None, help="seeds per run (default: the scale's, else 1)")
+    verbs.add_subcommand("report", report, help="write the report from the runs on disk")
+    sweep = command("Run a sweep file's points; arguments after -- go to every point's litvision fit.")
+    sweep.add_argument("file", type=Path, help="a sweep file (configs/sweeps/*.yaml)")
+    sweep.add_argument(
+        "--save_dir", type=Path, default=Path("lightning_logs"), help="runs go to SAVE_DIR/<name>/"
+    )
+    add_parallel(sweep)
+    verbs.add_subcommand("sweep", sweep, help="run a sweep file's points as ordinary runs")
+    reference = command(plain.__doc__.split("\n\n")[0], common=False)
+    reference.add_argument("run_dir", type=Path, help="a litvision run directory (holding config.yaml)")
+    reference.add_argument(
+        "--output", type=Path | None, help="where results.json goes (default: RUN_DIR/plain_loop)"
+    )
+    reference.add_argument("--device", type=str | None, help="cpu or cuda (default: cuda when available)")
+    verbs.add_subcommand("plain", reference, help="retrain a finished run with the plain PyTorch loop")
+    return parser
 
 
-def write_report(args: argparse.Namespace, scale, source, console: Console, command: str) -> Path:
-    out_dir = args.reports_dir if scale.name == "full" else args.reports_dir / scale.name
-    runs_dir = args.runs_dir / scale.name
-    # The scale's plans (default: the numbered reports), those this command named, those with runs on disk.
-    named = set(getattr(args, "reports", []))
-    covered = (lambda p: p in scale.reports) if scale.reports is not None else is_numbered
-    ids = [p for p in available_plans(args.plans) if covered(p) or p in named or (runs_dir / p).is_dir()]
-    report = Report(_plans(ids or ["all"], args.plans), scale, source, runs_dir, out_dir, command, args.seeds)
-    path = report.write()
-    console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")
-    return path
+@contextmanager
+def in_repository(args: Namespace) -> Iterator[None]:
+    """Work in the repository (this directory if it holds configs/, else the checkout litvision runs
+    from), the paths given made absolute first, the others the repository's."""
+    root = Path.cwd() if (Path.cwd() / "configs").is_dir() or not (ROOT / "configs").is_dir() else ROOT
+    for name, (default, _) in PATHS.items():
+        given = args.get(name)
+        args[name] = Path(given).resolve() if given is not None else root / default if default else None
+    args.scales_dir = args.scales_dir or args.plans / "scales"
+    for name in ("file", "save_dir"):  # a sweep's
+        args[name] = Path(args[name]).resolve() if args.get(name) is not None else None
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    # After "--": litvision fit arguments for every point of a sweep.
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    args.extra = extra
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # a sweep's arguments for every point
+    parser = build_parser()
+    config = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args = parser.instantiate(config)[config.verb]
     console = Console(soft_wrap=True)  # long paths stay on one line, as in a log file
-    command = f"{PROG} {shlex.join(argv)}"
     # SIGTERM (kill, a scheduler; the only stop of a run started with `nohup ... &`, which ignores Ctrl-C's
     # SIGINT) stops as Ctrl-C does: the runs are stopped, marked interrupted, the report written.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        if args.command == "plain":
-            plain.run(args)
-            return
-        if args.command == "report":
-            scale, source = _scale_and_source(args, make=False)
-            write_report(args, scale, source, console, command)
-            return
-        if args.command == "sweep":
-            run_sweep(args, console)
-            return
-        plans = _plans(args.reports, args.plans)
-        scale, source = _scale_and_source(args, make=not args.dry_run)
-        reproduction = Reproduction(
-            plans, scale, source, args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console=console,
-            seeds=args.seeds, launcher=launch.from_args(args), only=args.only,
-        )  # fmt: skip
-        if args.dry_run:
-            print("\n".join(reproduction.dry_run()))
-            return
-        seconds = reproduction.estimate() if reproduction.launcher is None else 0.0  # a cluster's: unknown
-        if seconds:
-            load, cores = os.getloadavg()[0], os.cpu_count() or 1
-            busy = f"; the machine is busy, load {load:.1f} on {cores} cores, so it may be far too long"
-            console.print(
-                f"estimated time on this machine: about {format_duration(seconds)} (a rough figure"
-                f"{busy if load > 0.75 * cores else ''})"
-            )
-        if seconds > LONG_HOURS * 3600 and not args.yes:
-            raise LitvisionError(
-                f"this reproduction would take about {format_duration(seconds)} here, over {LONG_HOURS} "
-                "hours; add --yes to start it anyway, or choose a smaller --scale"
-            )
-        try:
-            reproduction.run(analyses=not args.no_analyses)
-        finally:
-            write_report(args, scale, source, console, command)
-    except LitvisionError as err:
-        parser.exit(1, f"{PROG}: error: {err}\n")
+        with one_line_errors(PROG):
+            if config.verb == "plain":
+                return plain.run(args.run_dir, args.output, args.device)
+            with in_repository(args):
+                failures = VERBS[config.verb](args, console, f"{PROG} {shlex.join(argv)}", extra)
+        if failures:
+            print(f"{PROG}: {len(failures)} failed:\n" + "\n".join(failures), file=sys.stderr)
+            raise SystemExit(1)
     except KeyboardInterrupt:
-        parser.exit(130, f"{PROG}: interrupted; run the same command again to resume\n")
+        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if reproduction.failures:
-        parser.exit(
-            1, f"{PROG}: {len(reproduction.failures)} failed:\n" + "\n".join(reproduction.failures) + "\n"
-        )
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_sweep(args: argparse.Namespace, console: Console) -> None:
-    sweep = load_sweep(args.file, Path("."))
-    specs = sweep.specs(sweep.name, Path("."))
-    plan = ReportPlan(sweep.name, args.file, sweep.name, "", [], specs, [], [])
-    scale, source = _scale_and_source(args, make=not args.dry_run)
-    reproduction = Reproduction(
-        [plan],
-        scale,
-        source,
-        args.save_dir,
-        args.jobs,
-        args.gpus_per_run,
-        console=console,
-        extra_args=args.extra,
-        launcher=launch.from_args(args),
+def reproduction(
+    args: Namespace, console: Console, plans: list[Plan], root: Path | None, **kwargs
+) -> Reproduction:
+    """The runs of ``plans`` at the command line's scale, into ``root/<report>/<run>`` (default: the runs
+    directory of the scale)."""
+    scale = load_scale(args.scale, args.scales_dir)
+    source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=not args.dry_run)
+    launcher = (
+        None
+        if args.launcher == "local"
+        else Launcher(args.launcher, args.slurm, args.wait, args.gpus_per_run)
     )
-    if args.dry_run:
-        print("\n".join(reproduction.dry_run()))
-        return
-    reproduction.run(analyses=False)
-    table = Table(title=f"sweep {sweep.name}: {sweep.config}")
-    for column in ("point", "run directory", "test accuracy", "wall time"):
-        table.add_column(column)
-    for label, spec in specs.items():
-        result = RunResult(spec, reproduction.run_dir(spec))
-        acc = METRICS["test_acc"].value(result)
-        wall = result.wall_time_s if result.finished else None
-        table.add_row(
-            label, str(result.directory), f"{acc:.2f}%" if acc is not None else result.status,
-            f"{wall:.0f} s" if wall else "",
-        )  # fmt: skip
-    console.print(table)
-    if reproduction.failures:
-        raise LitvisionError(
-            f"{len(reproduction.failures)} point(s) failed: " + "; ".join(reproduction.failures)
+    root = root or args.runs_dir / scale.name
+    return Reproduction(
+        plans, scale, source, root, args.jobs, args.gpus_per_run, console, launcher=launcher, **kwargs
+    )
+
+
+def load_plans(names: list[str], args: Namespace) -> list[Plan]:
+    paths = select_plans(names, args.plans)  # shown from the repository where they are in it
+    return [
+        load_plan(Path(os.path.relpath(p)) if p.is_relative_to(Path.cwd()) else p, set(METRICS))
+        for p in paths
+    ]
+
+
+def make_report(
+    args: Namespace, scale: Scale, source: DataSource, command: str, named: list[str] = ()
+) -> Report:
+    """The report of the scale's plans (default: the numbered reports), those named, those with runs."""
+    runs_dir = args.runs_dir / scale.name
+    covered = (lambda p: p in scale.reports) if scale.reports is not None else is_numbered
+    ids = [p for p in available_plans(args.plans) if covered(p) or p in named or (runs_dir / p).is_dir()]
+    out_dir = args.reports_dir if scale.name == "full" else args.reports_dir / scale.name
+    return Report(load_plans(ids or ["all"], args), scale, source, runs_dir, out_dir, command, args.seeds)
+
+
+def write_report(args: Namespace, console: Console, command: str, named: list[str] = ()) -> list[str]:
+    scale = load_scale(args.scale, args.scales_dir)
+    source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=False)
+    path = make_report(args, scale, source, command, named).write()
+    console.print(f"report written to [bold]{path}[/] (and {path.with_name('results.csv')})")
+    return []
+
+
+def run(args: Namespace, console: Console, command: str, extra: list[str]) -> list[str]:
+    runner = reproduction(
+        args, console, load_plans(args.reports, args), None, seeds=args.seeds, only=args.only
+    )
+    seconds = runner.estimate() if runner.launcher is None else 0.0  # a cluster's: unknown
+    if seconds:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        busy = f"; the machine is busy, load {load:.1f} on {cores} cores, so it may be far too long"
+        console.print(
+            f"estimated time on this machine: about {format_duration(seconds)} (a rough figure"
+            f"{busy if load > 0.75 * cores else ''})"
         )
+    if args.dry_run:
+        print("\n".join(runner.dry_run()))
+        out = make_report(args, runner.scale, runner.source, command, args.reports).out_dir / "REPORT.md"
+        console.print(f"the report would be written to [bold]{out}[/]")
+        if runner.source.name == "download":
+            console.print(
+                "[bold yellow]warning[/]: --data_source download downloads the datasets and ImageNet "
+                f"weights: without internet the runs fail (--data_source offline reads {args.shared_data})"
+            )
+        return []
+    if seconds > LONG_HOURS * 3600 and not args.yes:
+        raise LitvisionError(
+            f"this reproduction would take about {format_duration(seconds)} here, over {LONG_HOURS} hours; "
+            "add --yes to start it anyway, or choose a smaller --scale"
+        )
+    try:
+        runner.run(analyses=args.analyses)
+    finally:
+        write_report(args, console, command, args.reports)
+    return runner.failures
+
+
+def sweep(args: Namespace, console: Console, command: str, extra: list[str]) -> list[str]:
+    loaded = load_sweep(args.file)
+    plan = Plan(loaded.name, runs=sweep_runs(loaded, loaded.name), id=loaded.name, path=args.file)
+    runner = reproduction(args, console, [plan], args.save_dir, extra_args=extra)
+    if args.dry_run:
+        print("\n".join(runner.dry_run()))
+        return []
+    runner.run(analyses=False)
+    for label, point in plan.runs.items():  # the points side by side
+        result = RunDir(point, runner.run_dir(point))
+        acc, wall = METRICS["test_acc"].value(result), result.wall_time_s if result.finished else None
+        shown = f"{acc:.2f}% test accuracy in {wall:.0f} s" if acc is not None and wall else result.status
+        console.print(f"{loaded.name} [bold]{label}[/]: {shown} ({result.path})")
+    return runner.failures
+
+
+VERBS: dict[str, Callable[..., list[str]]] = {"run": run, "report": write_report, "sweep": sweep}

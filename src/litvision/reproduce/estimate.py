@@ -1,12 +1,11 @@
 """How long the runs of a reproduction take on this machine, before and while they run.
 
 Before: each architecture's training step is timed on this machine's device, once per command and as it
-is loaded now (a forward and backward pass of random images; not kept across commands, where a timing
-taken in a busy hour would outlive it), and multiplied by the images a run trains on
-(epochs x training images, from the dataset's size, the scale's subset and ``limit_train_batches``),
-plus a share for validation and test. Imbalance, noise copies and data loading are left out, so this is
-a rough figure. While running: the estimate is scaled by how long the finished runs took compared with
-their estimates.
+is loaded now (a timing taken in a busy hour must not outlive it), and multiplied by the images a run
+trains on (epochs x training images, from the dataset's size, the scale's subset and
+``limit_train_batches``), plus a share for validation and test. Imbalance, noise copies and data
+loading are left out: a rough figure. While running: the estimate is scaled by how long the finished
+runs took compared with their estimates.
 """
 
 from __future__ import annotations
@@ -16,44 +15,38 @@ import json
 import time
 from typing import Any
 
-import yaml
+import torch
 
+from litvision.reproduce.plan import lookup
 from litvision.utils import import_object
 
-# Images in each dataset's training and test sets (what a run trains on before the validation split).
+# Images in each dataset's training set (before the validation split; EuroSAT: all, before its test split).
 TRAIN_IMAGES = {"cifar10": 50_000, "mnist": 60_000, "eurosat": 27_000}
 EVAL_SHARE = 0.3  # validation and test time, as a share of training time (eval steps are cheaper)
 START_S = 20.0  # starting Python, Lightning and the data of one run
 
 
 def run_seconds(
-    config: dict[str, Any],
-    args: list[str],
-    dataset: str,
-    shape: tuple[int, ...],
-    sizes: dict[str, Any],
-    epochs_done: int = 0,
+    config: dict[str, Any], args: dict[str, Any], dataset: str, shape: tuple[int, ...], epochs_done: int = 0
 ) -> float | None:
-    """Estimated seconds of one run of ``config`` with the ``--key=value`` arguments ``args`` (later ones
-    win), on ``dataset`` (its subset ``sizes`` per class, if any), ``epochs_done`` of its epochs trained
-    already (a resumed run); None when its network is unknown."""
-    given = {k: yaml.safe_load(v) for k, _, v in (a[2:].partition("=") for a in args if "=" in a)}
+    """Estimated seconds of a run of ``config`` with the arguments ``args`` (dotted keys, as on the
+    command line) on ``dataset``, ``epochs_done`` of its epochs trained already; None when its network is
+    unknown."""
 
-    def setting(key: str, default: Any = None) -> Any:  # from the arguments, else the config file
+    def setting(key: str, default: Any = None) -> Any:  # the command line's, else the config file's
         section, name = key.split(".", 1)
-        for candidate in (key, f"{section}.init_args.{name}"):
-            if candidate in given:
-                return given[candidate]
-        node = config.get(section) or {}
-        node = node.get("init_args", node) if section in ("data", "model") else node
-        return node.get(name, default) if isinstance(node, dict) else default
+        for given in (key, f"{section}.init_args.{name}"):
+            if given in args:
+                return args[given]
+        found, value = lookup(config, key)
+        return value if found else default
 
     backbone = setting("model.backbone")
     if not isinstance(backbone, dict) or "class_path" not in backbone:
         return None
-    images = 10 * sizes["train"] if "train" in sizes else TRAIN_IMAGES[dataset]
-    if dataset == "eurosat":  # one folder: the test split comes out of it
-        images = 10 * sizes.get("images", 2_700)
+    images = 10 * setting("data.train_per_class", TRAIN_IMAGES[dataset] // 10)
+    if dataset == "eurosat":  # one pool: the test split comes out of it
+        images = 10 * setting("data.images_per_class", 2_700)
         test = setting("data.test_size", 0.2)
         images -= int(images * test) if isinstance(test, float) else int(test)
     val = setting("data.val_size", 0.1)
@@ -71,16 +64,28 @@ def run_seconds(
 def step_seconds(class_path: str, init_args: str, shape: tuple[int, ...], batch: int) -> float:
     """Seconds per image of a training step of the network (its ``init_args`` as JSON) on this machine's
     device, timed once per command."""
-    import torch
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = import_object(class_path)(10, shape, **json.loads(init_args)).to(device)
+    net = import_object(class_path)(10, shape, **json.loads(init_args))
+    return time_step(net, shape, batch, device, steps=1)
+
+
+def time_step(
+    net: torch.nn.Module, shape: tuple[int, ...], batch: int, device: str, steps: int = 2, bf16: bool = False
+) -> float:
+    """Seconds per image of a training step (forward, backward, SGD step) of ``net`` on random images:
+    the fastest of ``steps`` after one that warms up (allocations, cuDNN's choice; seconds on a CPU)."""
+    net = net.to(device).train()
     images = torch.randn(batch, *shape, device=device)
-    labels = torch.zeros(batch, dtype=torch.long, device=device)
+    labels = torch.arange(batch, device=device) % net.head.out_features
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
     times = []
-    for _ in range(3):  # the first step warms up (a few seconds per architecture on a CPU)
+    for _ in range(steps + 1):
         start = time.perf_counter()
-        torch.nn.functional.cross_entropy(net(images), labels).backward()
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(net(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -93,26 +98,26 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Runs finished, running and left, the time elapsed and an estimate of the time left."""
+    """Jobs finished, running and left, the time elapsed and an estimate of the time left."""
 
     def __init__(self, predicted: dict[str, float], slots: int = 1) -> None:
-        self.predicted = predicted  # run id -> estimated seconds, for the runs this invocation trains
+        self.predicted = predicted  # job id -> estimated seconds, of the jobs this command runs
         self.slots = max(slots, 1)
         self.started = time.perf_counter()
         self.running: set[str] = set()
         self.failed: set[str] = set()
-        self.actual: dict[str, float] = {}  # run id -> seconds, of the finished runs
+        self.actual: dict[str, float] = {}  # job id -> seconds, of the finished jobs
 
-    def start(self, run: str) -> None:
-        self.running.add(run)
+    def start(self, job: str) -> None:
+        self.running.add(job)
 
-    def end(self, run: str, seconds: float, ok: bool | None) -> None:
-        """A run ended: ``ok`` True (finished), False (failed) or None (interrupted: left to do)."""
-        self.running.discard(run)
+    def end(self, job: str, seconds: float, ok: bool | None) -> None:
+        """A job ended: ``ok`` True (finished), False (failed) or None (interrupted: left to do)."""
+        self.running.discard(job)
         if ok:
-            self.actual[run] = seconds
+            self.actual[job] = seconds
         elif ok is False:
-            self.failed.add(run)
+            self.failed.add(job)
 
     def left_seconds(self) -> float:
         expected = sum(self.predicted.get(r, 0.0) for r in self.actual)

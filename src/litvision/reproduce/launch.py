@@ -1,81 +1,67 @@
-"""Where the runner's jobs run: ``local`` (this machine, a pool of GPU slots in ``Reproduction.execute``),
-``slurm`` (one task of a SLURM job array per job, submitted through submitit), or ``submitit-local``
-(the same submission run on this machine by submitit's LocalExecutor: every task at once, to try a
-set-up and its requeue before a cluster sees it).
+"""Jobs as SLURM array tasks, submitted through submitit (``slurm``), or the same submission run on
+this machine by submitit's LocalExecutor (``submitit-local``: every task at once, to try a set-up and
+its requeue before a cluster sees it). The ``local`` launcher is the runner's own pool (jobs.py):
+submitit's LocalExecutor starts every job at once on the same GPUs, and cannot hand each the next free
+one.
 
-submitit's LocalExecutor cannot be the ``local`` launcher: it starts every job as soon as it is
-submitted, with no limit on how many run at once, and gives each the same GPUs
-(``visible_gpus[:gpus_per_node]``). Handing each run the next free GPU is the scheduling it lacks, and
-the runner's pool does that.
-
-A task that reaches its time limit or is preempted receives submitit's signal (USR2, ``signal_delay_s``
-before the end). submitit then calls :meth:`JobTask.checkpoint`, which stops the run's process, and
-requeues the task; the requeued task builds its job again, and the run continues from its
-``last.ckpt`` through the exact resume. submitit alone owns the signal: the run's trainer gets
-Lightning's plain ``LightningEnvironment``, so Lightning installs no SLURM auto-requeue handler of its
-own (and a run of several GPUs starts its DDP processes inside its one task).
+Each task executes its job as the pool does (``jobs.execute``). A task that reaches its time limit or is
+preempted receives submitit's signal (USR2, ``signal_delay_s`` before the end); submitit calls
+:meth:`JobTask.checkpoint`, which stops the run, and requeues the task, which resumes the run from its
+``last.ckpt``. submitit alone owns the signal: the run's trainer gets Lightning's plain
+``LightningEnvironment``, so Lightning installs no SLURM requeue handler of its own.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from rich.console import Console
 
 from litvision.errors import LitvisionError
-from litvision.reproduce.plan import TimeLoader, read_yaml
+from litvision.reproduce.jobs import Job, execute, finished
 from litvision.utils import now, read_json, visible_gpus, write_json
-
-if TYPE_CHECKING:
-    from litvision.reproduce.runner import Job, Reproduction
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 SUBMITIT_DIR = ".submitit"  # in the runs directory: submitit's pickles and each task's log
 SUBMISSIONS = "submissions.json"  # job id -> array task, so that a second submission skips queued jobs
-# Lightning must not requeue the job itself when it sees SLURM's variables (see the module's docstring).
 PLAIN_ENVIRONMENT = "--trainer.plugins+=lightning.fabric.plugins.environments.LightningEnvironment"
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING", "COMPLETING", "SUSPENDED"}
 
 
 @dataclass
 class SlurmSettings:
-    """What each array task asks SLURM for; a YAML file of these keys (``--slurm FILE``), each also an
-    option of ``reproduce run`` (docs/cluster.md)."""
+    """What each array task asks SLURM for (docs/cluster.md).
+
+    Args:
+        partition: SLURM partition.
+        time: the time limit of one attempt, as sbatch --time: minutes or [days-]hours:minutes:seconds,
+            a string (quoted in YAML, which reads 4:00:00 unquoted as a number).
+        gpus_per_run: GPUs of each task (default: --gpus_per_run; 0 for a CPU partition).
+        cpus_per_run: CPUs of each task.
+        mem_gb: memory of each task.
+        array_parallelism: array tasks at once.
+        account: SLURM account.
+        max_timeouts: requeues after reaching the time limit (preemptions requeue without limit).
+        signal_delay_s: how long before the time limit the signal comes.
+        sbatch: any other sbatch option, e.g. --slurm.sbatch.qos=high.
+        setup: shell lines run before each task: module load, ...
+    """
 
     partition: str | None = None
-    time: str = "24:00:00"  # the time limit of one attempt, as sbatch --time: minutes or [D-]HH:MM:SS
-    gpus_per_run: int | None = None  # default: --gpus-per-run; 0 for a CPU partition
+    time: str = "24:00:00"
+    gpus_per_run: int | None = None
     cpus_per_run: int | None = None
     mem_gb: float | None = None
-    array_parallelism: int = 256  # at most this many tasks at once
+    array_parallelism: int = 256
     account: str | None = None
-    max_timeouts: int = 3  # requeues after reaching the time limit (preemptions requeue without limit)
-    signal_delay_s: int = 120  # the signal comes this long before the time limit
-    sbatch: dict[str, Any] = field(default_factory=dict)  # any other sbatch option: {qos: high}
-    setup: list[str] = field(default_factory=list)  # shell lines before each task: module load, ...
-
-    @classmethod
-    def load(cls, path: Path | None = None, **given: Any) -> SlurmSettings:
-        """Settings from a YAML file (if any), then the options given (None: not given)."""
-        data = read_yaml(path, "SLURM settings", TimeLoader) if path is not None else {}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise LitvisionError(
-                f"SLURM settings '{path}': unknown key '{unknown[0]}'; "
-                f"the keys are {', '.join(sorted(known))}"
-            )
-        data.update({key: value for key, value in given.items() if value is not None})
-        settings = cls(**data)
-        settings.timeout_s()  # checks the format
-        for name in ("array_parallelism", "max_timeouts", "signal_delay_s", "gpus_per_run"):
-            value = getattr(settings, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise LitvisionError(f"SLURM setting {name}={value!r} is invalid: use a count >= 0")
-        return settings
+    max_timeouts: int = 3
+    signal_delay_s: int = 120
+    sbatch: dict[str, Any] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
 
     def timeout_s(self) -> int:
         """``time`` in seconds; sbatch's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
@@ -90,62 +76,29 @@ class SlurmSettings:
         hours, minutes, seconds = (first, second, third) if hours_first else (0, first, second)
         return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
-
-def add_arguments(parser: Any) -> None:
-    """The launcher's options of ``reproduce run`` and ``reproduce sweep``."""
-    parser.add_argument(
-        "--launcher", choices=LAUNCHERS, default="local",
-        help="local: this machine, one run per GPU (or --jobs); slurm: one SLURM array task per run "
-        "through submitit, requeued on timeout and preemption; submitit-local: the same through submitit "
-        "on this machine, every task at once (to try a set-up)",
-    )  # fmt: skip
-    parser.add_argument("--slurm", type=Path, metavar="FILE", help="SLURM settings (YAML; docs/cluster.md)")
-    parser.add_argument("--partition", help="SLURM partition")
-    parser.add_argument("--time", help="time limit of one attempt of a run (sbatch --time), e.g. 4:00:00")
-    parser.add_argument("--account", help="SLURM account")
-    parser.add_argument("--array-parallelism", type=int, help="array tasks at once (default 256)")
-    parser.add_argument("--cpus-per-run", type=int, help="CPUs of each array task")
-    parser.add_argument(
-        "--sbatch", action="append", default=[], metavar="KEY=VALUE",
-        help="any other sbatch option, e.g. --sbatch qos=high --sbatch constraint=a100 (repeatable)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--wait", action="store_true",
-        help="with slurm: wait for the tasks, then run what needs them (references, analyses); "
-        "default: return once submitted (submitit-local always waits)",
-    )  # fmt: skip
+    def check(self) -> None:
+        self.timeout_s()
+        for name in ("array_parallelism", "max_timeouts", "signal_delay_s", "gpus_per_run", "cpus_per_run"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise LitvisionError(f"SLURM setting {name}={value!r} is invalid: use a count >= 0")
 
 
-def from_args(args: Any) -> Launcher | None:
-    """The launcher of ``reproduce run``'s options; None for the local one."""
-    if args.launcher == "local":
-        return None
-    sbatch: dict[str, str] = {}
-    for item in args.sbatch:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise LitvisionError(f"--sbatch {item!r} is invalid: use KEY=VALUE, e.g. --sbatch qos=high")
-        sbatch[key.strip().lstrip("-")] = value
-    settings = SlurmSettings.load(
-        args.slurm, partition=args.partition, time=args.time, account=args.account,
-        array_parallelism=args.array_parallelism, cpus_per_run=args.cpus_per_run,
-    )  # fmt: skip
-    settings.sbatch = {**settings.sbatch, **sbatch}
-    return Launcher(args.launcher, settings, args.wait)
-
-
+@dataclass
 class Launcher:
-    """Submits the runner's jobs as array tasks through submitit."""
+    """Submits jobs as array tasks through submitit."""
 
-    def __init__(self, kind: str, settings: SlurmSettings, wait: bool = False) -> None:
-        if kind not in LAUNCHERS[1:]:
-            raise LitvisionError(f"launcher '{kind}' is unknown: use one of {', '.join(LAUNCHERS)}")
-        self.kind = kind
-        self.settings = settings
-        self.wait = wait or kind == "submitit-local"
-        self.jobs: dict[str, Any] = {}  # the runner's job id -> submitit's job
+    kind: str
+    settings: SlurmSettings
+    wait: bool = False  # wait for the tasks (submitit-local always does)
+    gpus_per_run: int = 1
+    tasks: dict[str, Any] = field(default_factory=dict)  # job id -> submitit's job
 
-    def executor(self, folder: Path, gpus_per_run: int) -> Any:
+    def __post_init__(self) -> None:
+        self.settings.check()
+        self.wait = self.wait or self.kind == "submitit-local"
+
+    def executor(self, folder: Path) -> Any:
         try:
             import submitit
         except ImportError:
@@ -153,7 +106,7 @@ class Launcher:
                 f"--launcher {self.kind} needs submitit: pip install 'litvision[slurm]'"
             ) from None
         s = self.settings
-        gpus = s.gpus_per_run if s.gpus_per_run is not None else gpus_per_run
+        gpus = s.gpus_per_run if s.gpus_per_run is not None else self.gpus_per_run
         if self.kind == "submitit-local":
             executor = submitit.LocalExecutor(folder, max_num_timeout=s.max_timeouts)
             executor.update_parameters(
@@ -165,54 +118,43 @@ class Launcher:
             executor = submitit.SlurmExecutor(folder, max_num_timeout=s.max_timeouts)
         except RuntimeError as err:  # no srun here
             raise LitvisionError(
-                f"--launcher slurm: {err} Submit from a machine of the cluster, or try "
-                "--launcher submitit-local"
+                f"--launcher slurm: {err} Submit from a machine of the cluster, or try submitit-local"
             ) from None
         executor.update_parameters(
             job_name="litvision", time=-(-s.timeout_s() // 60), nodes=1, ntasks_per_node=1,
-            gpus_per_node=gpus or None, cpus_per_task=s.cpus_per_run, mem=s.mem_gb,
-            partition=s.partition, account=s.account, array_parallelism=s.array_parallelism,
-            signal_delay_s=s.signal_delay_s, additional_parameters=s.sbatch or None, setup=s.setup or None,
-            stderr_to_stdout=True,
+            gpus_per_node=gpus or None, cpus_per_task=s.cpus_per_run, mem=s.mem_gb, partition=s.partition,
+            account=s.account, array_parallelism=s.array_parallelism, signal_delay_s=s.signal_delay_s,
+            additional_parameters=s.sbatch or None, setup=s.setup or None, stderr_to_stdout=True,
         )  # fmt: skip
         return executor
 
-    def submit(self, runner: Reproduction, jobs: list[Job]) -> None:
-        """One array task per job; skips jobs whose earlier task is still pending or running."""
-        folder = runner.root / SUBMITIT_DIR
-        record_path = folder / SUBMISSIONS
-        records = read_json(record_path) or {}
-        executor = self.executor(folder, runner.gpus_per_run)
-        queued = [job for job in jobs if self._active(executor, records.get(job.id))]
+    def submit(self, jobs: list[Job], folder: Path, console: Console) -> list[str]:
+        """One array task per job, but for jobs whose earlier task is still pending or running; with
+        ``wait``, the failures once the tasks have ended."""
+        records = read_json(folder / SUBMISSIONS) or {}
+        executor = self.executor(folder)
+        queued = [job for job in jobs if self.active(executor, records.get(job.id))]
         for job in queued:
-            runner.console.print(
-                f"{job.kind} [bold]{job.id}[/] is queued already (job {records[job.id]['job_id']})"
-            )
+            console.print(f"{job.kind} [bold]{job.id}[/] is queued already (job {records[job.id]['job_id']})")
         todo = [job for job in jobs if job not in queued]
         if not todo:
-            return
+            return []
         with executor.batch():
-            submitted = [executor.submit(JobTask(runner, job.remake)) for job in todo]
-        for job, task in zip(todo, submitted):
+            tasks = [executor.submit(JobTask(job)) for job in todo]
+        for job, task in zip(todo, tasks):
             records[job.id] = {"job_id": task.job_id, "kind": job.kind, "log": str(job.log), "at": now()}
-            runner.console.print(
-                f"{job.kind} [bold]{job.id}[/] submitted as job {task.job_id} (log: {job.log})"
-            )
-        write_json(record_path, records)
-        self.jobs.update((job.id, task) for job, task in zip(todo, submitted))
-        if self.wait:
-            for job, task in zip(todo, submitted):
-                task.wait()
-                error = task.exception()
-                if error is None:
-                    continue
-                # The task raised the runner's one-line failure; submitit wraps it in its traceback.
-                said = [
-                    line.split("Error: ", 1)[-1] for line in str(error).splitlines() if f" {job.id}: " in line
-                ]
-                runner.failures.append(said[-1] if said else f"{job.kind} {job.id}: see {task.paths.stdout}")
+            console.print(f"{job.kind} [bold]{job.id}[/] submitted as job {task.job_id} (log: {job.log})")
+        write_json(folder / SUBMISSIONS, records)
+        self.tasks.update((job.id, task) for job, task in zip(todo, tasks))
+        failures = []
+        for job, task in zip(todo, tasks) if self.wait else []:
+            task.wait()
+            if task.exception() is not None:
+                marker = read_json(job.marker) or {}
+                failures.append(f"{job.kind} {job.id}: {marker.get('reason') or f'see {task.paths.stdout}'}")
+        return failures
 
-    def _active(self, executor: Any, record: dict[str, Any] | None) -> bool:
+    def active(self, executor: Any, record: dict[str, Any] | None) -> bool:
         """Whether a job submitted earlier is still pending or running (SLURM's accounting says)."""
         if record is None or self.kind != "slurm":
             return False
@@ -222,31 +164,31 @@ class Launcher:
 
 
 class JobTask:
-    """One array task: builds its job where it runs (a requeued run finds the ``last.ckpt`` it left) and
-    runs it in the foreground, in a thread, so that the main thread is free for submitit's signal."""
+    """One array task: executes its job in a thread, so that the main thread is free for submitit's
+    signal; a run gets Lightning's plain environment (submitit owns the signals)."""
 
-    def __init__(self, runner: Reproduction, remake: Callable[[], Job | None]) -> None:
-        self.runner = runner
-        self.remake = remake
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.marker: dict[str, Any] = {}
 
     def __call__(self) -> str:
-        runner = self.runner
-        slot = visible_gpus() or None  # what SLURM (or the local executor) gave this task: all for the run
-        runner.slots, runner.gpus_per_run, runner.failures = [slot], len(slot or [None]), []
-        job = self.remake()
-        if job is None:
+        if finished(self.job.marker, self.job.done):
             return "finished already"
-        if job.kind == "run":
-            job.command.append(PLAIN_ENVIRONMENT)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=runner.run_one, args=(job, slot, "", self._stop))
-        self._thread.start()
-        while self._thread.is_alive():
-            self._thread.join(0.5)
-        if runner.failures:
-            raise RuntimeError(runner.failures[-1])
+        job = (
+            replace(self.job, args=(*self.job.args, PLAIN_ENVIRONMENT))
+            if self.job.kind == "run"
+            else self.job
+        )
+        self.thread = threading.Thread(
+            target=lambda: self.marker.update(execute(job, visible_gpus() or None, self.stop))
+        )
+        self.thread.start()
+        while self.thread.is_alive():
+            self.thread.join(0.5)
+        if self.marker.get("status") != "finished":
+            raise RuntimeError(f"{self.job.kind} {self.job.id}: {self.marker.get('reason')}")
         return "finished"
 
     def checkpoint(self) -> Any:
@@ -254,10 +196,13 @@ class JobTask:
         requeue this task."""
         from submitit.helpers import DelayedSubmission
 
-        if self._stop is not None and self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-        return DelayedSubmission(JobTask(self.runner, self.remake))
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+        return DelayedSubmission(JobTask(self.job))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"runner": self.runner, "remake": self.remake, "_stop": None, "_thread": None}
+        return {"job": self.job}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["job"])

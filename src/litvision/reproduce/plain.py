@@ -19,7 +19,6 @@ accumulation) are refused.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import functools
 import json
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -222,26 +222,14 @@ def plain_fit(config: dict[str, Any], device: str | None = None, state: Path | N
     }
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("plain", help="retrain a finished run with the plain PyTorch loop",
-                                 description=__doc__.split("\n\n")[0])  # fmt: skip
-    parser.add_argument("run_dir", type=Path, help="a litvision run directory (holding config.yaml)")
-    parser.add_argument(
-        "--output", type=Path, help="where to write results.json (default: RUN_DIR/plain_loop)"
-    )
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-
-
-def run(args: argparse.Namespace) -> None:
+def run(run_dir: Path, output: Path | None = None, device: str | None = None) -> None:
     """``litvision reproduce plain``: train, test, write ``results.json`` and print the headline."""
-    import yaml
-
-    config_file = args.run_dir / "config.yaml"
+    config_file = run_dir / "config.yaml"
     if not config_file.is_file():
-        raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")
-    output = args.output or args.run_dir / "plain_loop"
-    results = plain_fit(yaml.safe_load(config_file.read_text()), args.device, output / STATE)
-    write_json(output / "results.json", {"run": str(args.run_dir), **results})
+        raise LitvisionError(f"'{run_dir}' is not a run directory: it has no config.yaml")
+    output = output or run_dir / "plain_loop"
+    results = plain_fit(yaml.safe_load(config_file.read_text()), device, output / STATE)
+    write_json(output / "results.json", {"run": str(run_dir), **results})
     (output / STATE).unlink()
     print(
         json.dumps({k: results[k] for k in ("acc", "acc_macro", "val_acc_best", "best_epoch", "wall_time_s")})

@@ -1,13 +1,14 @@
-"""The reproduction report: every table of the five reports with the published value, ours and the
-difference, our figures, the hardware, wall times and commit, and where our protocol differs. A report
-written while runs or their plain-loop references are missing says so at its top (a partial report).
+"""The reproduction report: every table of the reports with the published value, ours and the
+difference, the findings and whether ours agree, our figures, the hardware, wall times and commit.
 
-Written from the run directories alone (``test_results.json``, ``run_info.json``, TensorBoard events,
-``analysis/``), so it can be regenerated at any time: ``litvision reproduce report``.
+Read from the run directories alone, so it can be rewritten at any time (``litvision reproduce report``):
+first the records, one per table cell and seed (``results.csv``), then the Markdown rendered from them
+(``REPORT.md``) and the verdicts on the findings (``findings.csv``). Its fixed sentences: ``report.yaml``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import re
@@ -15,88 +16,75 @@ import shlex
 import shutil
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from litvision.analysis.cli import BY_NAME
 from litvision.reproduce.data_sources import DATASETS, DataSource
-from litvision.reproduce.plan import Cell, ReportPlan, RunSpec, Scale, Table, read_yaml
-from litvision.reproduce.runner import (
-    ANALYSES_FILE,
-    INTERRUPTED,
-    LOG,
-    MARKER,
-    PLAIN_DIR,
-    epochs_trained,
-    is_finished,
-    last_error,
-)
+from litvision.reproduce.jobs import INTERRUPTED, MARKER, last_error
+from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, format_value, read_yaml
+from litvision.reproduce.runner import PLAIN_DIR, epochs_trained, is_finished
 from litvision.utils import csv_text, git_state, markdown_table, now, read_json, read_scalars, write_text
 
-# The JSON files of a run that metrics read.
-TEST, SVM, REBALANCE = "test_results.json", "analysis/svm_head.json", "analysis/rebalance.json"
-PLAIN = f"{PLAIN_DIR}/results.json"
-CSV_COLUMNS = ["report", "table", "row", "metric", "published", "ours", "ours_std", "seeds", "difference",
-               "plain_loop", "status", "budget", "run", "run_dir", "scale", "data_source"]  # fmt: skip
-# Rounded to 2 decimals in the file, not in the summary.
-ROUNDED = {"published", "ours", "ours_std", "difference", "plain_loop"}
-FINDINGS = "findings"  # results.csv's table of the findings: published and our gaps, and the verdict
+TEXT = yaml.safe_load(Path(__file__).with_name("report.yaml").read_text())
+TEST, PLAIN = "test_results.json", f"{PLAIN_DIR}/results.json"
+AGAIN = "it resumes from its last checkpoint at the next `litvision reproduce run`"
 
 
 @dataclass
-class RunResult:
-    """What a run directory holds, read lazily."""
+class RunDir:
+    """What a run directory holds, each file read once."""
 
-    spec: RunSpec
-    directory: Path
+    run: Run
+    path: Path
 
     @cached_property
     def marker(self) -> dict[str, Any]:
-        return read_json(self.directory / MARKER) or {}
+        return read_json(self.path / MARKER) or {}
 
     @cached_property
     def info(self) -> dict[str, Any]:
-        return read_json(self.directory / "run_info.json") or {}
+        return read_json(self.path / "run_info.json") or {}
 
     @cached_property
     def finished(self) -> bool:
-        return is_finished(self.directory)
+        return is_finished(self.path)
 
     @cached_property
     def test(self) -> dict[str, Any] | None:
-        return read_json(self.directory / TEST) if self.finished else None
+        return read_json(self.path / TEST) if self.finished else None
 
     @cached_property
     def scalars(self) -> dict[str, list[float]]:
         """The run's TensorBoard scalars by tag, in step order (none before the run has finished)."""
-        events = read_scalars(self.directory) if self.finished else {}
+        events = read_scalars(self.path) if self.finished else {}
         return {tag: [e.value for e in tag_events] for tag, tag_events in events.items()}
 
     def number(self, file: str, path: str) -> float | None:
         """The number at the dotted ``path`` of the finished run's JSON file ``file``, if there is one."""
-        node: Any = read_json(self.directory / file) if self.finished else None
+        node: Any = read_json(self.path / file) if self.finished else None
         for key in path.split("."):
             node = node.get(key) if isinstance(node, dict) else None
         return node if isinstance(node, (int, float)) else None
 
     @cached_property
-    def status(self) -> str:  # read once: an unfinished run's checkpoint is loaded for its epochs
+    def status(self) -> str:  # an unfinished run's checkpoint is loaded for its epochs: once
+        status, log = self.marker.get("status"), self.path / "reproduce.log"
         if self.finished:
             return "finished"
-        if self.marker.get("status") == "failed":
-            return f"failed: {self.marker.get('reason', 'see its log')}"
-        if self.marker.get("status") == INTERRUPTED:
-            return f"{INTERRUPTED}: it resumes from its last checkpoint at the next `litvision reproduce run`"
-        if (self.directory / "checkpoints" / "last.ckpt").is_file():  # running, or its runner was stopped
+        if status in ("failed", INTERRUPTED):
             return (
-                f"unfinished: {epochs_trained(self.directory)} epoch(s) trained; it resumes from its last "
-                "checkpoint at the next `litvision reproduce run`"
+                f"failed: {self.marker.get('reason', 'see its log')}"
+                if status == "failed"
+                else f"{status}: {AGAIN}"
             )
-        if (self.directory / LOG).is_file():
-            return f"unfinished: {last_error(self.directory / LOG)}"
-        return "not run"
+        if (self.path / "checkpoints" / "last.ckpt").is_file():  # running, or its runner was stopped
+            return f"unfinished: {epochs_trained(self.path)} epoch(s) trained; {AGAIN}"
+        return f"unfinished: {last_error(log)}" if log.is_file() else "not run"
 
     @property
     def wall_time_s(self) -> float | None:
@@ -104,8 +92,7 @@ class RunResult:
 
     @property
     def training_time(self) -> str:
-        """The fit's seconds over its sessions, and how many sessions ended with no time recorded (killed
-        before their first checkpoint, or run by a litvision that timed a session only at its end)."""
+        """The fit's seconds over its sessions, and how many sessions ended with no time recorded."""
         untimed = sum("wall_time_s" not in s for s in self.info.get("sessions", []))
         seconds = fmt(self.wall_time_s if self.finished else None, accuracy=False)
         return f"{seconds} (+ {untimed} session(s) not timed)" if self.finished and untimed else seconds
@@ -116,40 +103,40 @@ class RunResult:
         return f"{n} x {device}" if device and n > 1 else str(device)
 
 
-def _pct(value: float | None) -> float | None:
+def pct(value: float | None) -> float | None:
     return None if value is None else 100 * value
 
 
-def _at(file: str, path: str) -> Callable[[RunResult], float | None]:
+def at(file: str, path: str) -> Callable[[RunDir], float | None]:
     """A metric read from a finished run's JSON file: the accuracy at ``path``, in %."""
-    return lambda result: _pct(result.number(file, path))
+    return lambda run: pct(run.number(file, path))
 
 
 @dataclass(frozen=True)
 class Metric:
     header: str
-    value: Callable[[RunResult], float | None]
+    value: Callable[[RunDir], float | None]
     accuracy: bool = True  # a percentage: differences in points; otherwise no difference is shown
 
 
+SVM, REBALANCE = "analysis/svm_head.json", "analysis/rebalance.json"
 METRICS: dict[str, Metric] = {
-    "test_acc": Metric("test accuracy (%)", _at(TEST, "acc")),
-    "test_acc_macro": Metric("macro test accuracy (%)", _at(TEST, "acc_macro")),
-    "train_acc": Metric("training accuracy (%)", lambda r: _pct(r.scalars.get("train/acc", [None])[-1])),
+    "test_acc": Metric("test accuracy (%)", at(TEST, "acc")),
+    "test_acc_macro": Metric("macro test accuracy (%)", at(TEST, "acc_macro")),
+    "train_acc": Metric("training accuracy (%)", lambda r: pct(r.scalars.get("train/acc", [None])[-1])),
     "val_acc_best": Metric(
-        "best validation accuracy (%)", lambda r: _pct(max(r.scalars.get("val/acc", [None])))
+        "best validation accuracy (%)", lambda r: pct(max(r.scalars.get("val/acc", [None])))
     ),
     "wall_time_s": Metric("time (s)", lambda r: r.wall_time_s if r.finished else None, accuracy=False),
-    "svm_head_acc": Metric("test accuracy (%)", _at(SVM, "heads.svm.acc")),
-    "crt_head_acc": Metric("test accuracy (%)", _at(SVM, "heads.crt.acc")),
-    "test_many_shot": Metric("many-shot test accuracy (%)", _at(TEST, "shot_groups.many_shot.acc")),
-    "test_medium_shot": Metric("medium-shot test accuracy (%)", _at(TEST, "shot_groups.medium_shot.acc")),
-    "test_few_shot": Metric("few-shot test accuracy (%)", _at(TEST, "shot_groups.few_shot.acc")),
-    # Classifier re-balancing methods (``litvision analyze rebalance``).
-    "posthoc_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.posthoc.acc")),
-    "tau_norm_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.tau_norm.acc")),
-    "lws_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.lws.acc")),
-    "crt_acc": Metric("test accuracy (%)", _at(REBALANCE, "methods.crt.acc")),
+    "svm_head_acc": Metric("test accuracy (%)", at(SVM, "heads.svm.acc")),
+    "crt_head_acc": Metric("test accuracy (%)", at(SVM, "heads.crt.acc")),
+    "test_many_shot": Metric("many-shot test accuracy (%)", at(TEST, "shot_groups.many_shot.acc")),
+    "test_medium_shot": Metric("medium-shot test accuracy (%)", at(TEST, "shot_groups.medium_shot.acc")),
+    "test_few_shot": Metric("few-shot test accuracy (%)", at(TEST, "shot_groups.few_shot.acc")),
+    "posthoc_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.posthoc.acc")),  # analyze rebalance
+    "tau_norm_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.tau_norm.acc")),
+    "lws_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.lws.acc")),
+    "crt_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.crt.acc")),
 }
 
 
@@ -161,12 +148,38 @@ def fmt_diff(ours: float | None, published: float | None) -> str:
     return "" if ours is None or published is None else f"{round(ours - published, 2) + 0.0:+.2f}"  # no -0.00
 
 
+@dataclass
+class Record:
+    """One number of the report: a table cell from one seed of its run (a row of results.csv)."""
+
+    report: str
+    table: str
+    row: str
+    metric: str
+    classes: str  # a per-class table's class id, range of ids or total
+    seed: int
+    published: float | None
+    ours: float | None
+    plain_loop: float | None  # the plain-loop reference's test accuracy (seed 0, runs tables)
+    status: str  # finished, no value yet, needs a GPU, failed, not run, ...
+    budget: str
+    run: str
+    run_dir: str
+    scale: str
+    data_source: str
+
+
 @dataclass(frozen=True)
 class Seeds:
-    """A value over the seeds of one run: their mean, sample standard deviation and count."""
+    """A cell over the seeds of its run: the mean, sample standard deviation and count of its values."""
 
     values: tuple[float, ...]
-    asked: int = 1  # the seeds the scale trains (more than the values: some have not finished)
+    asked: int  # the seeds the scale trains (more than the values: some have not finished)
+    missing: str  # why there is no value (the first seed's status)
+
+    @classmethod
+    def of(cls, records: list[Record]) -> Seeds:
+        return cls(tuple(r.ours for r in records if r.ours is not None), len(records), records[0].status)
 
     @property
     def mean(self) -> float | None:
@@ -179,15 +192,14 @@ class Seeds:
     def text(self, accuracy: bool = True) -> str:
         mean, n = fmt(self.mean, accuracy), len(self.values)
         count = f"{n} seeds" if n >= self.asked else f"{n} of {self.asked} seeds"
-        if self.std is None:
-            return mean if n >= self.asked else f"{mean} ({count})"
-        return f"{mean} ± {fmt(self.std, accuracy)} ({count})"
+        if not n or (self.std is None and n >= self.asked):
+            return mean if n else self.missing
+        return f"{mean} ({count})" if self.std is None else f"{mean} ± {fmt(self.std, accuracy)} ({count})"
 
 
 def verdict(higher: Seeds, lower: Seeds) -> str:
     """Whether our values put ``higher`` above ``lower``, and whether the gap is beyond the noise: twice
     the larger standard deviation over the seeds (not measured where each side has one seed)."""
-    assert higher.mean is not None and lower.mean is not None
     gap = higher.mean - lower.mean
     spread = max((s.std for s in (higher, lower) if s.std is not None), default=None)
     if spread is None:
@@ -196,25 +208,6 @@ def verdict(higher: Seeds, lower: Seeds) -> str:
             (False, True): "reversed, beyond the noise",
             (False, False): "not confirmed, within the noise"}[gap > 0, abs(gap) > 2 * spread]  # fmt: skip
     return f"{said} (2 x {spread:.2f}: twice the seeds' standard deviation)"
-
-
-def findings_count(verdicts: list[str], listed: int, gpu: int = 0) -> str:
-    """The summary's count: the findings confirmed of those judged (both sides have a value), and of the
-    others how many wait for runs of this scale and how many for runs it leaves to a GPU."""
-    if not listed:
-        return "—"
-    left = [f"{n} {what}" for n, what in ((listed - len(verdicts) - gpu, "waiting for runs"),
-                                          (gpu, "needing a GPU")) if n]  # fmt: skip
-    said = f" ({'; '.join(left)})" if left else ""
-    return f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}{said}"
-
-
-def git_commit() -> str:
-    """The commit of the code that writes the report, and whether it had uncommitted changes."""
-    state = git_state()
-    if state["git_commit"] is None:
-        return "unknown (not a git checkout)"
-    return state["git_commit"][:7] + (" with uncommitted changes" if state["git_dirty"] else "")
 
 
 def host() -> str:
@@ -228,152 +221,235 @@ def host() -> str:
 
 @dataclass
 class Report:
-    """The report of some plans at one scale; ``rows`` collects the CSV as the Markdown is written."""
+    """The report of some plans at one scale: records read from the runs, then rendered."""
 
-    plans: list[ReportPlan]
+    plans: list[Plan]
     scale: Scale
     source: DataSource
     runs_root: Path  # RUNS/<scale>
     out_dir: Path
     command: str = ""
     seeds: int | None = None  # seeds per run (None: the scale's)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # results.csv, by CSV_COLUMNS
-    figures: list[tuple[Path, Path]] = field(default_factory=list)  # (source, destination)
-    _results: dict[Path, RunResult] = field(default_factory=dict)
 
-    def result(self, spec: RunSpec) -> RunResult:
-        directory = self.runs_root / spec.report / spec.name
-        return self._results.setdefault(directory, RunResult(spec, directory))
+    def __post_init__(self) -> None:
+        self.dirs: dict[Path, RunDir] = {}
+        self.cells: dict[tuple, list[Record]] = {}  # (report, table, row, metric) -> a cell's records
+        self.scaled = "ours" if self.scale.name == "full" else f"ours ({self.scale.name})"
+        self.ours = f"ours ({self.scale.name}, scaled down)" if self.scale.scaled_down else self.scaled
+        # A scale that keeps some recipes and reduces others (cpu): each row says its budget.
+        self.mixed = self.scale.name != "full" and not self.scale.scaled_down
 
-    def seeded(self, spec: RunSpec) -> list[RunResult]:
-        """The results of every seed of a run."""
-        return [self.result(spec.with_seed(k)) for k in range(self.scale.seed_count(spec, self.seeds))]
+    def seeded(self, run: Run) -> list[RunDir]:
+        """The directories of every seed of a run."""
+        paths = [
+            self.runs_root / run.report / run.with_seed(k).name
+            for k in range(self.scale.seed_count(run, self.seeds))
+        ]
+        return [self.dirs.setdefault(p, RunDir(run.with_seed(k), p)) for k, p in enumerate(paths)]
 
-    def trained_here(self, plans: list[ReportPlan]) -> list[RunResult]:
+    def trained_here(self, plans: list[Plan]) -> list[RunDir]:
         """Every seed of every run of ``plans`` that this scale trains here (not left to a GPU)."""
-        specs = [spec for plan in plans for spec in plan.unique_runs() if not self.scale.gpu_reason(spec)]
-        return [result for spec in specs for result in self.seeded(spec)]
+        return [
+            d
+            for p in plans
+            for run in p.unique_runs()
+            if not self.scale.gpu_reason(run)
+            for d in self.seeded(run)
+        ]
 
-    def value(self, metric: str, spec: RunSpec) -> Seeds:
-        """A metric over the finished seeds of a run."""
-        values = (METRICS[metric].value(r) for r in self.seeded(spec))
-        return Seeds(tuple(v for v in values if v is not None), self.scale.seed_count(spec, self.seeds))
+    # --- the records -------------------------------------------------------------------------------
+    def value(self, run: RunDir, cell: Cell) -> float | None:
+        """A cell's value in one run: a metric, or the test accuracy of a class (``total``: overall;
+        ``"A-B"``: the mean of classes A to B)."""
+        if cell.classes is None or run.test is None:
+            return METRICS[cell.metric].value(run) if cell.classes is None else None
+        if cell.classes == "total":
+            return 100 * run.test["acc"]
+        first, _, last = str(cell.classes).partition("-")
+        classes, span = (
+            list(run.test.get("per_class", {}).values()),
+            range(int(first), int(last or first) + 1),
+        )
+        return 100 * statistics.fmean(classes[k]["acc"] for k in span) if span[-1] < len(classes) else None
 
-    def status(self, spec: RunSpec) -> str:
-        """What stands in a cell without a value: why the run has none."""
-        return "needs a GPU" if self.scale.gpu_reason(spec) else self.result(spec).status.split(":", 1)[0]
+    def records(self) -> list[Record]:
+        """Every table cell of the plans, one record per seed of its run."""
+        records = []
+        for plan in self.plans:
+            for table in plan.tables:
+                cells = [
+                    (row.label, Cell(row.run, m), p)
+                    for row in table.rows
+                    for m, p in zip(row.metrics, row.published)
+                ]
+                for key, values in table.published.items():
+                    label = self.class_label(plan, key)
+                    cells += [
+                        (f"{c}: {label}", Cell(run, "test_acc", key), p)
+                        for (c, run), p in zip(table.columns.items(), values)
+                    ]
+                for label, cell, published in cells:
+                    records += self.cell_records(plan, table.title, label, cell, published)
+        return records
 
-    def missing(self, spec: RunSpec) -> str:
-        """What stands in a cell without a value: why the run has none (a finished run: the analysis that
-        computes it has not run yet)."""
-        why = self.status(spec)
-        return "no value yet" if why == "finished" else why
+    def cell_records(
+        self, plan: Plan, table: str, label: str, cell: Cell, published: float | None
+    ) -> list[Record]:
+        run, records = plan.runs[cell.run], []
+        gpu = self.scale.gpu_reason(run)
+        for k, result in enumerate(self.seeded(run)):
+            ours = None if gpu else self.value(result, cell)
+            status = "needs a GPU" if gpu else result.status.split(":", 1)[0]
+            status = "no value yet" if status == "finished" and ours is None else status
+            plain = (
+                result.number(PLAIN, "acc")
+                if cell.metric == "test_acc" and cell.classes is None and not k
+                else None
+            )
+            classes = "" if cell.classes is None else str(cell.classes)
+            records.append(Record(
+                plan.id, table, label, cell.metric, classes, k, published, ours, pct(plain), status,
+                self.scale.budget(run), run.name, str(result.path), self.scale.name, self.source.name,
+            ))  # fmt: skip
+        return records
 
-    @property
-    def ours(self) -> str:
-        if self.scale.scaled_down:
-            return f"ours ({self.scale.name}, scaled down)"
-        return "ours" if self.scale.name == "full" else f"ours ({self.scale.name})"
+    def class_label(self, plan: Plan, key: int | str) -> str:
+        """A per-class table's row: a class's id and name (where it is not the id), a range, or overall."""
+        if not isinstance(key, int):
+            return "overall" if key == "total" else f"classes {key} (mean)"
+        names = next(
+            (list(d.test.get("per_class", {})) for r in plan.unique_runs() for d in self.seeded(r) if d.test),
+            [],
+        )
+        name = names[key] if key < len(names) else str(key)
+        return str(key) if name == str(key) else f"{key} {name}"
 
+    def seeds_of(self, plan: Plan, cell: Cell) -> Seeds:
+        """A finding's cell over its run's seeds, from the first table that shows it."""
+        key = (
+            plan.id,
+            plan.runs[cell.run].name,
+            cell.metric,
+            "" if cell.classes is None else str(cell.classes),
+        )
+        return Seeds.of(
+            next(v for v in self.cells.values() if (v[0].report, v[0].run, v[0].metric, v[0].classes) == key)
+        )
+
+    def judge(self, plan: Plan, finding: Finding) -> tuple[Seeds, Seeds, float | None, float | None, str]:
+        """Both sides of a finding, the published gap, ours, and the verdict (or why there is none: the
+        first side without a value, and its run)."""
+        high, low = self.seeds_of(plan, finding.higher), self.seeds_of(plan, finding.lower)
+        pub_high, pub_low = plan.published(finding.higher), plan.published(finding.lower)
+        published = None if pub_high is None or pub_low is None else pub_high - pub_low
+        if high.mean is not None and low.mean is not None:
+            return high, low, published, high.mean - low.mean, verdict(high, low)
+        side, cell = (high, finding.higher) if high.mean is None else (low, finding.lower)
+        return high, low, published, None, f"{side.missing}: `{plan.runs[cell.run].name}`"
+
+    # --- the files ---------------------------------------------------------------------------------
     def write(self) -> Path:
-        """Write REPORT.md, results.csv and figures/ into ``out_dir``; returns REPORT.md's path."""
-        body = [self.section(plan) for plan in self.plans]  # first: it collects the rows and figures
-        text = "\n".join([*self.header(), *self.summary(), *body])
+        """Write REPORT.md, results.csv, findings.csv and figures/ into ``out_dir``; return REPORT.md."""
+        records = self.records()
+        for r in records:
+            self.cells.setdefault((r.report, r.table, r.row, r.metric), []).append(r)
+        figures: list[tuple[Path, Path]] = []
+        body = [self.section(plan, figures) for plan in self.plans]
         shutil.rmtree(self.out_dir / "figures", ignore_errors=True)
-        for source, destination in self.figures:
+        for source, destination in figures:
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
-        rows = [
-            [round(v, 2) if k in ROUNDED and v is not None else v for k, v in row.items()]
-            for row in self.rows
+        rounded = lambda row: [round(v, 2) if isinstance(v, float) else v for v in row]  # noqa: E731
+        columns = [f.name for f in dataclasses.fields(Record)]
+        write_text(
+            self.out_dir / "results.csv",
+            csv_text([columns, *map(rounded, map(dataclasses.astuple, records))]),
+        )
+        findings = [
+            [p.id, f.claim, *rounded(self.judge(p, f)[2:]), *rounded(self.noise(p, f))]
+            for p in self.plans
+            for f in p.findings
         ]
-        write_text(self.out_dir / "results.csv", csv_text([CSV_COLUMNS, *rows]))
-        write_text(self.out_dir / "REPORT.md", text)
+        header = ["report", "finding", "published_gap", "ours_gap", "verdict", "noise", "seeds"]
+        write_text(self.out_dir / "findings.csv", csv_text([header, *findings]))
+        write_text(self.out_dir / "REPORT.md", "\n".join([*self.header(), *self.summary(), *body]))
         return self.out_dir / "REPORT.md"
 
-    # --- the parts ---------------------------------------------------------------------------------
+    def noise(self, plan: Plan, finding: Finding) -> tuple[float | None, int]:
+        """The noise of a finding (the larger standard deviation of its sides) and its seeds (the fewer)."""
+        sides = self.seeds_of(plan, finding.higher), self.seeds_of(plan, finding.lower)
+        return max((s.std for s in sides if s.std is not None), default=None), min(
+            len(s.values) for s in sides
+        )
+
     def header(self) -> list[str]:
         results = self.trained_here(self.plans)
-        finished = [r for r in results if r.finished]
+        done = [r for r in results if r.finished]
         failed = sum(r.status.startswith("failed") for r in results)
-        to_gpu = sum(bool(self.scale.gpu_reason(s)) for p in self.plans for s in p.unique_runs())
-        devices = sorted({r.device for r in finished if r.device})
-        commits = sorted({str(r.info["git_commit"])[:7] for r in finished if r.info.get("git_commit")})
-        wall = sum(r.wall_time_s or 0 for r in finished) / 60
-        command_wall = sum(r.marker.get("wall_time_s") or 0 for r in finished) / 60
-        cpu = sum(r.marker.get("cpu_time_s") or 0 for r in finished) / 60
+        to_gpu = sum(bool(self.scale.gpu_reason(run)) for plan in self.plans for run in plan.unique_runs())
+        devices = ", ".join(sorted({r.device for r in done if r.device})) or "no device recorded"
+        commits = sorted({str(r.info["git_commit"])[:7] for r in done if r.info.get("git_commit")})
+        wall = sum(r.wall_time_s or 0 for r in done) / 60
+        command_wall = sum(r.marker.get("wall_time_s") or 0 for r in done) / 60
+        cpu = sum(r.marker.get("cpu_time_s") or 0 for r in done) / 60
         what = "the five reports" if len(self.plans) > 1 else self.plans[0].title
         lines = [f"# Reproduction of {what} ({self.scale.name} scale)", ""]
-        # The plain-loop references the scale asks for, which the runner trains after the runs.
-        plain = [r for r in finished if self.scale.has_plain_reference(r.spec)]
+        plain = [r for r in done if self.scale.has_plain_reference(r.run)]  # references trained after runs
         plain_done = sum(r.number(PLAIN, "acc") is not None for r in plain)
-        if len(finished) < len(results) or plain_done < len(plain):
+        if len(done) < len(results) or plain_done < len(plain):
             left = f", {plain_done} of {len(plain)} plain-loop references" if plain else ""
-            lines += [f"> **Partial report**: {len(finished)} of {len(results)} runs finished{left}; the "
-                      "empty cells fill in when `litvision reproduce run` is run again with the same "
-                      "arguments (finished runs are kept).", ""]  # fmt: skip
-        if self.scale.scaled_down:
-            lines += [f'> **Scaled down: these are not reproductions.** Every "{self.ours}" value comes from '
-                      f"a run shrunk to check the pipeline: {self.scale.description}. Compare them with each "
-                      "other and with the plain-loop references, not with the published numbers; `make "
-                      "reproduce-all` on a GPU runs the reports' own recipes.", ""]  # fmt: skip
-        elif self.mixed_budgets:
-            lines += [f"> **Scale {self.scale.name}**: {self.scale.description} Each row says its budget: "
-                      '"published recipe" rows ran at the report\'s own recipe on the real data; "reduced" '
-                      'rows at the budget stated; "needs a GPU" rows were not run here (their commands are '
-                      "listed).", ""]  # fmt: skip
+            lines += [TEXT["partial"].format(finished=len(done), total=len(results), plain=left), ""]
+        if self.scale.scaled_down or self.mixed:
+            text = TEXT["scaled_down" if self.scale.scaled_down else "mixed"]
+            lines += [
+                text.format(ours=self.ours, scale=self.scale.name, description=self.scale.description),
+                "",
+            ]
+        git = git_state()
+        code = git["git_commit"][:7] if git["git_commit"] else "unknown (not a git checkout)"
+        code += " with uncommitted changes" if git["git_dirty"] else ""
+        code += f"; runs made at commit(s) {', '.join(commits)}" if commits else ""
         datasets = sorted({dataset for dataset, _ in DATASETS.values()})
         return lines + [
             f"- Generated {now()}" + (f" by `{self.command}`" if self.command else ""),
-            f"- Code: litvision commit {git_commit()}"
-            + (f"; runs made at commit(s) {', '.join(commits)}" if commits else ""),
-            f"- Hardware: runs on {', '.join(devices) or 'no device recorded'}; host {host()}",
+            f"- Code: litvision commit {code}",
+            f"- Hardware: runs on {devices}; host {host()}",
             f"- Data ({self.source.name}): " + "; ".join(f"{d}: {self.source.describe(d)}" for d in datasets),
-            f"- Runs: {len(finished)} of {len(results)} finished, {failed} failed"
+            f"- Runs: {len(done)} of {len(results)} finished, {failed} failed"
             + (f", {to_gpu} left to a GPU" if to_gpu else "")
             + f"; in total {wall:.1f} minutes of training (the fits), {command_wall:.1f} minutes of commands"
             + (f", {cpu:.1f} minutes of CPU time" if cpu else ""),
-            f"- Run directories: `{self.runs_root}/<report>/<run>/` (each an ordinary Lightning run: "
-            "`config.yaml`, `checkpoints/`, `test_results.json`, `run_info.json`, TensorBoard events)",
-            "",
-            "Protocol, everywhere: the checkpoint tested is the one with the best accuracy on a validation "
-            "split carved from the training set (seeded, stratified); the test set is never used to select "
-            "a model or an epoch. Several reports selected on the test set; each section says where.",
-            "",
-        ]
-
-    @property
-    def mixed_budgets(self) -> bool:
-        """Whether this scale keeps some recipes and reduces others (cpu): each row says its budget."""
-        return self.scale.name != "full" and not self.scale.scaled_down
-
-    def budget(self, spec: RunSpec) -> str:
-        return "needs a GPU" if self.scale.gpu_reason(spec) else self.scale.budget(spec)
+            TEXT["run_directories"].format(root=self.runs_root), "", TEXT["protocol"], "",
+        ]  # fmt: skip
 
     def summary(self) -> list[str]:
-        """A line per report, from its rows of results.csv (so ``section`` comes first)."""
-        # A scale that keeps some recipes (cpu) compares only those with the published values.
-        recipes = ", published recipes" if self.mixed_budgets else ""
+        """A line per report: its runs, cells, mean difference (at the cpu scale: of the published recipes
+        only) and findings."""
+        recipes = ", published recipes" if self.mixed else ""
         rows = [["report", "runs finished", "table cells filled", f"mean \\|difference\\|{recipes} (points)",
                  "findings confirmed"]]  # fmt: skip
         for plan in self.plans:
             runs = self.trained_here([plan])
-            mine = [row for row in self.rows if row["report"] == plan.id]
-            cells = [row for row in mine if row["table"] != FINDINGS]
-            diffs = [abs(row["difference"]) for row in cells if row["difference"] is not None
-                     and (not self.mixed_budgets or row["budget"] == "published recipe")]  # fmt: skip
-            findings = [row for row in mine if row["table"] == FINDINGS]
-            judged = [row["status"] for row in findings if row["ours"] is not None]
-            gpu = sum(row["status"].startswith("needs a GPU") for row in findings)
+            cells = [(Seeds.of(v), v[0]) for v in self.cells.values() if v[0].report == plan.id]
+            diffs = [abs(seeds.mean - r.published) for seeds, r in cells if seeds.mean is not None
+                     and r.published is not None and METRICS[r.metric].accuracy
+                     and (not self.mixed or r.budget == "published recipe")]  # fmt: skip
+            judged = [self.judge(plan, f) for f in plan.findings]
+            verdicts = [said for *_, gap, said in judged if gap is not None]
+            gpu = sum(said.startswith("needs a GPU") for *_, said in judged)
+            left = [f"{n} {what}" for n, what in ((len(judged) - len(verdicts) - gpu, "waiting for runs"),
+                                                  (gpu, "needing a GPU")) if n]  # fmt: skip
+            count = f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}"
             rows.append([
                 f"[{plan.id}](#{plan.id}) {plan.title}", f"{sum(r.finished for r in runs)} / {len(runs)}",
-                f"{sum(row['ours'] is not None for row in cells)} / {len(cells)}",
+                f"{sum(seeds.mean is not None for seeds, _ in cells)} / {len(cells)}",
                 f"{statistics.fmean(diffs):.2f}" if diffs else "—",
-                findings_count(judged, len(plan.findings), gpu),
+                (count + (f" ({'; '.join(left)})" if left else "")) if judged else "—",
             ])  # fmt: skip
         return ["## Summary", "", markdown_table(rows)]
 
-    def section(self, plan: ReportPlan) -> str:
+    # --- a report's section --------------------------------------------------------------------------
+    def section(self, plan: Plan, figures: list[tuple[Path, Path]]) -> str:
         lines = [f'<a id="{plan.id}"></a>', f"## {plan.id}: {plan.title}", ""]
         if plan.source:
             lines += [f"Source: `{plan.source}`. Experiments: `{plan.path}`.", ""]
@@ -382,215 +458,169 @@ class Report:
             lines += ["Where our protocol differs:", "", *(f"- {n}" for n in notes), ""]
         for table in plan.tables:
             lines += (self.per_class_table if table.kind == "per_class" else self.runs_table)(plan, table)
-        lines += self.findings_table(plan)
-        return "\n".join(lines + self.figures_section(plan) + self.runs_section(plan))
+        return "\n".join(
+            lines + self.findings_table(plan) + self.figures_section(plan, figures) + self.runs_section(plan)
+        )
 
-    def automatic_notes(self, plan: ReportPlan) -> list[str]:
+    def automatic_notes(self, plan: Plan) -> list[str]:
         notes = []
         # Runs trained here with their config's own network (a scale may train another in its place).
-        own = [s for s in plan.unique_runs() if not self.scale.gpu_reason(s)
-               and not any(a.startswith("--model.backbone=") for a in self.scale.run_args(s))]  # fmt: skip
-        random_init = [
-            f"`{s.name}`" for s in own if self.source.replaces_pretrained(read_yaml(s.config, "config"))
+        own = [
+            r
+            for r in plan.unique_runs()
+            if not self.scale.gpu_reason(r) and "model.backbone" not in self.scale.arguments(r)
         ]
-        if random_init:
-            one = len(random_init) == 1
-            verb, whose = ("starts", "its config asks") if one else ("start", "their configs ask")
-            notes.append(
-                f"{', '.join(random_init)} {verb} from random weights: the ImageNet weights {whose} for "
-                "are not in the torch hub cache and cannot be downloaded here."
+        random = [
+            f"`{r.name}`" for r in own if self.source.replaces_pretrained(read_yaml(r.config, "config"))
+        ]
+        if random:
+            one = len(random) == 1
+            runs, whose = (
+                f"{', '.join(random)} {'starts' if one else 'start'}",
+                "its config asks" if one else "their configs ask",
             )
-        if any(self.scale.has_plain_reference(s) for s in plan.unique_runs()):
-            notes.append(
-                '"plain loop": the same run retrained by a hand-written PyTorch loop (`litvision '
-                "reproduce plain RUN_DIR`: same seed, weights, batches, optimizer and checkpoint "
-                "selection, no Lightning); it checks the training machinery, not the report."
-            )
+            notes.append(TEXT["random_weights"].format(runs=runs, whose=whose))
+        if any(self.scale.has_plain_reference(r) for r in plan.unique_runs()):
+            notes.append(TEXT["plain_loop"])
         return notes
 
-    def runs_table(self, plan: ReportPlan, table: Table) -> list[str]:
+    def runs_table(self, plan: Plan, table: Table) -> list[str]:
         plain = any(self.scale.has_plain_reference(plan.runs[row.run]) for row in table.rows)
         header = ["row"]
         for metric in map(METRICS.get, table.metrics):
             header += [f"{metric.header}: published", self.ours] + (["difference"] if metric.accuracy else [])
-        header += ["plain loop (%)", "ours - plain loop"] if plain else []
-        rows = [header + (["budget"] if self.mixed_budgets else []) + ["run"]]
+        rows = [
+            header
+            + (["plain loop (%)", "ours - plain loop"] if plain else [])
+            + (["budget"] if self.mixed else [])
+            + ["run"]
+        ]
         for row in table.rows:
-            spec = plan.runs[row.run]
-            result = self.result(spec)
-            plain_value = _pct(result.number(PLAIN, "acc"))
-            cells = [row.label]
+            run, cells = plan.runs[row.run], [row.label]
             for metric, published in zip(row.metrics, row.published):
-                accuracy, ours = METRICS[metric].accuracy, self.value(metric, spec)
-                cells += [
-                    fmt(published, accuracy),
-                    ours.text(accuracy) if ours.values else self.missing(spec),
-                ]
-                cells += [fmt_diff(ours.mean, published)] if accuracy else []
-                reference = plain_value if metric == "test_acc" else None
-                self.csv_row(plan, table, row.label, metric, published, ours, spec, reference)
+                accuracy, ours = (
+                    METRICS[metric].accuracy,
+                    Seeds.of(self.cells[plan.id, table.title, row.label, metric]),
+                )
+                cells += [fmt(published, accuracy), ours.text(accuracy)] + (
+                    [fmt_diff(ours.mean, published)] if accuracy else []
+                )
             if plain:
-                no_reference = "—" if self.scale.has_plain_reference(spec) else "n/a"
-                shown = fmt(plain_value) if plain_value is not None else no_reference
-                cells += [shown, fmt_diff(METRICS["test_acc"].value(result), plain_value)]
-            if self.mixed_budgets:
-                cells.append("—" if self.scale.gpu_reason(spec) else self.scale.budget(spec))
-            rows.append([*cells, f"`{spec.name}`"])
+                first = self.seeded(run)[0]
+                reference = pct(first.number(PLAIN, "acc"))
+                missing = "—" if self.scale.has_plain_reference(run) else "n/a"
+                cells += [
+                    missing if reference is None else fmt(reference),
+                    fmt_diff(METRICS["test_acc"].value(first), reference),
+                ]
+            rows.append(
+                [
+                    *cells,
+                    *(["—" if self.scale.gpu_reason(run) else self.scale.budget(run)] if self.mixed else []),
+                    f"`{run.name}`",
+                ]
+            )
         return [f"### {table.title}", "", markdown_table(rows)]
 
-    def csv_row(self, plan: ReportPlan, table: Table, label: str, metric: str, published: float | None,
-                ours: Seeds, spec: RunSpec, plain: float | None = None) -> None:  # fmt: skip
-        """A row of results.csv; the difference (accuracies only) is empty where a value is missing."""
-        mean, accuracy = ours.mean, METRICS[metric].accuracy
-        diff = None if mean is None or published is None or not accuracy else mean - published
-        values = [plan.id, table.title, label, metric, published, mean, ours.std, len(ours.values), diff,
-                  plain, self.status(spec), self.budget(spec), spec.name, str(self.result(spec).directory),
-                  self.scale.name, self.source.name]  # fmt: skip
-        self.rows.append(dict(zip(CSV_COLUMNS, values)))
-
-    def _class_value(self, spec: RunSpec, key: int | str) -> Seeds:
-        """A class's test accuracy over the seeds of a run; ``total``: the overall one; ``"A-B"``: the mean
-        accuracy of classes A to B, taken in each seed."""
-        tests = [r.test for r in self.seeded(spec) if r.test is not None]
-        asked = self.scale.seed_count(spec, self.seeds)
-        if key == "total":
-            return Seeds(tuple(100 * test["acc"] for test in tests), asked)
-        first, _, last = str(key).partition("-")
-        span = range(int(first), int(last or first) + 1)
-        classes = [list(test.get("per_class", {}).values()) for test in tests]
-        means = [statistics.fmean(c[k]["acc"] for k in span) for c in classes if span[-1] < len(c)]
-        return Seeds(tuple(100 * mean for mean in means), asked)
-
-    def per_class_table(self, plan: ReportPlan, table: Table) -> list[str]:
-        specs = {label: plan.runs[run] for label, run in table.columns.items()}
-        tests = [r.test for spec in specs.values() for r in self.seeded(spec) if r.test]
-        names: list[str] = list(tests[0].get("per_class", {})) if tests else []
-        rows = [["class", *specs]]
-        for key, published in table.published.items():
-            if not isinstance(key, int):  # "total", or a range of classes
-                label = "overall" if key == "total" else f"classes {key} (mean)"
-            else:  # the class's id, and its name where that is not the id
-                name = names[key] if key < len(names) else str(key)
-                label = str(key) if name == str(key) else f"{key} {name}"
-            cells = [label]
-            for (column, spec), value in zip(specs.items(), published):
-                ours = self._class_value(spec, key)
-                diff = fmt_diff(ours.mean, value)
-                shown = ours.text() if ours.values else self.missing(spec)
-                cells.append(f"{shown} / {fmt(value)}" + (f" ({diff})" if diff else ""))
-                self.csv_row(plan, table, f"{column}: {label}", "test_acc", value, ours, spec)
+    def per_class_table(self, plan: Plan, table: Table) -> list[str]:
+        rows = [["class", *table.columns]]
+        for key, values in table.published.items():
+            cells = [self.class_label(plan, key)]
+            for column, published in zip(table.columns, values):
+                ours = Seeds.of(self.cells[plan.id, table.title, f"{column}: {cells[0]}", "test_acc"])
+                diff = fmt_diff(ours.mean, published)
+                cells.append(f"{ours.text()} / {fmt(published)}" + (f" ({diff})" if diff else ""))
             rows.append(cells)
-        note = f"Each cell: {self.ours} / published (difference), in %."
-        if self.mixed_budgets:  # a column at a reduced budget or with another network is not the recipe
+        note = TEXT["per_class"].format(ours=self.ours)
+        if self.mixed:  # a column at a reduced budget or with another network is not the recipe
             by_budget: dict[str, list[str]] = {}
-            for column, spec in specs.items():
-                by_budget.setdefault(self.budget(spec), []).append(column)
+            for column, run in table.columns.items():
+                by_budget.setdefault(self.scale.budget(plan.runs[run]), []).append(column)
             note += " Budget: " + "; ".join(f"{', '.join(c)}: {b}" for b, c in by_budget.items()) + "."
         return [f"### {table.title}", "", note, "", markdown_table(rows)]
 
-    def cell(self, plan: ReportPlan, cell: Cell) -> Seeds:
-        """Our value of a cell over the finished seeds of its run."""
-        spec = plan.runs[cell.run]
-        return self._class_value(spec, cell.key) if cell.key is not None else self.value(cell.metric, spec)
-
-    def findings_table(self, plan: ReportPlan) -> list[str]:
-        """The report's orderings, each with the published values, ours and whether ours agree; in
-        results.csv, a row each: the published gap, ours, the noise (``ours_std``) and the verdict."""
-        if not plan.findings:
-            return []
+    def findings_table(self, plan: Plan) -> list[str]:
+        """The report's orderings, each with the published values, ours and whether ours agree."""
         rows = [["finding", "published", "gap", self.ours, "gap", "verdict"]]
         for finding in plan.findings:
-            sides = (finding.higher, finding.lower)
-            high, low = (self.cell(plan, cell) for cell in sides)
-            pub_high, pub_low = (plan.published(cell) for cell in sides)
-            gap = None if high.mean is None or low.mean is None else high.mean - low.mean
-            pub_gap = None if pub_high is None or pub_low is None else pub_high - pub_low
-            if gap is None:  # the first side without a value, and why
-                spec = next(plan.runs[c.run] for c, v in zip(sides, (high, low)) if v.mean is None)
-                said, ours = f"{self.missing(spec)}: `{spec.name}`", "—"
-            else:
-                said, ours = verdict(high, low), f"{high.text()} vs {low.text()}"
+            high, low, _, gap, said = self.judge(plan, finding)
+            pub_high, pub_low = plan.published(finding.higher), plan.published(finding.lower)
+            ours = "—" if gap is None else f"{high.text()} vs {low.text()}"
             published = f"{fmt(pub_high)} vs {fmt(pub_low)}"
-            rows.append([finding.claim, published, fmt_diff(pub_high, pub_low), ours,
-                         fmt_diff(high.mean, low.mean), said])  # fmt: skip
-            spec, stds = plan.runs[finding.higher.run], [s.std for s in (high, low) if s.std is not None]
-            run = f"{finding.higher.run} > {finding.lower.run}"
-            values = [plan.id, FINDINGS, finding.claim, "gap", pub_gap, gap, max(stds, default=None),
-                      min(len(high.values), len(low.values)), None, None, said, self.budget(spec), run, "",
-                      self.scale.name, self.source.name]  # fmt: skip
-            self.rows.append(dict(zip(CSV_COLUMNS, values)))
-        note = (f"The report's orderings, each as two of the numbers above, the higher first: published and "
-                f"{self.ours} values in %, the gaps in points. The noise: twice the larger standard "
-                "deviation of the two sides' seeds.")  # fmt: skip
-        return ["### Findings", "", note, "", markdown_table(rows)]
+            rows.append(
+                [
+                    finding.claim,
+                    published,
+                    fmt_diff(pub_high, pub_low),
+                    ours,
+                    fmt_diff(high.mean, low.mean),
+                    said,
+                ]
+            )
+        note = TEXT["findings"].format(ours=self.ours)
+        return ["### Findings", "", note, "", markdown_table(rows)] if plan.findings else []
 
-    def figures_section(self, plan: ReportPlan) -> list[str]:
-        statuses = read_json(self.runs_root / plan.id / ANALYSES_FILE) or {}
+    def figures_section(self, plan: Plan, figures: list[tuple[Path, Path]]) -> list[str]:
         lines = ["### Figures", ""] if plan.analyses else []
+        older = read_json(self.runs_root / plan.id / "analyses.json") or {}  # how runs before 2026-12 said it
         for analysis in plan.analyses:
-            entry = statuses.get(analysis.key) or {}
+            marker = read_json(self.runs_root / plan.id / "analysis" / f"{analysis.key}.json")
+            entry, tool = marker or older.get(analysis.key) or {}, BY_NAME[analysis.tool]
             gpu = [name for name in analysis.runs if self.scale.gpu_reason(plan.runs[name])]
             here = [name for name in self.scale.analysed(analysis, plan.runs) if name not in gpu]
             left = f"without {', '.join(gpu)}: needs a GPU at this scale; " if gpu and here else ""
             command = f"({left}`{entry.get('command', '')}`)"
-            figures = [Path(f) for f in entry.get("figures", []) if Path(f).is_file()]
+            output = Path(entry.get("output", "-"))  # older entries list their figures
+            found = sorted(str(p) for pattern in tool.figures for p in output.glob(pattern)) or [
+                f for f in entry.get("figures", []) if Path(f).is_file()
+            ]
             if not entry:
-                missing = ", ".join(name for name in here if not self.result(plan.runs[name]).finished)
+                missing = ", ".join(name for name in here if not self.seeded(plan.runs[name])[0].finished)
                 why = f"its run(s) {missing} have not finished" if missing else "not run yet"
                 why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
-                own = self.scale.analysis_gpu_reason(plan.id, analysis)
+                own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
                 why = f"it needs a GPU at this scale: {own.rstrip('.')}" if own else why
                 said = f"no figure, {why}."
-            elif entry.get("status") != "done":
+            elif entry.get("status") not in ("finished", "done"):
                 said = f"{entry.get('status')}: {entry.get('reason', '')} {command}"
-            # A tool that writes a table only (rebalance): its numbers are read into the tables.
-            elif not BY_NAME[analysis.tool].figures:
+            elif not tool.figures:  # a tool that writes a table only (rebalance): read into the tables
                 said = f"a table, read into the tables above {command}."
-            elif not figures:
+            elif not found:
                 said = f"the tool wrote no figure {command}."
             else:
                 lines += [f"**{analysis.caption}** {command}", ""]
-                for figure in figures:
-                    destination = self.out_dir / "figures" / f"{plan.id}-{analysis.key}-{figure.name}"
-                    self.figures.append((figure, destination))
-                    lines += [f"![{analysis.caption}](figures/{destination.name})", ""]
+                for figure in map(Path, found):
+                    figures.append(
+                        (figure, self.out_dir / "figures" / f"{plan.id}-{analysis.key}-{figure.name}")
+                    )
+                    lines += [f"![{analysis.caption}](figures/{figures[-1][1].name})", ""]
                 continue
             lines += [f"- *{analysis.caption}*: {said}", ""]
         return lines
 
-    def runs_section(self, plan: ReportPlan) -> list[str]:
-        rows = [["run", "status", "test accuracy (%)", "epochs", "training time (s)", "command (s)",
-                 "device"]]  # fmt: skip
+    def runs_section(self, plan: Plan) -> list[str]:
+        rows = [
+            ["run", "status", "test accuracy (%)", "epochs", "training time (s)", "command (s)", "device"]
+        ]
         commands, gpu = [], []
-        for spec in plan.unique_runs():
-            if self.scale.gpu_reason(spec):
-                command = shlex.join(["litvision", "fit", f"--config={spec.config}", *spec.override_args()])
-                gpu.append(f"- `{spec.name}`: {self.scale.gpu_reason(spec)} `{command}`")
-                continue
-            for r in self.seeded(spec):
-                done = r.finished
-                command_s = fmt(r.marker.get("wall_time_s") if done else None, accuracy=False)
-                resumed = done and r.marker.get("resumed_from_checkpoint")
+        for run in plan.unique_runs():
+            if self.scale.gpu_reason(run):
+                args = [f"--{key}={format_value(value)}" for key, value in run.overrides.items()]
+                command = shlex.join(["litvision", "fit", f"--config={run.config}", *args])
+                gpu.append(f"- `{run.name}`: {self.scale.gpu_reason(run)} `{command}`")
+            for r in [] if self.scale.gpu_reason(run) else self.seeded(run):
+                command_s = fmt(r.marker.get("wall_time_s") if r.finished else None, accuracy=False)
+                resumed = r.finished and r.marker.get("resumed_from_checkpoint")
                 rows.append([
-                    f"`{r.spec.name}`", r.status, fmt(METRICS["test_acc"].value(r)),
-                    r.info.get("epochs", (r.test or {}).get("epoch")) if done else "—",
+                    f"`{r.run.name}`", r.status, fmt(METRICS["test_acc"].value(r)),
+                    r.info.get("epochs", (r.test or {}).get("epoch")) if r.finished else "—",
                     r.training_time, f"{command_s} (last attempt)" if resumed else command_s, r.device or "—",
                 ])  # fmt: skip
-                commands += [f"# {r.spec.name}\n{r.marker['command']}"] if r.marker.get("command") else []
+                commands += [f"# {r.run.name}\n{r.marker['command']}"] if r.marker.get("command") else []
         again = shlex.join(["litvision", "reproduce", "run", plan.id, "--scale", self.scale.name,
-                            "--data-source", self.source.name, "--only", f"{plan.id}/RUN"])  # fmt: skip
-        lines = ["### Runs", "", "Training time: the fit (training and validation) from `run_info.json`, "
-                 "over its sessions (of a session that was killed, up to its last checkpoint); "
-                 "command: the whole `litvision fit`, start-up and test included (of a run resumed from its "
-                 "checkpoint, only the attempt that finished it). One run again, its seeds "
-                 f"and arguments as here, from a clone of the repository: `{again}`.", "",
-                 markdown_table(rows)]  # fmt: skip
-        if len(rows) == 1:  # every run needs a GPU at this scale
-            lines = ["### Runs", ""]
-        if gpu:
-            lines += [f"Needs a GPU (not run at this scale; `make reproduce-{plan.id}` on a GPU box runs "
-                      "every row at its recipe, or each alone with its command):", "", *gpu, ""]  # fmt: skip
-        if commands:
-            summary = "<summary>The command of each run (each an ordinary litvision run)</summary>"
-            lines += [f"<details>{summary}", "", "```bash", *commands, "```", "", "</details>", ""]
-        return lines
+                            "--data_source", self.source.name, "--only", f"{plan.id}/RUN"])  # fmt: skip
+        lines = ["### Runs", "", TEXT["runs"].format(again=again), "", markdown_table(rows)]
+        lines = lines if len(rows) > 1 else lines[:2]  # no table where every run needs a GPU at this scale
+        lines += [TEXT["needs_gpu"].format(report=plan.id), "", *gpu, ""] if gpu else []
+        details = [f"<details>{TEXT['commands']}", "", "```bash", *commands, "```", "", "</details>", ""]
+        return lines + (details if commands else [])
