@@ -10,15 +10,15 @@ import pytest
 from conftest import ROOT
 
 from litvision.reproduce.plan import load_plan
-from litvision.reproduce.report import METRICS, RunResult
-from litvision.reproduce.runner import MARKER
+from litvision.reproduce.jobs import MARKER
+from litvision.reproduce.report import METRICS, RunDir
 
 CAO = {70.36, 77.03}  # Cao et al. 2019, Table 2: cross-entropy, LDAM-DRW
 MENON = {71.36, 77.32, 77.89}  # Menon et al. 2021, README: ERM, post-hoc adjustment, logit-adjusted loss
 
 
 def plan():
-    return load_plan(ROOT / "configs/experiments/cifar10_lt.yaml", ROOT, set(METRICS))
+    return load_plan(ROOT / "configs/experiments/cifar10_lt.yaml", set(METRICS))
 
 
 def test_each_published_comparison_comes_from_one_source():
@@ -50,5 +50,5 @@ def test_the_rebalancing_table_shows_every_method_the_analysis_computes(tmp_path
     accuracies = {"posthoc": 0.61, "tau_norm": 0.62, "lws": 0.63, "crt": 0.64}
     methods = {key: {"acc": acc} for key, acc in accuracies.items()}
     (run / "analysis/rebalance.json").write_text(json.dumps({"methods": methods}))
-    result = RunResult(plan().runs["ce"], run)
+    result = RunDir(plan().runs["ce"], run)
     assert [METRICS[m].value(result) for m in metrics] == pytest.approx([50, 61, 62, 63, 64])

@@ -26,9 +26,9 @@ def test_every_scale_names_only_runs_of_the_reports_it_covers(path, in_root):
     """A misspelt pattern (``cifar10_lt/ldam-drw``) would silently change nothing: every pattern of a
     scale matches a run (or, for needs_gpu, an analysis that trains its own networks) of its reports."""
     scale = load_scale(path.stem, path.parent)
-    plans = {plan_id: load_plan(p, ROOT, set(METRICS)) for plan_id, p in available_plans(PLANS).items()}
+    plans = {plan_id: load_plan(p, set(METRICS)) for plan_id, p in available_plans(PLANS).items()}
     covered = scale.reports if scale.reports is not None else list(plans)  # a report named runs it too
-    rows = {spec.row_id for plan_id in covered for spec in plans[plan_id].unique_runs()}
+    rows = {run.id for plan_id in covered for run in plans[plan_id].unique_runs()}
     rows |= {f"{plan_id}/{a.key}" for plan_id in covered for a in plans[plan_id].analyses if not a.runs}
     for field in ("runs", "reduced", "needs_gpu", "seeds"):
         for pattern in getattr(scale, field):
@@ -53,6 +53,6 @@ def test_the_gpu_scale_trains_every_row_at_its_recipe_from_random_weights_where_
     vgg16 = commands[runs.index("# 000/vgg16 (to run)")]
     assert "--model.backbone.init_args.pretrained=false" in vgg16
     scale = load_scale("gpu", PLANS / "scales")
-    plan = load_plan(PLANS / "000.yaml", ROOT, set(METRICS))
+    plan = load_plan(PLANS / "000.yaml", set(METRICS))
     assert scale.budget(plan.runs["vgg16"]).startswith("substitution: random initialisation")
     assert scale.budget(plan.runs["cnn"]) == "published recipe"
