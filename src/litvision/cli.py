@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 import warnings
@@ -22,14 +23,17 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport, quiet_console
 from litvision.checkpoint_io import with_atomic_checkpoints
-from litvision.data import ImageDataModule
+from litvision.data import ImageDataModule, ImageFolderDataModule
 from litvision.errors import LitvisionError, one_line_errors
 from litvision.module import ImageClassifier
+from litvision.parsing import HelpFormatter, OneLineErrors
 from litvision.predict import PredictionWriter, run_dir_arguments
 from litvision.private_api import cli_build_trainer, cli_callback_keys
 from litvision.utils import load_checkpoint
 
 DEFAULT_SEED = 42
+DEFAULT_BACKBONE = {"class_path": "litvision.models.CifarResNet", "init_args": {"width": 32, "stem": "auto"}}
+DEFAULT_EPOCHS = 20
 COMMANDS = (
     "litvision: train and evaluate image classifiers with Lightning (fit, validate, test, predict, below). "
     "Two more commands: 'litvision analyze TOOL RUN_DIR' draws figures and tables of finished runs "
@@ -37,6 +41,36 @@ COMMANDS = (
     "'litvision reproduce' reruns the reports' experiments and writes the reproduction report. Each takes "
     "--help."
 )
+FIT = (
+    "Train a model, then test its best checkpoint. Without a config it trains the default network (a "
+    "ResNet-18 layout whose stem suits the image size) for 20 epochs, as in "
+    "'litvision fit --data=litvision.data.ImageFolderDataModule --data.data_dir=photos'; a config "
+    "(--config configs/NAME.yaml) sets everything at once. KEY.help CLASS shows the options of a class "
+    "(--data.help ImageFolderDataModule, --model.backbone.help CifarResNet)."
+)
+# Titles of the option groups of `fit --help` (Lightning's come from each class's docstring).
+GROUP_TITLES = {
+    "model": "Model: the network and how it learns (--model.OPTION VALUE)",
+    "data": "Data: the dataset class (--data CLASS) and its options (--data.OPTION VALUE)",
+    "trainer": "Trainer: Lightning's (https://lightning.ai/docs/pytorch/stable/common/trainer.html)",
+    "checkpoint": "Checkpoints: the best by validation accuracy (Lightning's ModelCheckpoint)",
+    "predictions": "Predictions: the file 'litvision predict' writes",
+}
+
+
+class LitvisionHelpFormatter(HelpFormatter):
+    # Lightning's own options: their first sentence, the rest is in Lightning's documentation.
+    brief_prefixes = (
+        "trainer.", "checkpoint.", "seed_everything", "ckpt_path", "weights_only", "print_config",
+    )  # fmt: skip
+
+
+class LitvisionArgumentParser(OneLineErrors, LightningArgumentParser):
+    """Lightning's parser with litvision's one-line errors and no abbreviated options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", LitvisionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 class LitvisionCLI(LightningCLI):
@@ -63,9 +97,11 @@ class LitvisionCLI(LightningCLI):
         kwargs["parser_kwargs"] = {
             "default_env": False,
             "description": COMMANDS,
+            "fit": {"description": FIT},
             **kwargs.get("parser_kwargs", {}),
         }
         kwargs.setdefault("save_config_callback", KeepingSaveConfigCallback)
+        kwargs.setdefault("parser_class", LitvisionArgumentParser)
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -110,9 +146,20 @@ class LitvisionCLI(LightningCLI):
         config["plugins"] = with_atomic_checkpoints(config.get("plugins"), config.get("strategy"))
         return cli_build_trainer(self, config, [cb for cb in forced if not isinstance(cb, tuple(off))])
 
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Lightning's order, but the model and the data first: what a user of litvision reads first in
+        # `fit --help`, before the trainer's many options.
+        parser.add_lightning_class_args(self.model_class, "model", subclass_mode=self.subclass_mode_model)
+        parser.add_lightning_class_args(self.datamodule_class, "data", subclass_mode=self.subclass_mode_data)
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key in ("num_classes", "input_shape", "class_names"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+        # A fit without a config trains this network: a ResNet-18 layout at half width, whose stem suits
+        # the image size (see CifarResNet's stem: "auto").
+        parser.set_defaults({"model.backbone": DEFAULT_BACKBONE, "trainer.max_epochs": DEFAULT_EPOCHS})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
@@ -131,6 +178,11 @@ class LitvisionCLI(LightningCLI):
             help="Also save checkpoints/last.ckpt every N training steps, mid-epoch, so that a crashed run "
             "resumes (--ckpt_path last) losing at most N steps; 0: checkpoints at epoch ends only.",
         )
+        for key, title in GROUP_TITLES.items():
+            parser.groups[key].title = title
+        parser.groups["data"].description = _data_options()
+        # Not required: it has a default, the network a config-less fit trains.
+        next(a for a in parser._actions if a.dest == "model.backbone").required = False
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -186,6 +238,20 @@ class LitvisionCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         for callback, state in states:
             callback.load_state_dict(state)
+
+
+def _data_options() -> str:
+    """The options every dataset takes, named for `fit --help` (each dataset's own: --data.help CLASS)."""
+
+    def options(cls: type) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+
+    shared = options(ImageDataModule)
+    own = [p for p in options(ImageFolderDataModule) if p not in shared]
+    return (
+        f"Every dataset takes {', '.join(shared)}; ImageFolderDataModule (your images) also "
+        f"{', '.join(own)}. --data.help CLASS describes a dataset's options."
+    )
 
 
 def _name_run_after_config(config: Namespace) -> None:

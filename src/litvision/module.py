@@ -17,12 +17,14 @@ from torchmetrics import MaxMetric, MeanMetric
 from litvision.data.device_augment import MixedBatch
 from litvision.errors import LitvisionError
 from litvision.metrics import ClassificationCounts
+from litvision.models.base import ClassifierNet
 from litvision.objectives import ClassCountLoss, CrossEntropy, IRMMixin, LabelSmoothingMixin
 
-# An architecture class (or any callable) that builds the network for a dataset:
-# ``backbone(num_classes, input_shape)``. In YAML it is a class_path plus the architecture's own options;
-# the two dataset-given arguments are linked from the datamodule.
-NetFactory = Callable[[int, tuple[int, int, int]], nn.Module]
+# An architecture of litvision.models (or any callable making a ClassifierNet) that builds the network
+# for a dataset: ``backbone(num_classes, input_shape)``. In YAML it is a class_path plus the
+# architecture's own options; the two dataset-given arguments are linked from the datamodule. Typed by
+# the zoo's contract, so that `fit --help` lists the zoo's architectures.
+NetFactory = Callable[[int, tuple[int, int, int]], ClassifierNet]
 # A loss class of litvision.objectives (or any callable) built as ``loss(num_classes)``; in YAML a
 # class_path plus its own options (``model.loss``).
 LossFactory = Callable[[int], ClassCountLoss]
@@ -239,9 +241,11 @@ class ImageClassifierBase(LightningModule):
             {f"{split}/loss": loss, f"{split}/acc": values["acc"], f"{split}/acc_macro": values["acc_macro"]},
             prog_bar=split != "test",  # once per epoch, so no step waits for it
         )
-        self.log_dict({f"{split}/acc_class/{n}": a for n, a in zip(self.class_names, values["acc_class"])})
+        # torchmetrics squeezes a one-element result to 0-d: one class gives a scalar and a 1x1 matrix.
+        per_class = values["acc_class"].reshape(-1)
+        self.log_dict({f"{split}/acc_class/{n}": a for n, a in zip(self.class_names, per_class)})
         if "confmat" in values:
-            self.confusion[split] = values["confmat"].cpu()
+            self.confusion[split] = values["confmat"].reshape(self.num_classes, self.num_classes).cpu()
             if self.log_confusion_matrix or split == "test":
                 self._add_confusion_figure(split)
         return values["acc"]

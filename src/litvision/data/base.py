@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -105,7 +106,7 @@ def stratified_split(targets: Sequence[int], size: int | float, seed: int) -> tu
     return np.sort(kept), np.sort(held)
 
 
-class ImageDataModule(LightningDataModule):
+class ImageDataModule(LightningDataModule, metaclass=ABCMeta):
     """Base of every dataset: a seeded stratified validation split carved from the training set,
     class names, train and eval transforms, and the loaders.
 
@@ -232,9 +233,9 @@ class ImageDataModule(LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @abstractmethod
     def load_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
         """The untransformed training or test split (items ``(image, label)``) and its labels."""
-        raise NotImplementedError
 
     def augmentations(self) -> list[Callable]:
         """Random transforms applied to training images (uint8 tensors) when ``augment`` is on."""
@@ -545,8 +546,9 @@ class TorchvisionDataModule(ImageDataModule):
         super().__init__(data_dir=data_dir, **kwargs)
         self.download = download
 
+    @abstractmethod
     def how_to_supply(self) -> str:
-        raise NotImplementedError
+        """How to get the files by hand, for the error of a failed download."""
 
     def prepare_data(self) -> None:
         for train in (True, False):

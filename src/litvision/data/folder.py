@@ -51,11 +51,20 @@ class ImageFolderDataModule(ImageDataModule):
     ``.ipynb_checkpoints``) and files without an image extension are skipped. A class folder without
     images, and test classes that are not training classes, stop the run with their names.
 
-    Images are converted to RGB (or to grey with ``grayscale``) and, if ``image_size`` is given,
-    resized to it; otherwise every image must have the size of the first. An unreadable image stops
-    the run with its path; ``skip_corrupt`` checks every image at setup instead and leaves the
-    unreadable ones out, with a warning that lists them. Augmentation is a random crop with 1/8 padding
-    and a horizontal flip, as for CIFAR-10, unless ``policy`` gives another.
+    Augmentation is a random crop with 1/8 padding and a horizontal flip, as for CIFAR-10, unless
+    ``policy`` gives another. The other options are :class:`ImageDataModule`'s.
+
+    Args:
+        data_dir: the folder of images, in one of the layouts above.
+        image_size: resize every image to this side (a square); by default every image must have the
+            size of the first, which the network is built for.
+        grayscale: read the images as grey (one channel) instead of RGB.
+        mean: per-channel mean that normalises the images (ImageNet's by default).
+        std: per-channel standard deviation that normalises the images (ImageNet's by default).
+        skip_corrupt: check every image at setup and leave the unreadable ones out, with a warning that
+            lists them; by default an unreadable image stops the run with its path.
+        test_size: fraction (in [0, 1)) or number of images held out per class as the test split when
+            there is no ``test/`` folder, fixed by ``split_seed``.
     """
 
     name = "image folder"
@@ -86,6 +95,11 @@ class ImageFolderDataModule(ImageDataModule):
         # Scanned now, so that a bad layout stops the run before anything is written.
         self._folders = {"train": self._scan(self.train_root)}
         self.class_names = self._folders["train"].classes
+        if len(self.class_names) < 2:
+            raise LitvisionError(
+                f"'{self.train_root}' holds one class folder ('{self.class_names[0]}'): a classifier needs "
+                f"at least 2 classes, each in its own sub-folder ('{self.train_root}/<class>/')"
+            )
         if self.test_root is not None:
             self._folders["test"] = self._scan(self.test_root)
             unknown = sorted(set(self._folders["test"].classes) - set(self.class_names))
