@@ -16,12 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks.progress.rich_progress import (
+    BatchesProcessedColumn,
+    CustomBarColumn,
+    CustomTimeColumn,
+)
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
+from rich.progress import TextColumn
 from rich.table import Table
 
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies, shot_groups
+from litvision.private_api import EpochDescribedProgressBar
 from litvision.utils import git_state, now, write_json
 
 # Lightning's console messages that a user of litvision cannot act on.
@@ -45,6 +53,74 @@ def quiet_console() -> None:
     warnings.filterwarnings("ignore", message=rf"({'|'.join(map(re.escape, _NOT_ACTIONABLE))})")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.cli"):
         logging.getLogger(name).addFilter(lambda record: not record.getMessage().startswith(_NOT_ACTIONABLE))
+
+
+class ProgressBar(EpochDescribedProgressBar):
+    """Lightning's rich progress bar, read at a glance: epochs counted from 1 as everywhere in litvision
+    (``Epoch 2/2`` is the last of two; Lightning's own shows ``Epoch 1/1``), and the epoch's loss and
+    accuracy, training and validation, in one short line beside a narrower bar."""
+
+    def configure_columns(self, trainer: Trainer) -> list:
+        theme = self.theme
+        return [
+            TextColumn("[progress.description]{task.description}"),
+            CustomBarColumn(
+                bar_width=12,
+                complete_style=theme.progress_bar,
+                finished_style=theme.progress_bar_finished,
+                pulse_style=theme.progress_bar_pulse,
+            ),
+            BatchesProcessedColumn(style=theme.batch_progress),
+            CustomTimeColumn(style=theme.time),
+        ]
+
+    def train_description(self, epoch: int) -> str:
+        return epoch_label(epoch, self.trainer.max_epochs)
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        shown: dict[str, Any] = {}
+        for name in ("loss", "acc"):
+            train, val = (metrics.get(f"{split}/{name}") for split in ("train", "val"))
+            if train is None and val is None:
+                continue
+            text = _shown_metric(name, train) if train is not None else "-"
+            shown[name] = text if val is None else f"{text} (val {_shown_metric(name, val)})"
+        return shown
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with ``{epoch}`` in file names counted from 1, as litvision shows
+    every epoch: ``best-epoch002-...`` was saved at the end of the second epoch."""
+
+    def format_checkpoint_name(
+        self,
+        metrics: dict[str, Any],
+        filename: str | None = None,
+        ver: int | None = None,
+        prefix: str | None = None,
+    ) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": int(metrics["epoch"]) + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's: the state of runs checkpointed before this class existed still finds its way back.
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+
+def epoch_label(epoch: int, max_epochs: int | None) -> str:
+    """``Epoch 3/20``: the epoch ``epoch`` (Lightning's, counted from 0) counted from 1, of ``max_epochs``."""
+    return (
+        f"Epoch {epoch + 1}/{max_epochs}"
+        if max_epochs is not None and max_epochs > 0
+        else f"Epoch {epoch + 1}"
+    )
+
+
+def _shown_metric(name: str, value: Any) -> str:
+    return f"{100 * float(value):.1f}%" if name == "acc" else f"{float(value):.3f}"
 
 
 class TestReport(Callback):
@@ -75,13 +151,13 @@ class TestReport(Callback):
         if counts is not None and getattr(datamodule, "imbalance", None) is not None:
             results.update(self.shot_groups(results, counts))
         results["checkpoint"] = self.ckpt_path
-        results["epoch"] = pl_module.current_epoch
+        results["epoch"] = getattr(pl_module, "trained_epoch", pl_module.current_epoch)
         results["global_step"] = pl_module.global_step
         Console().print(self.table(results))
         if log_dir is not None:
             path = Path(log_dir) / self.filename
             write_json(path, results)
-            Console().print(f"Test results saved to [bold]{path}[/bold]")
+            Console().print(f"Test results saved to [bold]{path}[/bold]", soft_wrap=True)
 
     @staticmethod
     def results(confmat: list[list[int]], class_names: list[str]) -> dict[str, Any]:
@@ -223,7 +299,7 @@ class FiniteLossGuard(Callback):
         broken = [name for name, b in zip(names, bad.tolist()) if b]
         raise LitvisionError(
             f"the weights became non-finite (nan or inf) at step {trainer.global_step}, epoch "
-            f"{trainer.current_epoch}, in {len(broken)} of {len(names)} tensors (first: '{broken[0]}'); "
+            f"{trainer.current_epoch + 1}, in {len(broken)} of {len(names)} tensors (first: '{broken[0]}'); "
             f"no checkpoint of them was written, {self._kept(trainer)}; "
             "lower the learning rate or clip gradients (trainer.gradient_clip_val)"
         )
@@ -248,7 +324,7 @@ class FiniteLossGuard(Callback):
         lr = ", ".join(f"{v:g}" for v in sorted(set(lrs.get(first_bad, []))))
         raise LitvisionError(
             f"the training loss became non-finite (nan or inf) at step {first_bad}, epoch "
-            f"{trainer.current_epoch}, with learning rate {lr or '?'}; {kept}; "
+            f"{trainer.current_epoch + 1}, with learning rate {lr or '?'}; {kept}; "
             "lower the learning rate or clip gradients (trainer.gradient_clip_val)"
         )
 

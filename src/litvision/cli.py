@@ -13,21 +13,25 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch import Callback, Trainer
-from lightning.pytorch.callbacks import (
-    LearningRateMonitor,
-    ModelCheckpoint,
-    RichProgressBar,
-)
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport, quiet_console
+from litvision.callbacks import (
+    BestCheckpoint,
+    FiniteLossGuard,
+    ProgressBar,
+    RandomState,
+    RunInfo,
+    TestReport,
+    quiet_console,
+)
 from litvision.checkpoint_io import with_atomic_checkpoints
 from litvision.data import ImageDataModule, ImageFolderDataModule
 from litvision.errors import LitvisionError, one_line_errors
 from litvision.module import ImageClassifier
 from litvision.parsing import HelpFormatter, OneLineErrors
-from litvision.predict import PredictionWriter, run_dir_arguments
+from litvision.predict import PREDICT, PREDICT_LONG, PREDICT_USAGE, PredictionWriter, run_dir_arguments
 from litvision.private_api import cli_build_trainer, cli_callback_keys
 from litvision.utils import load_checkpoint
 
@@ -98,6 +102,7 @@ class LitvisionCLI(LightningCLI):
             "default_env": False,
             "description": COMMANDS,
             "fit": {"description": FIT},
+            "predict": {"description": f"{PREDICT} {PREDICT_LONG.split(';')[0]}.", "usage": PREDICT_USAGE},
             **kwargs.get("parser_kwargs", {}),
         }
         kwargs.setdefault("save_config_callback", KeepingSaveConfigCallback)
@@ -118,7 +123,7 @@ class LitvisionCLI(LightningCLI):
         # "already configured" on the console when one is given.
         return [
             LearningRateMonitor(logging_interval="epoch"),
-            RichProgressBar(),
+            ProgressBar(),
             TestReport(),
             RunInfo(),
             RandomState(),
@@ -132,7 +137,7 @@ class LitvisionCLI(LightningCLI):
         # (Lightning refuses a progress bar with enable_progress_bar=False, and so on).
         off: list[type[Callback]] = []
         if config.get("enable_progress_bar") is False:
-            off.append(RichProgressBar)
+            off.append(ProgressBar)
         if config.get("enable_checkpointing") is False:
             off.append(ModelCheckpoint)
         if config.get("logger") in (False, None, []):
@@ -160,7 +165,7 @@ class LitvisionCLI(LightningCLI):
         # A fit without a config trains this network: a ResNet-18 layout at half width, whose stem suits
         # the image size (see CifarResNet's stem: "auto").
         parser.set_defaults({"model.backbone": DEFAULT_BACKBONE, "trainer.max_epochs": DEFAULT_EPOCHS})
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
             {

@@ -128,6 +128,7 @@ class ImageClassifierBase(LightningModule):
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
         # The last confusion matrix computed per split, for reports read after the loop ends.
         self.confusion: dict[str, Tensor] = {}
+        self._loaded_epoch: int | None = None  # the epoch of the checkpoint last loaded (from 0)
 
     def setup(self, stage: str) -> None:
         """Hand the training split's class counts to the loss; apply the throughput options
@@ -191,9 +192,27 @@ class ImageClassifierBase(LightningModule):
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    @property
+    def trained_epoch(self) -> int:
+        """The epoch the weights come from, counted from 1 as litvision shows every epoch (0: untrained):
+        in a fit, the one running; else the checkpoint's when one was loaded (the best one, tested after
+        a fit), or the epochs trained."""
+        if self.trainer.state.fn == "fit":
+            return self.current_epoch + 1
+        if self._loaded_epoch is not None:
+            return self._loaded_epoch + 1
+        return self.current_epoch
+
+    def on_fit_end(self) -> None:
+        self._loaded_epoch = None  # a resumed fit's checkpoint: not what a test after it evaluates
+
+    def on_test_end(self) -> None:
+        self._loaded_epoch = None
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to resume with class counts other than those the loss trained with (a changed
         imbalance or split): the checkpoint's counts would silently replace the datamodule's."""
+        self._loaded_epoch = checkpoint.get("epoch")
         saved = checkpoint.get("state_dict", {}).get("loss.class_counts")
         current = getattr(self.loss, "class_counts", None)
         counted = saved is not None and current is not None and bool((current > 0).all())
@@ -258,10 +277,11 @@ class ImageClassifierBase(LightningModule):
             return
         from litvision.plotting import confusion_matrix_figure, plt
 
-        title = f"{split} confusion matrix, epoch {self.current_epoch}"
+        epoch = self.trained_epoch
+        title = f"{split} confusion matrix, epoch {epoch}"
         figure = confusion_matrix_figure(self.confusion[split].numpy(), self.class_names, title)
         for logger in loggers:
-            logger.experiment.add_figure(f"{split}/confusion_matrix", figure, self.current_epoch, close=False)
+            logger.experiment.add_figure(f"{split}/confusion_matrix", figure, epoch, close=False)
         plt.close(figure)
 
     def configure_optimizers(self) -> Any:

@@ -104,13 +104,14 @@ class HelpFormatter(DefaultHelpFormatter):
 
 
 class OneLineErrors:
-    """Mixin for a jsonargparse ``ArgumentParser`` class: an error ends the program with exit status 2
-    and one line on stderr, ``PROG: error: MESSAGE``; options are never abbreviated; the help is
-    :class:`HelpFormatter`'s."""
+    """Mixin for a jsonargparse ``ArgumentParser`` class (or argparse's): an error ends the program with
+    exit status 2 and one line on stderr, ``PROG: error: MESSAGE``; options are never abbreviated; a
+    jsonargparse parser's help is :class:`HelpFormatter`'s."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", HelpFormatter)
+        if issubclass(type(self), jsonargparse.ArgumentParser):  # argparse's parsers keep their own
+            kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
