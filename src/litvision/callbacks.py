@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import random
 import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary
 from lightning.pytorch.callbacks.progress.rich_progress import (
     BatchesProcessedColumn,
     CustomBarColumn,
@@ -26,6 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.progress import TextColumn
 from rich.table import Table
+from torchmetrics import Metric
 
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies, shot_groups
@@ -36,13 +39,26 @@ from litvision.utils import git_state, now, write_json
 _NOT_ACTIONABLE = (
     "💡 Tip:",  # advertisements for Lightning's cloud services
     "LightningCLI's args parameter",  # `litvision predict RUN_DIR` hands the CLI its translated arguments
+    "Trainer already configured with model summary callbacks",  # ours: ModelSummary below
+    "Seed set to",  # the run's first line says it (RunInfo)
+    "`Trainer.fit` stopped: `max_epochs=",  # the planned end
+    # Every epoch's metrics are logged at its end, whatever the interval of the per-step loss.
+    "The number of training batches",
 )
+# Device lines worth a line only when a device sits unused ("GPU available: True (cuda), used: False").
+_DEVICE = re.compile(r"^(GPU|TPU|HPU) available: (False|True.*used: True|True, using: \d+ TPU cores)")
+
+
+def _actionable(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not message.startswith(_NOT_ACTIONABLE) and not _DEVICE.match(message)
 
 
 def quiet_console() -> None:
     """Leave out of the console the warnings and messages a user cannot act on, in every process (DDP
     runs main() in each): Lightning's advice to ``sync_dist`` the epoch metrics, which torchmetrics has
-    synchronised already (a user's own ``self.log`` keys keep the advice), and the messages above."""
+    synchronised already (a user's own ``self.log`` keys keep the advice), the messages above, and the
+    lines about GPUs and TPUs unless one is there unused."""
     from litvision.module import SPLITS
 
     splits = "|".join(SPLITS)
@@ -51,8 +67,30 @@ def quiet_console() -> None:
         message=rf"It is recommended to use `self.log\('({splits})/(loss|acc|acc_macro|acc_best|acc_class/)",
     )
     warnings.filterwarnings("ignore", message=rf"({'|'.join(map(re.escape, _NOT_ACTIONABLE))})")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.cli"):
-        logging.getLogger(name).addFilter(lambda record: not record.getMessage().startswith(_NOT_ACTIONABLE))
+    loggers = (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.cli",
+        "lightning.fabric.utilities.seed",
+    )
+    for name in loggers:
+        logging.getLogger(name).addFilter(_actionable)
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's rich model summary without the rows of the metric modules (no parameters, nothing a
+    reader of the network needs)."""
+
+    @staticmethod
+    def summarize(summary_data: list[tuple[str, list[str]]], *args: Any, **kwargs: Any) -> None:
+        metrics = {cls.__name__ for cls in _subclasses(Metric)}
+        types = dict(summary_data).get("Type", [])
+        kept = [i for i, name in enumerate(types) if name not in metrics]
+        rows = [(column, [values[i] for i in kept]) for column, values in summary_data]
+        RichModelSummary.summarize(rows, *args, **kwargs)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
 
 
 class ProgressBar(EpochDescribedProgressBar):
@@ -84,8 +122,11 @@ class ProgressBar(EpochDescribedProgressBar):
             train, val = (metrics.get(f"{split}/{name}") for split in ("train", "val"))
             if train is None and val is None:
                 continue
-            text = _shown_metric(name, train) if train is not None else "-"
-            shown[name] = text if val is None else f"{text} (val {_shown_metric(name, val)})"
+            if train is None:
+                shown[name] = f"val {_shown_metric(name, val)}"
+            else:
+                text = _shown_metric(name, train)
+                shown[name] = text if val is None else f"{text} (val {_shown_metric(name, val)})"
         return shown
 
 
@@ -186,7 +227,8 @@ class TestReport(Callback):
 
     @staticmethod
     def table(results: dict[str, Any]) -> Table:
-        table = Table(title=f"Test accuracy per class ({results['num_samples']} images)")
+        tested = f", {Path(results['checkpoint']).name}" if results.get("checkpoint") else ""
+        table = Table(title=f"Test accuracy per class ({results['num_samples']} images{tested})")
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         table.add_column("correct / images", justify="right")
@@ -349,14 +391,11 @@ class RunInfo(Callback):
         log_dir = trainer.log_dir if trainer.loggers else None  # a collective call under DDP
         if log_dir is None or not trainer.is_global_zero:
             return
-        datamodule = trainer.datamodule
-        counts = getattr(datamodule, "train_class_counts", None)
-        if counts is not None and trainer.ckpt_path is None:  # a resumed run has them already
-            names = datamodule.class_names
-            for logger in trainer.loggers:
-                logger.log_metrics({f"data/train_count/{n}": c for n, c in zip(names, counts)}, step=0)
         self._path = Path(log_dir) / self.filename
         previous = json.loads(self._path.read_text()) if self._path.is_file() else {}
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        resumed = f", resumed from {trainer.ckpt_path}" if trainer.ckpt_path else ""
+        Console().print(f"Run [bold]{log_dir}[/bold] (seed {seed}{resumed})", soft_wrap=True, highlight=False)
         self._started = time.time()
         info = {**previous, **self.describe(trainer, pl_module)}
         session = {
@@ -387,10 +426,32 @@ class RunInfo(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):  # stopped on purpose: it resumes
             self._end(trainer, "interrupted")
-        else:
-            self._end(trainer, f"failed: {(str(exception).splitlines() or [type(exception).__name__])[0]}")
+            return
+        self._end(trainer, f"failed: {(str(exception).splitlines() or [type(exception).__name__])[0]}")
+        if trainer.state.fn == "fit" and trainer.ckpt_path is None:
+            self._remove_if_empty(trainer)
+
+    @staticmethod
+    def _remove_if_empty(trainer: Trainer) -> None:
+        """Remove the directory of a new run that failed before its first checkpoint: nothing in it can
+        be resumed or tested, and an empty run would sit in TensorBoard's list. (The error says why.)"""
+        logger = trainer.logger
+        log_dir = getattr(logger, "log_dir", None) if trainer.is_global_zero else None  # no collective call
+        if log_dir is None or not Path(log_dir).is_dir() or any(Path(log_dir).glob("checkpoints/*.ckpt")):
+            return
+        experiment = getattr(logger, "experiment", None)  # its event file stays open until closed
+        if hasattr(experiment, "close"):
+            experiment.close()
+        shutil.rmtree(log_dir, ignore_errors=True)
+        for parent in (Path(log_dir).parent, Path(log_dir).parent.parent):  # the run's name, the log root
+            with contextlib.suppress(OSError):  # not empty: other runs are there
+                parent.rmdir()
 
     def _end(self, trainer: Trainer, status: str) -> None:
+        if status != "interrupted":  # a run stopped to be resumed is not over
+            for logger in trainer.loggers:
+                if hasattr(logger, "end_session"):
+                    logger.end_session(failed=status != "finished")
         if self._path is None or not self._info.get("sessions"):
             return
         session = self._info["sessions"][-1]
@@ -428,6 +489,7 @@ class RunInfo(Callback):
             digest.update(name.encode())
             digest.update(np.asarray(splits[name], dtype=np.int64).tobytes())
         device = trainer.strategy.root_device
+        counts = getattr(datamodule, "train_class_counts", None)  # noisy copies included
         return {
             "litvision_version": litvision.__version__,
             **git_state(),
@@ -442,4 +504,5 @@ class RunInfo(Callback):
             "num_parameters": sum(p.numel() for p in pl_module.parameters()),
             "split_checksum": digest.hexdigest() if splits else None,
             "split_sizes": {name: len(idx) for name, idx in splits.items()},
+            "train_class_counts": dict(zip(datamodule.class_names, counts)) if counts is not None else None,
         }

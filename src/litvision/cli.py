@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import os
 import signal
 import sys
 import warnings
@@ -20,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from litvision.callbacks import (
     BestCheckpoint,
     FiniteLossGuard,
+    ModelSummary,
     ProgressBar,
     RandomState,
     RunInfo,
@@ -29,6 +32,7 @@ from litvision.callbacks import (
 from litvision.checkpoint_io import with_atomic_checkpoints
 from litvision.data import ImageDataModule, ImageFolderDataModule
 from litvision.errors import LitvisionError, one_line_errors
+from litvision.loggers import TensorBoardLogger, data_name, run_name
 from litvision.module import ImageClassifier
 from litvision.parsing import HelpFormatter, OneLineErrors
 from litvision.predict import PREDICT, PREDICT_LONG, PREDICT_USAGE, PredictionWriter, run_dir_arguments
@@ -119,8 +123,6 @@ class LitvisionCLI(LightningCLI):
 
     @staticmethod
     def default_callbacks() -> list[Callback]:
-        # No model summary here: Lightning adds its rich one itself (beside a rich progress bar), and says
-        # "already configured" on the console when one is given.
         return [
             LearningRateMonitor(logging_interval="epoch"),
             ProgressBar(),
@@ -128,6 +130,7 @@ class LitvisionCLI(LightningCLI):
             RunInfo(),
             RandomState(),
             FiniteLossGuard(),
+            ModelSummary(),
         ]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -140,6 +143,8 @@ class LitvisionCLI(LightningCLI):
             off.append(ProgressBar)
         if config.get("enable_checkpointing") is False:
             off.append(ModelCheckpoint)
+        if config.get("enable_model_summary") is False:
+            off.append(ModelSummary)
         if config.get("logger") in (False, None, []):
             off.append(LearningRateMonitor)
         wanted = [cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, tuple(off))]
@@ -149,7 +154,13 @@ class LitvisionCLI(LightningCLI):
             forced += last_checkpoint_callbacks(init.get("checkpoint_every_n_steps") or 0)
         # A kill while a checkpoint is written (a cluster's preemption) leaves the previous one whole.
         config["plugins"] = with_atomic_checkpoints(config.get("plugins"), config.get("strategy"))
-        return cli_build_trainer(self, config, [cb for cb in forced if not isinstance(cb, tuple(off))])
+        trainer = cli_build_trainer(self, config, [cb for cb in forced if not isinstance(cb, tuple(off))])
+        data = (self.config[self.subcommand] if self.subcommand else self.config).get("data")
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.describe_run(data_name(data), trainer.max_epochs, int(seed) if seed else None)
+        return trainer
 
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Lightning's order, but the model and the data first: what a user of litvision reads first in
@@ -209,6 +220,8 @@ class LitvisionCLI(LightningCLI):
         every = config.get("checkpoint_every_n_steps", 0) or 0
         if every < 0:
             raise LitvisionError(f"checkpoint_every_n_steps={every} is invalid: use 0 (off) or a step count")
+        if self.subcommand == "fit":
+            _check_epochs(config)
         _name_run_after_config(config)
         if self.subcommand in ("validate", "test", "predict"):
             # Nothing trains: no checkpoint callbacks, whose state Lightning would restore from the checkpoint
@@ -240,9 +253,36 @@ class LitvisionCLI(LightningCLI):
         # Testing a checkpoint restores the checkpoint callbacks' state as it was when it was saved; the
         # run's own (last.ckpt, the best k) is what a user reads afterwards.
         states = [(cb, cb.state_dict()) for cb in self.trainer.checkpoint_callbacks]
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+        # The test report names the checkpoint: Lightning's two lines about restoring it are left out.
+        restoring = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        restoring.addFilter(_not_restoring)
+        try:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+        finally:
+            restoring.removeFilter(_not_restoring)
         for callback, state in states:
             callback.load_state_dict(state)
+
+
+def _not_restoring(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(
+        ("Restoring states from the checkpoint", "Loaded model weights")
+    )
+
+
+def _check_epochs(config: Namespace) -> None:
+    """Refuse an epoch count that trains no epoch or never ends: Lightning reads -1 as "no end" (then
+    max_steps or max_time must end the fit) and takes any other negative number the same way."""
+    epochs = config.get("trainer.max_epochs")
+    if epochs is None or epochs >= 1:
+        return
+    bounded = (config.get("trainer.max_steps") or -1) > 0 or config.get("trainer.max_time") is not None
+    if epochs == -1 and bounded:
+        return
+    raise LitvisionError(
+        f"trainer.max_epochs={epochs} is invalid: give the number of epochs to train, 1 or more "
+        "(-1 trains with no end of epochs, with trainer.max_steps or trainer.max_time to stop it)"
+    )
 
 
 def _data_options() -> str:
@@ -260,7 +300,8 @@ def _data_options() -> str:
 
 
 def _name_run_after_config(config: Namespace) -> None:
-    """Name an unnamed TensorBoard run after its last config file: lightning_logs/<config>/version_N."""
+    """Name an unnamed TensorBoard run after its last config file, lightning_logs/<config>/version_N, or
+    without one after its data and network: lightning_logs/photos-CifarResNet/version_N."""
     logger = config.get("trainer.logger")
     if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith(
         "TensorBoardLogger"
@@ -269,7 +310,10 @@ def _name_run_after_config(config: Namespace) -> None:
     if logger.get("init_args.name") is not None:
         return
     config_files = [c for c in (config.get("config") or []) if c is not None]
-    name = Path(str(config_files[-1])).stem if config_files else "default"
+    if config_files:
+        name = Path(str(config_files[-1])).stem
+    else:
+        name = run_name(config.get("data"), config.get("model.backbone"))
     logger["init_args.name"] = name
 
 

@@ -160,6 +160,7 @@ class ImageDataModule(LightningDataModule, metaclass=ABCMeta):
     """
 
     name: str = "dataset"
+    shows_data_dir: bool = False  # whether the data summary names the folder (the user's own images)
     class_names: list[str]
     input_shape: tuple[int, int, int]
     mean: tuple[float, ...] = (0.5,)
@@ -228,6 +229,7 @@ class ImageDataModule(LightningDataModule, metaclass=ABCMeta):
         self.predict_set: Dataset | None = None
         # Where each predicted image comes from: file paths, or None for data sets held as arrays.
         self.predict_files: list[str] | None = None
+        self._test_data: tuple[Dataset, Sequence[int]] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -304,17 +306,38 @@ class ImageDataModule(LightningDataModule, metaclass=ABCMeta):
             if self.imbalance is not None or self.noise_variances or self.oversample or self.sampling:
                 self._report_class_counts()
             self.val_set = self._subset(source, targets, val_idx, train=False) if len(val_idx) else None
+            self._summarize(len(train_idx), len(val_idx), len(self.train_targets) - len(train_idx))
         if stage == "predict" and self.predict_dir is not None:
             images = UnlabelledImages(self.predict_dir, "L" if self.input_shape[0] == 1 else "RGB")
             images.transform = self.predict_transform()
             self.predict_set, self.predict_files = images, images.files
             return
         if stage in ("test", "predict", None) and self.test_set is None:
-            dataset, targets = self.load_split(train=False)
+            dataset, targets = self._test_split()
             self._check_labels(targets, "test")
             source = self._source(dataset, "test")
             self.test_set = self._subset(source, targets, range(len(targets)), train=False)
             self.predict_set, self.predict_files = self.test_set, image_files(dataset)
+
+    def _test_split(self) -> tuple[Dataset, Sequence[int]]:
+        """:meth:`load_split` of the test split, read once (the data summary counts it before the test)."""
+        if self._test_data is None:
+            self._test_data = self.load_split(train=False)
+        return self._test_data
+
+    def _summarize(self, train: int, val: int, copies: int) -> None:
+        """One line of what data was found: images and classes, and how they are split."""
+        if self.trainer is None or not self.trainer.is_global_zero:
+            return
+        test = len(self._test_split()[1])
+        noisy = f" (+{copies} noisy copies)" if copies else ""
+        where = f" in '{self.data_dir}'" if self.shows_data_dir else ""
+        Console().print(
+            f"{self.name}{where}: {train + val + test} images in {self.num_classes} classes: {train} train"
+            f"{noisy}, {val} validation, {test} test",
+            soft_wrap=True,
+            highlight=False,
+        )
 
     def decode(self, dataset: Dataset, split: str) -> torch.Tensor:
         """Every image of the ``split`` dataset as one uint8 tensor (N, C, H, W), as the PIL path has it

@@ -17,6 +17,9 @@ from litvision.errors import DataNotFoundError, LitvisionError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Images larger than this (a side, in pixels) are resized to PHOTO_SIZE unless image_size says otherwise.
+LARGEST_KEPT_SIZE = 256
+PHOTO_SIZE = 224
 
 
 class _VisibleImageFolder(ImageFolder):
@@ -56,8 +59,9 @@ class ImageFolderDataModule(ImageDataModule):
 
     Args:
         data_dir: the folder of images, in one of the layouts above.
-        image_size: resize every image to this side (a square); by default every image must have the
-            size of the first, which the network is built for.
+        image_size: resize every image to this side (a square). By default images keep their size if
+            the first is at most 256 pixels a side (then every image must have its size), and photos
+            larger than that are resized to 224, the size ImageNet models are trained at.
         grayscale: read the images as grey (one channel) instead of RGB.
         mean: per-channel mean that normalises the images (ImageNet's by default).
         std: per-channel standard deviation that normalises the images (ImageNet's by default).
@@ -68,6 +72,7 @@ class ImageFolderDataModule(ImageDataModule):
     """
 
     name = "image folder"
+    shows_data_dir = True
 
     def __init__(
         self,
@@ -82,7 +87,6 @@ class ImageFolderDataModule(ImageDataModule):
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.skip_corrupt = skip_corrupt
-        self.image_size = image_size
         self.grayscale = grayscale
         check_split_size(test_size, "test_size")
         self.test_size = test_size
@@ -109,11 +113,12 @@ class ImageFolderDataModule(ImageDataModule):
                     f"test classes must be training classes ({', '.join(self.class_names)})"
                 )
         self._checked: set[str] = set()
-        if image_size is not None:
-            size = (image_size, image_size)
-        else:
+        if image_size is None:
             width, height = Image.open(self._folders["train"].samples[0][0]).size
-            size = (height, width)
+            if max(width, height) > LARGEST_KEPT_SIZE:  # photos: resized, as for ImageNet models
+                image_size = PHOTO_SIZE
+        self.image_size = image_size
+        size = (image_size, image_size) if image_size is not None else (height, width)
         self.input_shape = (channels, *size)
 
     def _layout(self) -> tuple[Path, Path | None]:
