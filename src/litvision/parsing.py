@@ -144,6 +144,9 @@ def one_line(message: str, parser: Any = None) -> str:
         return " ".join(line.strip() for line in message.splitlines() if line.strip())
     lines = [line.strip(" -") for line in message.splitlines()]
     given = next((m.group(1) for line in lines for m in [_GIVEN.match(line)] if m), None)
+    if given is None:  # a plain type's error: "Expected a <class 'int'>. Got value: three"
+        found = re.search(r"Got value: (.*)$", message, flags=re.M)
+        given = found.group(1) if found else None
     missing = _IMPORT.search(message)
     if missing is not None:
         found = _CLASS.findall(message)
@@ -180,6 +183,8 @@ def command_name(parser: Any) -> str:
 def _unknown_key(name: str, parent: str | None, message: str, parser: Any) -> str:
     if parent is None:
         known = [o.lstrip("-") for o in _option_strings(parser)]
+        if "does not accept option" in message:  # a key of a config file
+            return f"unknown key {name} in a config file{suggestion(name, known)}"
         return f"unknown option --{name}{suggestion(name, known, prefix='--')}"
     # An option of a class chosen by class_path: the model's network, a dataset, an optimizer.
     name = name.removeprefix("init_args.")
