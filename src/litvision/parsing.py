@@ -183,9 +183,10 @@ def command_name(parser: Any) -> str:
 def _unknown_key(name: str, parent: str | None, message: str, parser: Any) -> str:
     if parent is None:
         known = [o.lstrip("-") for o in _option_strings(parser)]
+        help_ = f"; '{command_name(parser)} --help' lists the options"
         if "does not accept option" in message:  # a key of a config file
-            return f"unknown key {name} in a config file{suggestion(name, known)}"
-        return f"unknown option --{name}{suggestion(name, known, prefix='--')}"
+            return f"unknown key {name} in a config file{suggestion(name, known) or help_}"
+        return f"unknown option --{name}{suggestion(name, known, prefix='--') or help_}"
     # An option of a class chosen by class_path: the model's network, a dataset, an optimizer.
     name = name.removeprefix("init_args.")
     found = _CLASS.findall(message)
