@@ -290,7 +290,8 @@ class ImageClassifierBase(LightningModule):
         from litvision.plotting import class_accuracy_figure, plt
 
         title = "accuracy per class: validation (solid), training (dashed)"
-        figure = class_accuracy_figure(self.class_history, self.class_names, title)
+        counts = getattr(self.trainer.datamodule, "train_class_counts", None)
+        figure = class_accuracy_figure(self.class_history, self.class_names, counts, title)
         for logger in loggers:
             logger.experiment.add_figure("accuracy_per_class", figure, self.trained_epoch, close=False)
         plt.close(figure)

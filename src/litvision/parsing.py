@@ -165,13 +165,16 @@ def one_line(message: str, parser: Any = None) -> str:
 
 
 def suggestion(name: str, known: Iterable[str], prefix: str = "") -> str:
-    """``; did you mean X?`` with the known name closest to ``name``, or nothing if none is close."""
+    """``; did you mean X?`` with the known name closest to ``name``, or nothing if none is close. A
+    dotted name is compared with its siblings by its last part: a shared ``model.`` would make any two
+    options of the model look alike."""
     known = [k for k in known if k]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    if not close and "." in name:  # a dotted key whose last part is misspelt: compare the last parts
-        head, tail = name.rsplit(".", 1)
-        siblings = [k.rsplit(".", 1)[-1] for k in known if k.rsplit(".", 1)[0] == head]
-        close = [f"{head}.{c}" for c in difflib.get_close_matches(tail, siblings, n=1, cutoff=0.6)]
+    head, _, tail = name.rpartition(".")
+    siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == head]
+    if head and siblings:
+        close = [f"{head}.{c}" for c in difflib.get_close_matches(tail, siblings, n=1, cutoff=0.7)]
+    else:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
     return f"; did you mean {prefix}{close[0]}?" if close else ""
 
 
