@@ -35,7 +35,11 @@ FOLDER = "--data=litvision.data.ImageFolderDataModule"
 # (what is wrong, arguments of `litvision`, a part of the message). {tmp} is a folder prepared by
 # prepare(): image folders, checkpoints, a config file.
 CASES = [
-    ("unknown config key", ["fit", DIGITS, "--model.nonsense=1"], "unknown option --model.nonsense; 'litvision fit --help' lists the options"),
+    (
+        "unknown config key",
+        ["fit", DIGITS, "--model.nonsense=1"],
+        "unknown option --model.nonsense; 'litvision fit --help' lists the options",
+    ),
     ("wrong type", ["fit", DIGITS, "--trainer.max_epochs=ten"], "--trainer.max_epochs: 'ten' is not an int"),
     (
         "unknown model class",
