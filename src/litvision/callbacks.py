@@ -227,8 +227,8 @@ class TestReport(Callback):
 
     @staticmethod
     def table(results: dict[str, Any]) -> Table:
-        tested = f", {Path(results['checkpoint']).name}" if results.get("checkpoint") else ""
-        table = Table(title=f"Test accuracy per class ({results['num_samples']} images{tested})")
+        tested = f"checkpoint {Path(results['checkpoint']).name}" if results.get("checkpoint") else None
+        table = Table(title=f"Test accuracy per class ({results['num_samples']} images)", caption=tested)
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         table.add_column("correct / images", justify="right")

@@ -51,7 +51,7 @@ COMMANDS = (
 )
 FIT = (
     "Train a model, then test its best checkpoint. Without a config it trains the default network (a "
-    "ResNet-18 layout whose stem suits the image size) for 20 epochs, as in "
+    f"ResNet-18 layout whose stem suits the image size) for {DEFAULT_EPOCHS} epochs, as in "
     "'litvision fit --data=litvision.data.ImageFolderDataModule --data.data_dir=photos'; a config "
     "(--config configs/NAME.yaml) sets everything at once. KEY.help CLASS shows the options of a class "
     "(--data.help ImageFolderDataModule, --model.backbone.help CifarResNet)."
