@@ -139,7 +139,7 @@ def eurosat(work: Path, every: int, epochs: int) -> dict[str, object]:
         f"--data.policy={policy}", "--model.backbone=litvision.models.SimpleCNN",
         f"--trainer.max_epochs={epochs}", *QUIET,
     )  # fmt: skip
-    run_dir = work / "lightning_logs/default/version_0"
+    (run_dir,) = (work / "lightning_logs").glob("*-SimpleCNN/version_0")  # named after the folder
     results = json.loads((run_dir / "test_results.json").read_text())
     folder = Counter(p.parent.name for p in data.glob("*/*.jpg"))
     test = {name: v["support"] for name, v in results["per_class"].items()}
