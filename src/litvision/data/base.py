@@ -413,7 +413,7 @@ class ImageDataModule(LightningDataModule, metaclass=ABCMeta):
             )
 
     def _report_class_counts(self) -> None:
-        """Print the training class counts as a table (the run logs them as ``data/train_count/<class>``)."""
+        """Print the training class counts as a table (``run_info.json`` keeps them)."""
         kept, counts = self.kept_class_counts, self.train_class_counts
         if self.trainer is not None and self.trainer.is_global_zero:
             table = Table(title=f"{self.name} training images per class")
