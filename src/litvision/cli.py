@@ -175,7 +175,7 @@ class LitvisionCLI(LightningCLI):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
         # A fit without a config trains this network: a ResNet-18 layout at a quarter of its width (0.7 M
         # parameters, for a CPU and small folders), whose stem suits the image size (CifarResNet's "auto").
-        parser.set_defaults({"model.backbone": DEFAULT_BACKBONE, "trainer.max_epochs": DEFAULT_EPOCHS})
+        parser.set_defaults({"model.backbone": DEFAULT_BACKBONE})
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
@@ -220,7 +220,7 @@ class LitvisionCLI(LightningCLI):
         every = config.get("checkpoint_every_n_steps", 0) or 0
         if every < 0:
             raise LitvisionError(f"checkpoint_every_n_steps={every} is invalid: use 0 (off) or a step count")
-        if self.subcommand == "fit":
+        if self.subcommand in ("fit", None):  # None: run=False, for a fit the caller starts
             _check_epochs(config)
         _name_run_after_config(config)
         if self.subcommand in ("validate", "test", "predict"):
@@ -271,13 +271,14 @@ def _not_restoring(record: logging.LogRecord) -> bool:
 
 
 def _check_epochs(config: Namespace) -> None:
-    """Refuse an epoch count that trains no epoch or never ends: Lightning reads -1 as "no end" (then
-    max_steps or max_time must end the fit) and takes any other negative number the same way."""
+    """Train ``DEFAULT_EPOCHS`` epochs when nothing says how long (Lightning would train 1000); refuse an
+    epoch count that trains no epoch or never ends: Lightning reads -1 as "no end" (then max_steps or
+    max_time must end the fit) and takes any other negative number the same way."""
     epochs = config.get("trainer.max_epochs")
-    if epochs is None or epochs >= 1:
-        return
     bounded = (config.get("trainer.max_steps") or -1) > 0 or config.get("trainer.max_time") is not None
-    if epochs == -1 and bounded:
+    if epochs is None and not bounded:
+        config["trainer.max_epochs"] = DEFAULT_EPOCHS
+    if epochs is None or epochs >= 1 or (epochs == -1 and bounded):
         return
     raise LitvisionError(
         f"trainer.max_epochs={epochs} is invalid: give the number of epochs to train, 1 or more "
