@@ -20,6 +20,8 @@ from typing import Any, NoReturn
 import jsonargparse
 from jsonargparse import DefaultHelpFormatter
 
+from litvision.utils import import_object
+
 # An unknown key in each of jsonargparse's and argparse's wordings (the group: the key as given).
 _UNKNOWN_KEY = (
     re.compile(r"unrecognized arguments: (--[^\s=]+)"),
@@ -211,20 +213,15 @@ def _option_strings(parser: Any) -> list[str]:
     return [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
 
 
-def _import(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 def _class_options(class_path: str) -> list[str]:
     """The constructor options of the class at ``class_path``, as jsonargparse knows them (those of
     its bases reached through ``**kwargs`` included); none if it cannot tell."""
     try:
         options = jsonargparse.ArgumentParser(exit_on_error=False)
-        options.add_class_arguments(_import(class_path))
+        options.add_class_arguments(import_object(class_path))
     except Exception:  # a suggestion is a courtesy, never an error of its own
         return []
-    return [s.lstrip("-") for s in _option_strings(options) if not s.endswith(".help")]
+    return [s.lstrip("-") for s in _option_strings(options) if s != "--help" and not s.endswith(".help")]
 
 
 def _import_suggestion(class_path: str | None) -> str:
@@ -234,7 +231,6 @@ def _import_suggestion(class_path: str | None) -> str:
     module, _, name = class_path.rpartition(".")
     try:
         names = [n for n in dir(importlib.import_module(module)) if not n.startswith("_")]
-    except Exception:
+    except Exception:  # a suggestion is a courtesy, never an error of its own
         return ""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return f"; did you mean {module}.{close[0]}?" if close else ""
+    return suggestion(name, names, prefix=f"{module}.")
