@@ -50,7 +50,7 @@ _DEVICE = re.compile(r"^(GPU|TPU|HPU) available: (False|True.*used: True|True, u
 
 
 def _actionable(record: logging.LogRecord) -> bool:
-    message = record.getMessage()
+    message = re.sub(r"^\[rank: \d+\] ", "", record.getMessage())  # as other DDP processes say it
     return not message.startswith(_NOT_ACTIONABLE) and not _DEVICE.match(message)
 
 
