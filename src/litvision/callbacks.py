@@ -9,7 +9,6 @@ import logging
 import os
 import random
 import re
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -431,21 +430,25 @@ class RunInfo(Callback):
         if trainer.state.fn == "fit" and trainer.ckpt_path is None:
             self._remove_if_empty(trainer)
 
-    @staticmethod
-    def _remove_if_empty(trainer: Trainer) -> None:
-        """Remove the directory of a new run that failed before its first checkpoint: nothing in it can
-        be resumed or tested, and an empty run would sit in TensorBoard's list. (The error says why.)"""
+    def _remove_if_empty(self, trainer: Trainer) -> None:
+        """Remove what a new run that failed before its first checkpoint wrote (its TensorBoard events,
+        config, hyperparameters, run_info.json), and its directory if nothing else is there: nothing in
+        it can be resumed or tested, and an empty run would sit in TensorBoard's list. (The error says
+        why.) Files of others, such as a reproduction's log, stay."""
         logger = trainer.logger
         log_dir = getattr(logger, "log_dir", None) if trainer.is_global_zero else None  # no collective call
         if log_dir is None or not Path(log_dir).is_dir() or any(Path(log_dir).glob("checkpoints/*.ckpt")):
             return
-        experiment = getattr(logger, "experiment", None)  # its event file stays open until closed
-        if hasattr(experiment, "close"):
-            experiment.close()
-        shutil.rmtree(log_dir, ignore_errors=True)
-        for parent in (Path(log_dir).parent, Path(log_dir).parent.parent):  # the run's name, the log root
-            with contextlib.suppress(OSError):  # not empty: other runs are there
-                parent.rmdir()
+        if hasattr(logger, "discard"):
+            logger.discard()  # closes its event file and writes nothing more
+        run = Path(log_dir)
+        for path in [*run.glob("events.out.tfevents.*"), *(run / n for n in ("config.yaml", "hparams.yaml"))]:
+            path.unlink(missing_ok=True)
+        (run / self.filename).unlink(missing_ok=True)
+        self._path = None
+        for folder in (run / "checkpoints", run, run.parent, run.parent.parent):  # the name, the log root
+            with contextlib.suppress(OSError):  # not empty: other runs or others' files are there
+                folder.rmdir()
 
     def _end(self, trainer: Trainer, status: str) -> None:
         if status != "interrupted":  # a run stopped to be resumed is not over

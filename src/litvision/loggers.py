@@ -64,6 +64,18 @@ class TensorBoardLogger(_TensorBoardLogger):
         for summary in (experiment, start):
             writer.add_summary(summary, step)
 
+    _discarded = False
+
+    def discard(self) -> None:
+        """Stop writing: the run's files are about to be removed (a run that failed before its first
+        checkpoint), and Lightning's ``finalize`` would write ``hparams.yaml`` again."""
+        self._discarded = True
+        self.experiment.close()
+
+    def save(self) -> None:
+        if not self._discarded:
+            super().save()
+
     @rank_zero_only
     def end_session(self, failed: bool) -> None:
         """Mark the run's end in the HPARAMS tab: a success, or a failure (its Status filter hides those).
