@@ -16,6 +16,9 @@ import pytest
 import torch
 from conftest import ROOT, run_litvision
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 DIGITS = f"--config={ROOT / 'configs/digits_lstm.yaml'}"
 SYNTHETIC = [
@@ -31,28 +34,69 @@ FOLDER = "--data=litvision.data.ImageFolderDataModule"
 SEARCH = ["search", DIGITS, "--trainer.max_epochs=1", "--model.backbone.init_args.hidden_size=16"]
 
 # (what is wrong, arguments of `litvision`, a part of the message). {tmp} is a folder prepared by
-# prepare(): image folders, checkpoints.
+# prepare(): image folders, checkpoints, a config file.
 CASES = [
     (
         "unknown config key",
         ["fit", DIGITS, "--model.nonsense=1"],
-        "unrecognized arguments: --model.nonsense=1",
+        "unknown option --model.nonsense; 'litvision fit --help' lists the options",
     ),
-    ("wrong type", ["fit", DIGITS, "--trainer.max_epochs=ten"], 'Parser key "trainer.max_epochs"'),
+    ("wrong type", ["fit", DIGITS, "--trainer.max_epochs=ten"], "--trainer.max_epochs: 'ten' is not an int"),
     (
         "unknown model class",
         ["fit", DIGITS, "--model.backbone=litvision.models.Nope"],
-        "module 'litvision.models' has no attribute 'Nope'",
+        "--model.backbone: cannot import 'litvision.models.Nope' (module 'litvision.models' has no "
+        "attribute 'Nope')",
+    ),
+    (
+        "misspelt model class",
+        ["fit", DIGITS, "--model.backbone=litvision.models.SimpleCNNN"],
+        "; did you mean litvision.models.SimpleCNN?",
     ),
     (
         "unknown dataset class",
         ["fit", DIGITS, "--data=litvision.data.Nope"],
-        "module 'litvision.data' has no attribute 'Nope'",
+        "--data: cannot import 'litvision.data.Nope' (module 'litvision.data' has no attribute 'Nope')",
+    ),
+    (
+        "misspelt data option",
+        ["fit", FOLDER, "--data.data_dir={tmp}/corrupt", "--data.batch_sise=32"],
+        "--data.batch_sise: ImageFolderDataModule has no option 'batch_sise'; did you mean batch_size?",
+    ),
+    (
+        "misspelt network option",
+        ["fit", DIGITS, "--model.backbone.init_args.hiden_size=8"],
+        "--model.backbone.hiden_size: RowRNN has no option 'hiden_size'; did you mean hidden_size?",
+    ),
+    (
+        "misspelt key in a config file",
+        ["fit", DIGITS, "--config={tmp}/misspelt.yaml"],
+        "unknown key trainer.max_epoch in a config file; did you mean trainer.max_epochs?",
+    ),
+    (
+        "abbreviated option",
+        ["fit", DIGITS, "--trainer.max_epoch=2"],
+        "unknown option --trainer.max_epoch; did you mean --trainer.max_epochs?",
+    ),
+    (
+        "misspelt command",
+        ["fitt", DIGITS],
+        "'fitt' is not one of fit, validate, test, predict; did you mean fit?",
     ),
     (
         "num_classes set against the data",
         ["fit", DIGITS, "--model.num_classes=5"],
         'Linked "model.num_classes" must be given via "data.num_classes"',
+    ),
+    (
+        "negative epoch count",
+        ["fit", DIGITS, "--trainer.max_epochs=-2"],
+        "trainer.max_epochs=-2 is invalid: give the number of epochs to train, 1 or more",
+    ),
+    (
+        "endless epochs with nothing to end them",
+        ["fit", DIGITS, "--trainer.max_epochs=-1"],
+        "trainer.max_epochs=-1 is invalid",
     ),
     (
         "batch size 0",
@@ -135,6 +179,16 @@ CASES = [
         "class folder(s) ['a'] of '{tmp}/empty/train' hold no image files",
     ),
     (
+        "image folder with one class",
+        ["fit", FOLDER, "--data.data_dir={tmp}/one_class"],
+        "'{tmp}/one_class' holds one class folder ('cat'): a classifier needs at least 2 classes",
+    ),
+    (
+        "images of two sizes",
+        ["fit", FOLDER, "--data.data_dir={tmp}/two_sizes", "--trainer.max_epochs=1"],
+        "like the first: give every image the same size (image_size resizes them)",
+    ),
+    (
         "test classes that training lacks",
         ["fit", DIGITS, FOLDER, "--data.data_dir={tmp}/unknown"],
         "'{tmp}/unknown/test' has classes ['emu'] that '{tmp}/unknown/train' does not have",
@@ -172,6 +226,11 @@ CASES = [
         "checkpoint '{tmp}/foreign.ckpt' holds a pickled argparse.Namespace object, not only tensors",
     ),
     (
+        "misspelt option of predict RUN_DIR",
+        ["predict", "lightning_logs/digits_lstm/version_0", "--imagse={tmp}/corrupt"],
+        "unknown option --imagse; did you mean --images?",
+    ),
+    (
         "loss becomes NaN",
         [
             "fit",
@@ -183,8 +242,8 @@ CASES = [
             "--model.lr_scheduler.init_args.step_size=1",
             "--model.lr_scheduler.init_args.gamma=1e12",
         ],
-        "the training loss became non-finite (nan or inf) at step 6, epoch 1, with learning rate 1e+10; "
-        "the last good checkpoint is 'lightning_logs/default/version_0/checkpoints/last.ckpt'",
+        "the training loss became non-finite (nan or inf) at step 6, epoch 2, with learning rate 1e+10; "
+        "the last good checkpoint is 'lightning_logs/synthetic-SimpleCNN/version_0/checkpoints/last.ckpt'",
     ),
     (
         "unknown key in a search space",
@@ -226,11 +285,20 @@ def prepare(tmp: Path) -> None:
             folder.mkdir(parents=True)
             for i in range(10):
                 Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    for split, label in (("train", "cat"), ("test", "emu")):
+    for split, label in (("train", "cat"), ("train", "dog"), ("test", "emu")):
         (tmp / "unknown" / split / label).mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp / "unknown" / split / label / "0.png")
     good = (tmp / "corrupt/train/b/0.png").read_bytes()
     (tmp / "corrupt/train/b/broken.png").write_bytes(good[: len(good) // 2])  # a truncated download
+    (tmp / "one_class" / "cat").mkdir(parents=True)
+    for i, size in enumerate([(8, 8)] * 4 + [(12, 10)] * 4):  # small images, two sizes
+        for label in ("a", "b"):
+            (tmp / "two_sizes" / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+                tmp / "two_sizes" / label / f"{i}.png"
+            )
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp / "one_class" / "cat" / "0.png")
+    (tmp / "misspelt.yaml").write_text("trainer:\n  max_epoch: 2\n")
     torch.save({"state_dict": {"w": torch.zeros(2)}, "loops": {}}, tmp / "whole.ckpt")
     (tmp / "truncated.ckpt").write_bytes((tmp / "whole.ckpt").read_bytes()[:100])
     # A pickled object, as a malicious checkpoint would carry (its class could run code when loaded).
@@ -291,17 +359,20 @@ def test_bad_input_fails_with_a_clear_message_and_keeps_runs(what, message, outc
     done = case.done
     assert done.returncode != 0
     assert message.replace("{tmp}", str(case.inputs)) in done.stderr, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, "one line: " + done.stderr[-3000:]
     if case.run is not None:
         assert (case.run / "config.yaml").read_text() == "# an earlier run\n"
         assert (case.run / "checkpoints/last.ckpt").read_bytes() == b"weights"
     after = sorted(p.relative_to(case.work) for p in case.work.rglob("*"))
-    if what not in ("corrupt image", "loss becomes NaN"):  # those fail while training, in a run of their own
+    if what != "loss becomes NaN":  # a run that fails before its first checkpoint is removed
         assert after == case.before, "nothing is written"
-    if what == "loss becomes NaN":  # the last good checkpoint is kept, and it is finite
-        last = case.work / "lightning_logs/default/version_0/checkpoints/last.ckpt"
-        state = torch.load(last, weights_only=True)
+    else:  # the last good checkpoint is kept, and it is finite; TensorBoard marks the run failed
+        run = case.work / "lightning_logs/synthetic-SimpleCNN/version_0"
+        state = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
         assert state["epoch"] == 0 and all(torch.isfinite(t).all() for t in state["state_dict"].values())
+        events = EventAccumulator(str(run)).Reload().PluginTagToContent("hparams")
+        end = HParamsPluginData.FromString(events["_hparams_/session_end_info"]).session_end_info
+        assert end.status == api_pb2.STATUS_FAILURE
 
 
 def test_corrupt_images_can_be_skipped(tmp_path):
@@ -340,7 +411,7 @@ def test_an_unreadable_image_in_a_loader_worker_is_one_line(tmp_path):
 
 
 def markdown() -> str:
-    """Run every case and tabulate its message (the last line of stderr, or the parser's error lines)."""
+    """Run every case, as the test does, and tabulate its message (its one line on stderr)."""
     import tempfile
 
     rows = ["| bad input | command | exit | message |", "| --- | --- | --- | --- |"]
@@ -350,15 +421,11 @@ def markdown() -> str:
             (case / "inputs").mkdir(parents=True)
             (case / "work").mkdir()
             prepare(case / "inputs")
+            if "ckpt_path=last" not in " ".join(args):
+                existing_run(case / "work")
             done = run_litvision([a.replace("{tmp}", str(case / "inputs")) for a in args], case / "work")
-            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-            start = next((i for i, line in enumerate(lines) if line.startswith("error:")), len(lines) - 1)
-            text = (
-                " ".join(lines[start : start + 6]).replace(str(case / "inputs"), "$TMP").replace("|", "\\|")
-            )
-            shown = " ".join(
-                a if not a.startswith("--config=") else "--config configs/digits_lstm.yaml" for a in args
-            )
+            text = " ".join(done.stderr.split()).replace(str(case / "inputs"), "$TMP").replace("|", "\\|")
+            shown = " ".join(a if a != DIGITS else "--config configs/digits_lstm.yaml" for a in args)
             rows.append(
                 f"| {what} | `litvision {shown.replace('{tmp}', '$TMP')}` | {done.returncode} | {text} |"
             )
@@ -369,7 +436,9 @@ if __name__ == "__main__":
     header = (
         "# Bad input and what litvision says\n\n"
         "Generated by `python tests/test_bad_inputs.py` (each case is also a test in that file). Every case\n"
-        "exits non-zero and leaves the runs already in `lightning_logs/` untouched.\n\n"
+        "prints one line, exits non-zero (2 for the argument parser's errors, 1 for the others) and leaves\n"
+        "the runs already in `lightning_logs/` untouched; a run that fails before its first checkpoint is\n"
+        "removed.\n\n"
     )
     out = ROOT / "docs/bad-inputs.md"
     out.write_text(header + markdown())

@@ -104,3 +104,10 @@ def test_skip_corrupt_leaves_out_unreadable_images_of_a_flat_folder(tmp_path):
         data.setup("fit")
     data.setup("test")
     assert len(data.train_set) + len(data.test_set) == 12
+
+
+@pytest.mark.parametrize("size, shape", [((64, 48), (3, 48, 64)), ((300, 200), (3, 224, 224))])
+def test_small_images_keep_their_size_and_photos_are_resized_to_224(tmp_path, size, shape):
+    write_images(tmp_path, {"a": 2, "b": 2}, size)
+    assert ImageFolderDataModule(tmp_path).input_shape == shape
+    assert ImageFolderDataModule(tmp_path, image_size=32).input_shape == (3, 32, 32)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from litvision.reproduce.plan import load_plan
 from litvision.reproduce.jobs import MARKER
+from litvision.reproduce.plan import load_plan
 from litvision.reproduce.report import METRICS, RunDir
 
 CAO = {70.36, 77.03}  # Cao et al. 2019, Table 2: cross-entropy, LDAM-DRW

@@ -103,11 +103,12 @@ def run_with_a_missing_and_an_unpredicted_class(cwd: Path) -> tuple[dict, dict[s
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
     ]  # fmt: skip
     main(["fit", *common, "--trainer.max_epochs=1", "--test_after_fit=false"])
-    checkpoint = torch.load(cwd / "lightning_logs/default/version_0/checkpoints/last.ckpt", weights_only=True)
+    runs = cwd / "lightning_logs/images-SimpleCNN"  # named after its data and network
+    checkpoint = torch.load(runs / "version_0/checkpoints/last.ckpt", weights_only=True)
     checkpoint["state_dict"]["net.head.bias"][2] = -1e9
     torch.save(checkpoint, cwd / "never_c.ckpt")
     main(["test", *common, f"--ckpt_path={cwd / 'never_c.ckpt'}"])
-    run = cwd / "lightning_logs/default/version_1"
+    run = runs / "version_1"
     results = json.loads((run / "test_results.json").read_text())
     confmat = np.array(results["confusion_matrix"])
     assert confmat[3].sum() == 0 and confmat[:, 2].sum() == 0, (

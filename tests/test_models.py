@@ -76,6 +76,18 @@ def test_cifar_resnet18_matches_torchvision_apart_from_the_stem():
     assert n_params(ours) == n_params(theirs) - stem_difference
 
 
+def test_imagenet_stem_is_torchvisions_resnet18():
+    ours = CifarResNet(1000, (3, 224, 224), stem="imagenet")
+    assert n_params(ours) == n_params(torchvision.models.resnet18())
+    assert ours.stem(torch.zeros(1, 3, 224, 224)).shape == (1, 64, 56, 56)  # four-fold smaller
+
+
+@pytest.mark.parametrize("side, reduction", [(32, 1), (64, 1), (65, 4), (224, 4)])
+def test_auto_stem_keeps_small_images_whole_and_shrinks_photos(side, reduction):
+    model = CifarResNet(3, (3, side, side), width=8, stem="auto")
+    assert model.stem(torch.zeros(1, 3, side, side)).shape[-1] == -(-side // reduction)
+
+
 def test_cifar_resnet_keeps_32x32_resolution_in_the_stem():
     model = CifarResNet(10)
     stem_out = model.stem(torch.zeros(1, 3, 32, 32))

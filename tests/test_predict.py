@@ -44,7 +44,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--model.backbone=litvision.models.SimpleCNN", "--model.backbone.init_args.channels=[4,4,4]",
         "--model.backbone.init_args.hidden=[8,8]", "--trainer.max_epochs=1", *QUIET,
     )  # fmt: skip
-    return cwd / "lightning_logs/default/version_0"
+    return cwd / "lightning_logs/photos-SimpleCNN/version_0"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from litvision.cli import LitvisionCLI
 from litvision.private_api import (
+    EpochDescribedProgressBar,
     IndexBatchesLoader,
     cli_build_trainer,
     cli_callback_keys,
@@ -95,3 +96,24 @@ def test_logger_params_and_tensorboard_file_writer(tmp_path):
         f"SummaryWriter._get_file_writer() no longer gives a writer with add_summary in {VERSIONS}"
     )
     writer.close()
+
+
+def test_the_rich_progress_bar_labels_its_training_bar_through_get_train_description(tmp_path):
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    class Labelled(EpochDescribedProgressBar):
+        def train_description(self, epoch: int) -> str:
+            return f"labelled {epoch}"
+
+    bar = Labelled()
+    trainer = Trainer(
+        callbacks=[bar], max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(BoringModel())
+    labels = [task.description for task in bar.progress.tasks] if bar.progress is not None else []
+    assert "labelled 0" in labels, (
+        f"RichProgressBar no longer labels the training bar with _get_train_description in {VERSIONS}: "
+        f"{labels}"
+    )

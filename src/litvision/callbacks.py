@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,12 +17,21 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary
+from lightning.pytorch.callbacks.progress.rich_progress import (
+    BatchesProcessedColumn,
+    CustomBarColumn,
+    CustomTimeColumn,
+)
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
+from rich.progress import TextColumn
 from rich.table import Table
+from torchmetrics import Metric
 
 from litvision.errors import NonFiniteError
 from litvision.metrics import accuracies, shot_groups
+from litvision.private_api import EpochDescribedProgressBar
 from litvision.utils import git_state, now, write_json
 
 # Lightning's console messages that a user of litvision cannot act on.
@@ -29,13 +39,26 @@ _NOT_ACTIONABLE = (
     "💡 Tip:",  # advertisements for Lightning's cloud services
     "LightningCLI's args parameter",  # `litvision predict RUN_DIR` hands the CLI its translated arguments
     "`isinstance(treespec, LeafSpec)` is deprecated",  # Lightning's use of a deprecated torch API
+    "Trainer already configured with model summary callbacks",  # ours: ModelSummary below
+    "Seed set to",  # the run's first line says it (RunInfo)
+    "`Trainer.fit` stopped: `max_epochs=",  # the planned end
+    # Every epoch's metrics are logged at its end, whatever the interval of the per-step loss.
+    "The number of training batches",
 )
+# Device lines worth a line only when a device sits unused ("GPU available: True (cuda), used: False").
+_DEVICE = re.compile(r"^(GPU|TPU|HPU) available: (False|True.*used: True|True, using: \d+ TPU cores)")
+
+
+def _actionable(record: logging.LogRecord) -> bool:
+    message = re.sub(r"^\[rank: \d+\] ", "", record.getMessage())  # as other DDP processes say it
+    return not message.startswith(_NOT_ACTIONABLE) and not _DEVICE.match(message)
 
 
 def quiet_console() -> None:
     """Leave out of the console the warnings and messages a user cannot act on, in every process (DDP
     runs main() in each): Lightning's advice to ``sync_dist`` the epoch metrics, which torchmetrics has
-    synchronised already (a user's own ``self.log`` keys keep the advice), and the messages above."""
+    synchronised already (a user's own ``self.log`` keys keep the advice), the messages above, and the
+    lines about GPUs and TPUs unless one is there unused."""
     from litvision.module import SPLITS
 
     splits = "|".join(SPLITS)
@@ -44,8 +67,101 @@ def quiet_console() -> None:
         message=rf"It is recommended to use `self.log\('({splits})/(loss|acc|acc_macro|acc_best|acc_class/)",
     )
     warnings.filterwarnings("ignore", message=rf"({'|'.join(map(re.escape, _NOT_ACTIONABLE))})")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.cli"):
-        logging.getLogger(name).addFilter(lambda record: not record.getMessage().startswith(_NOT_ACTIONABLE))
+    loggers = (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.cli",
+        "lightning.fabric.utilities.seed",
+    )
+    for name in loggers:
+        logging.getLogger(name).addFilter(_actionable)
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's rich model summary without the rows of the metric modules (no parameters, nothing a
+    reader of the network needs)."""
+
+    @staticmethod
+    def summarize(summary_data: list[tuple[str, list[str]]], *args: Any, **kwargs: Any) -> None:
+        metrics = {cls.__name__ for cls in _subclasses(Metric)}
+        types = dict(summary_data).get("Type", [])
+        kept = [i for i, name in enumerate(types) if name not in metrics]
+        rows = [(column, [values[i] for i in kept]) for column, values in summary_data]
+        RichModelSummary.summarize(rows, *args, **kwargs)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+
+
+class ProgressBar(EpochDescribedProgressBar):
+    """Lightning's rich progress bar, read at a glance: epochs counted from 1 as everywhere in litvision
+    (``Epoch 2/2`` is the last of two; Lightning's own shows ``Epoch 1/1``), and the epoch's loss and
+    accuracy, training and validation, in one short line beside a narrower bar."""
+
+    def configure_columns(self, trainer: Trainer) -> list:
+        theme = self.theme
+        return [
+            TextColumn("[progress.description]{task.description}"),
+            CustomBarColumn(
+                bar_width=12,
+                complete_style=theme.progress_bar,
+                finished_style=theme.progress_bar_finished,
+                pulse_style=theme.progress_bar_pulse,
+            ),
+            BatchesProcessedColumn(style=theme.batch_progress),
+            CustomTimeColumn(style=theme.time),
+        ]
+
+    def train_description(self, epoch: int) -> str:
+        return epoch_label(epoch, self.trainer.max_epochs)
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        shown: dict[str, Any] = {}
+        for name in ("loss", "acc"):
+            train, val = (metrics.get(f"{split}/{name}") for split in ("train", "val"))
+            if train is None and val is None:
+                continue
+            if train is None:
+                shown[name] = f"val {_shown_metric(name, val)}"
+            else:
+                text = _shown_metric(name, train)
+                shown[name] = text if val is None else f"{text} (val {_shown_metric(name, val)})"
+        return shown
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with ``{epoch}`` in file names counted from 1, as litvision shows
+    every epoch: ``best-epoch002-...`` was saved at the end of the second epoch."""
+
+    def format_checkpoint_name(
+        self,
+        metrics: dict[str, Any],
+        filename: str | None = None,
+        ver: int | None = None,
+        prefix: str | None = None,
+    ) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": int(metrics["epoch"]) + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's: the state of runs checkpointed before this class existed still finds its way back.
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+
+def epoch_label(epoch: int, max_epochs: int | None) -> str:
+    """``Epoch 3/20``: the epoch ``epoch`` (Lightning's, counted from 0) counted from 1, of ``max_epochs``."""
+    return (
+        f"Epoch {epoch + 1}/{max_epochs}"
+        if max_epochs is not None and max_epochs > 0
+        else f"Epoch {epoch + 1}"
+    )
+
+
+def _shown_metric(name: str, value: Any) -> str:
+    return f"{100 * float(value):.1f}%" if name == "acc" else f"{float(value):.3f}"
 
 
 class TestReport(Callback):
@@ -76,13 +192,13 @@ class TestReport(Callback):
         if counts is not None and getattr(datamodule, "imbalance", None) is not None:
             results.update(self.shot_groups(results, counts))
         results["checkpoint"] = self.ckpt_path
-        results["epoch"] = pl_module.current_epoch
+        results["epoch"] = getattr(pl_module, "trained_epoch", pl_module.current_epoch)
         results["global_step"] = pl_module.global_step
         Console().print(self.table(results))
         if log_dir is not None:
             path = Path(log_dir) / self.filename
             write_json(path, results)
-            Console().print(f"Test results saved to [bold]{path}[/bold]")
+            Console().print(f"Test results saved to [bold]{path}[/bold]", soft_wrap=True)
 
     @staticmethod
     def results(confmat: list[list[int]], class_names: list[str]) -> dict[str, Any]:
@@ -111,7 +227,8 @@ class TestReport(Callback):
 
     @staticmethod
     def table(results: dict[str, Any]) -> Table:
-        table = Table(title=f"Test accuracy per class ({results['num_samples']} images)")
+        tested = f"checkpoint {Path(results['checkpoint']).name}" if results.get("checkpoint") else None
+        table = Table(title=f"Test accuracy per class ({results['num_samples']} images)", caption=tested)
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         table.add_column("correct / images", justify="right")
@@ -224,7 +341,7 @@ class FiniteLossGuard(Callback):
         broken = [name for name, b in zip(names, bad.tolist()) if b]
         raise NonFiniteError(
             f"the weights became non-finite (nan or inf) at step {trainer.global_step}, epoch "
-            f"{trainer.current_epoch}, in {len(broken)} of {len(names)} tensors (first: '{broken[0]}'); "
+            f"{trainer.current_epoch + 1}, in {len(broken)} of {len(names)} tensors (first: '{broken[0]}'); "
             f"no checkpoint of them was written, {self._kept(trainer)}; "
             "lower the learning rate or clip gradients (trainer.gradient_clip_val)"
         )
@@ -249,7 +366,7 @@ class FiniteLossGuard(Callback):
         lr = ", ".join(f"{v:g}" for v in sorted(set(lrs.get(first_bad, []))))
         raise NonFiniteError(
             f"the training loss became non-finite (nan or inf) at step {first_bad}, epoch "
-            f"{trainer.current_epoch}, with learning rate {lr or '?'}; {kept}; "
+            f"{trainer.current_epoch + 1}, with learning rate {lr or '?'}; {kept}; "
             "lower the learning rate or clip gradients (trainer.gradient_clip_val)"
         )
 
@@ -274,14 +391,11 @@ class RunInfo(Callback):
         log_dir = trainer.log_dir if trainer.loggers else None  # a collective call under DDP
         if log_dir is None or not trainer.is_global_zero:
             return
-        datamodule = trainer.datamodule
-        counts = getattr(datamodule, "train_class_counts", None)
-        if counts is not None and trainer.ckpt_path is None:  # a resumed run has them already
-            names = datamodule.class_names
-            for logger in trainer.loggers:
-                logger.log_metrics({f"data/train_count/{n}": c for n, c in zip(names, counts)}, step=0)
         self._path = Path(log_dir) / self.filename
         previous = json.loads(self._path.read_text()) if self._path.is_file() else {}
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        resumed = f", resumed from {trainer.ckpt_path}" if trainer.ckpt_path else ""
+        Console().print(f"Run [bold]{log_dir}[/bold] (seed {seed}{resumed})", soft_wrap=True, highlight=False)
         self._started = time.time()
         info = {**previous, **self.describe(trainer, pl_module)}
         session = {
@@ -312,10 +426,36 @@ class RunInfo(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):  # stopped on purpose: it resumes
             self._end(trainer, "interrupted")
-        else:
-            self._end(trainer, f"failed: {(str(exception).splitlines() or [type(exception).__name__])[0]}")
+            return
+        self._end(trainer, f"failed: {(str(exception).splitlines() or [type(exception).__name__])[0]}")
+        if trainer.state.fn == "fit" and trainer.ckpt_path is None:
+            self._remove_if_empty(trainer)
+
+    def _remove_if_empty(self, trainer: Trainer) -> None:
+        """Remove what a new run that failed before its first checkpoint wrote (its TensorBoard events,
+        config, hyperparameters, run_info.json), and its directory if nothing else is there: nothing in
+        it can be resumed or tested, and an empty run would sit in TensorBoard's list. (The error says
+        why.) Files of others, such as a reproduction's log, stay."""
+        logger = trainer.logger
+        log_dir = getattr(logger, "log_dir", None) if trainer.is_global_zero else None  # no collective call
+        if log_dir is None or not Path(log_dir).is_dir() or any(Path(log_dir).glob("checkpoints/*.ckpt")):
+            return
+        if hasattr(logger, "discard"):
+            logger.discard()  # closes its event file and writes nothing more
+        run = Path(log_dir)
+        for path in [*run.glob("events.out.tfevents.*"), *(run / n for n in ("config.yaml", "hparams.yaml"))]:
+            path.unlink(missing_ok=True)
+        (run / self.filename).unlink(missing_ok=True)
+        self._path = None
+        for folder in (run / "checkpoints", run, run.parent, run.parent.parent):  # the name, the log root
+            with contextlib.suppress(OSError):  # not empty: other runs or others' files are there
+                folder.rmdir()
 
     def _end(self, trainer: Trainer, status: str) -> None:
+        if status != "interrupted":  # a run stopped to be resumed is not over
+            for logger in trainer.loggers:
+                if hasattr(logger, "end_session"):
+                    logger.end_session(failed=status != "finished")
         if self._path is None or not self._info.get("sessions"):
             return
         session = self._info["sessions"][-1]
@@ -353,6 +493,7 @@ class RunInfo(Callback):
             digest.update(name.encode())
             digest.update(np.asarray(splits[name], dtype=np.int64).tobytes())
         device = trainer.strategy.root_device
+        counts = getattr(datamodule, "train_class_counts", None)  # noisy copies included
         return {
             "litvision_version": litvision.__version__,
             **git_state(),
@@ -368,4 +509,5 @@ class RunInfo(Callback):
             "num_parameters": sum(p.numel() for p in pl_module.parameters()),
             "split_checksum": digest.hexdigest() if splits else None,
             "split_sizes": {name: len(idx) for name, idx in splits.items()},
+            "train_class_counts": dict(zip(datamodule.class_names, counts)) if counts is not None else None,
         }

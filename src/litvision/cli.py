@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
+import os
 import signal
 import sys
 import warnings
@@ -12,25 +15,33 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch import Callback, Trainer
-from lightning.pytorch.callbacks import (
-    LearningRateMonitor,
-    ModelCheckpoint,
-    RichProgressBar,
-)
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from litvision.callbacks import FiniteLossGuard, RandomState, RunInfo, TestReport, quiet_console
+from litvision.callbacks import (
+    BestCheckpoint,
+    FiniteLossGuard,
+    ModelSummary,
+    ProgressBar,
+    RandomState,
+    RunInfo,
+    TestReport,
+    quiet_console,
+)
 from litvision.checkpoint_io import with_atomic_checkpoints
-from litvision.data import ImageDataModule
+from litvision.data import ImageDataModule, ImageFolderDataModule
 from litvision.errors import LitvisionError, one_line_errors
+from litvision.loggers import TensorBoardLogger, data_name, run_name
 from litvision.module import ImageClassifier
-from litvision.parsing import Parser
-from litvision.predict import PredictionWriter, run_dir_arguments
+from litvision.parsing import HelpFormatter, OneLineErrors
+from litvision.predict import PREDICT, PREDICT_LONG, PREDICT_USAGE, PredictionWriter, run_dir_arguments
 from litvision.private_api import cli_build_trainer, cli_callback_keys
 from litvision.utils import load_checkpoint
 
 DEFAULT_SEED = 42
+DEFAULT_BACKBONE = {"class_path": "litvision.models.CifarResNet", "init_args": {"width": 16, "stem": "auto"}}
+DEFAULT_EPOCHS = 20
 COMMANDS = (
     "litvision: train and evaluate image classifiers with Lightning (fit, validate, test, predict, below). "
     "Three more commands: 'litvision analyze TOOL RUN_DIR' draws figures and tables of finished runs "
@@ -38,14 +49,36 @@ COMMANDS = (
     "'litvision reproduce' reruns the reports' experiments and writes the reproduction report; "
     "'litvision search' runs a hyperparameter search (Optuna) over any config key. Each takes --help."
 )
+FIT = (
+    "Train a model, then test its best checkpoint. Without a config it trains the default network (a "
+    f"ResNet-18 layout whose stem suits the image size) for {DEFAULT_EPOCHS} epochs, as in "
+    "'litvision fit --data=litvision.data.ImageFolderDataModule --data.data_dir=photos'; a config "
+    "(--config configs/NAME.yaml) sets everything at once. KEY.help CLASS shows the options of a class "
+    "(--data.help ImageFolderDataModule, --model.backbone.help CifarResNet)."
+)
+# Titles of the option groups of `fit --help` (Lightning's come from each class's docstring).
+GROUP_TITLES = {
+    "model": "Model: the network and how it learns (--model.OPTION VALUE)",
+    "data": "Data: the dataset class (--data CLASS) and its options (--data.OPTION VALUE)",
+    "trainer": "Trainer: Lightning's (https://lightning.ai/docs/pytorch/stable/common/trainer.html)",
+    "checkpoint": "Checkpoints: the best by validation accuracy (Lightning's ModelCheckpoint)",
+    "predictions": "Predictions: the file 'litvision predict' writes",
+}
 
 
-class FitParser(Parser, LightningArgumentParser):
-    """Lightning's parser in the family of every litvision command (its one-line errors); Lightning adds
-    its own ``--config``."""
+class LitvisionHelpFormatter(HelpFormatter):
+    # Lightning's own options: their first sentence, the rest is in Lightning's documentation.
+    brief_prefixes = (
+        "trainer.", "checkpoint.", "seed_everything", "ckpt_path", "weights_only", "print_config",
+    )  # fmt: skip
+
+
+class LitvisionArgumentParser(OneLineErrors, LightningArgumentParser):
+    """Lightning's parser with litvision's one-line errors and no abbreviated options."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, config=False, **kwargs)
+        kwargs.setdefault("formatter_class", LitvisionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 class LitvisionCLI(LightningCLI):
@@ -54,7 +87,6 @@ class LitvisionCLI(LightningCLI):
     checkpoint after ``fit``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("parser_class", FitParser)
         kwargs.setdefault("model_class", ImageClassifier)
         kwargs.setdefault("datamodule_class", ImageDataModule)
         kwargs.setdefault("subclass_mode_data", True)
@@ -74,9 +106,12 @@ class LitvisionCLI(LightningCLI):
             "prog": _prog(),
             "default_env": False,
             "description": COMMANDS,
+            "fit": {"description": FIT},
+            "predict": {"description": f"{PREDICT} {PREDICT_LONG.split(';')[0]}.", "usage": PREDICT_USAGE},
             **kwargs.get("parser_kwargs", {}),
         }
         kwargs.setdefault("save_config_callback", KeepingSaveConfigCallback)
+        kwargs.setdefault("parser_class", LitvisionArgumentParser)
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -89,15 +124,14 @@ class LitvisionCLI(LightningCLI):
 
     @staticmethod
     def default_callbacks() -> list[Callback]:
-        # No model summary here: Lightning adds its rich one itself (beside a rich progress bar), and says
-        # "already configured" on the console when one is given.
         return [
             LearningRateMonitor(logging_interval="epoch"),
-            RichProgressBar(),
+            ProgressBar(),
             TestReport(),
             RunInfo(),
             RandomState(),
             FiniteLossGuard(),
+            ModelSummary(),
         ]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -107,9 +141,11 @@ class LitvisionCLI(LightningCLI):
         # (Lightning refuses a progress bar with enable_progress_bar=False, and so on).
         off: list[type[Callback]] = []
         if config.get("enable_progress_bar") is False:
-            off.append(RichProgressBar)
+            off.append(ProgressBar)
         if config.get("enable_checkpointing") is False:
             off.append(ModelCheckpoint)
+        if config.get("enable_model_summary") is False:
+            off.append(ModelSummary)
         if config.get("logger") in (False, None, []):
             off.append(LearningRateMonitor)
         wanted = [cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, tuple(off))]
@@ -119,12 +155,29 @@ class LitvisionCLI(LightningCLI):
             forced += last_checkpoint_callbacks(init.get("checkpoint_every_n_steps") or 0)
         # A kill while a checkpoint is written (a cluster's preemption) leaves the previous one whole.
         config["plugins"] = with_atomic_checkpoints(config.get("plugins"), config.get("strategy"))
-        return cli_build_trainer(self, config, [cb for cb in forced if not isinstance(cb, tuple(off))])
+        trainer = cli_build_trainer(self, config, [cb for cb in forced if not isinstance(cb, tuple(off))])
+        data = (self.config[self.subcommand] if self.subcommand else self.config).get("data")
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.describe_run(data_name(data), trainer.max_epochs, int(seed) if seed else None)
+        return trainer
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Lightning's order, but the model and the data first: what a user of litvision reads first in
+        # `fit --help`, before the trainer's many options.
+        parser.add_lightning_class_args(self.model_class, "model", subclass_mode=self.subclass_mode_model)
+        parser.add_lightning_class_args(self.datamodule_class, "data", subclass_mode=self.subclass_mode_data)
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"})
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key in ("num_classes", "input_shape", "class_names"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # A fit without a config trains this network: a ResNet-18 layout at a quarter of its width (0.7 M
+        # parameters, for a CPU and small folders), whose stem suits the image size (CifarResNet's "auto").
+        parser.set_defaults({"model.backbone": DEFAULT_BACKBONE})
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
             {
@@ -142,6 +195,11 @@ class LitvisionCLI(LightningCLI):
             help="Also save checkpoints/last.ckpt every N training steps, mid-epoch, so that a crashed run "
             "resumes (--ckpt_path last) losing at most N steps; 0: checkpoints at epoch ends only.",
         )
+        for key, title in GROUP_TITLES.items():
+            parser.groups[key].title = title
+        parser.groups["data"].description = _data_options()
+        # Not required: it has a default, the network a config-less fit trains.
+        next(a for a in parser._actions if a.dest == "model.backbone").required = False
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -163,6 +221,8 @@ class LitvisionCLI(LightningCLI):
         every = config.get("checkpoint_every_n_steps", 0) or 0
         if every < 0:
             raise LitvisionError(f"checkpoint_every_n_steps={every} is invalid: use 0 (off) or a step count")
+        if self.subcommand in ("fit", None):  # None: run=False, for a fit the caller starts
+            _check_epochs(config)
         _name_run_after_config(config)
         if self.subcommand in ("validate", "test", "predict"):
             # Nothing trains: no checkpoint callbacks, whose state Lightning would restore from the checkpoint
@@ -197,13 +257,56 @@ class LitvisionCLI(LightningCLI):
         # Testing a checkpoint restores the checkpoint callbacks' state as it was when it was saved; the
         # run's own (last.ckpt, the best k) is what a user reads afterwards.
         states = [(cb, cb.state_dict()) for cb in self.trainer.checkpoint_callbacks]
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+        # The test report names the checkpoint: Lightning's two lines about restoring it are left out.
+        restoring = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        restoring.addFilter(_not_restoring)
+        try:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+        finally:
+            restoring.removeFilter(_not_restoring)
         for callback, state in states:
             callback.load_state_dict(state)
 
 
+def _not_restoring(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(
+        ("Restoring states from the checkpoint", "Loaded model weights")
+    )
+
+
+def _check_epochs(config: Namespace) -> None:
+    """Train ``DEFAULT_EPOCHS`` epochs when nothing says how long (Lightning would train 1000); refuse an
+    epoch count that trains no epoch or never ends: Lightning reads -1 as "no end" (then max_steps or
+    max_time must end the fit) and takes any other negative number the same way."""
+    epochs = config.get("trainer.max_epochs")
+    bounded = (config.get("trainer.max_steps") or -1) > 0 or config.get("trainer.max_time") is not None
+    if epochs is None and not bounded:
+        config["trainer.max_epochs"] = DEFAULT_EPOCHS
+    if epochs is None or epochs >= 1 or (epochs == -1 and bounded):
+        return
+    raise LitvisionError(
+        f"trainer.max_epochs={epochs} is invalid: give the number of epochs to train, 1 or more "
+        "(-1 trains with no end of epochs, with trainer.max_steps or trainer.max_time to stop it)"
+    )
+
+
+def _data_options() -> str:
+    """The options every dataset takes, named for `fit --help` (each dataset's own: --data.help CLASS)."""
+
+    def options(cls: type) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+
+    shared = options(ImageDataModule)
+    own = [p for p in options(ImageFolderDataModule) if p not in shared]
+    return (
+        f"Every dataset takes {', '.join(shared)}; ImageFolderDataModule (your images) also "
+        f"{', '.join(own)}. --data.help CLASS describes a dataset's options."
+    )
+
+
 def _name_run_after_config(config: Namespace) -> None:
-    """Name an unnamed TensorBoard run after its last config file: lightning_logs/<config>/version_N."""
+    """Name an unnamed TensorBoard run after its last config file, lightning_logs/<config>/version_N, or
+    without one after its data and network: lightning_logs/photos-CifarResNet/version_N."""
     logger = config.get("trainer.logger")
     if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith(
         "TensorBoardLogger"
@@ -212,7 +315,10 @@ def _name_run_after_config(config: Namespace) -> None:
     if logger.get("init_args.name") is not None:
         return
     config_files = [c for c in (config.get("config") or []) if c is not None]
-    name = Path(str(config_files[-1])).stem if config_files else "default"
+    if config_files:
+        name = Path(str(config_files[-1])).stem
+    else:
+        name = run_name(config.get("data"), config.get("model.backbone"))
     logger["init_args.name"] = name
 
 

@@ -17,12 +17,14 @@ from torchmetrics import MaxMetric, MeanMetric
 from litvision.data.device_augment import MixedBatch
 from litvision.errors import LitvisionError
 from litvision.metrics import ClassificationCounts
+from litvision.models.base import ClassifierNet
 from litvision.objectives import ClassCountLoss, CrossEntropy, IRMMixin, LabelSmoothingMixin
 
-# An architecture class (or any callable) that builds the network for a dataset:
-# ``backbone(num_classes, input_shape)``. In YAML it is a class_path plus the architecture's own options;
-# the two dataset-given arguments are linked from the datamodule.
-NetFactory = Callable[[int, tuple[int, int, int]], nn.Module]
+# An architecture of litvision.models (or any callable making a ClassifierNet) that builds the network
+# for a dataset: ``backbone(num_classes, input_shape)``. In YAML it is a class_path plus the
+# architecture's own options; the two dataset-given arguments are linked from the datamodule. Typed by
+# the zoo's contract, so that `fit --help` lists the zoo's architectures.
+NetFactory = Callable[[int, tuple[int, int, int]], ClassifierNet]
 # A loss class of litvision.objectives (or any callable) built as ``loss(num_classes)``; in YAML a
 # class_path plus its own options (``model.loss``).
 LossFactory = Callable[[int], ClassCountLoss]
@@ -56,7 +58,8 @@ class ImageClassifierBase(LightningModule):
         lr_scheduler: builds the learning-rate scheduler from the optimizer, or None. OneCycleLR and
             CyclicLR step every batch, the others every epoch; OneCycleLR without ``total_steps`` runs
             over the whole fit; ReduceLROnPlateau watches ``val/loss``.
-        log_confusion_matrix: add the confusion-matrix figure to TensorBoard each validation epoch.
+        log_confusion_matrix: add the confusion-matrix figure and the figure of each class's accuracy
+            over the epochs to TensorBoard each epoch (the test's confusion matrix is added anyway).
         label_smoothing: epsilon of label smoothing (:class:`LabelSmoothingMixin`); 0 turns it off.
         irm_weight: weight of the IRM penalty (:class:`IRMMixin`); 0 turns IRM off.
         irm_anneal_steps: optimizer steps with the IRM penalty weighted 1.0 before ``irm_weight``.
@@ -141,6 +144,9 @@ class ImageClassifierBase(LightningModule):
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
         # The last confusion matrix computed per split, for reports read after the loop ends.
         self.confusion: dict[str, Tensor] = {}
+        self._loaded_epoch: int | None = None  # the epoch of the checkpoint last loaded (from 0)
+        # Per-class accuracy of each epoch, per split: the figure of the classes over the epochs.
+        self.class_history: dict[str, list[tuple[int, list[float]]]] = {"train": [], "val": []}
 
     def setup(self, stage: str) -> None:
         """Hand the training split's class counts to the loss; apply the throughput options
@@ -216,9 +222,31 @@ class ImageClassifierBase(LightningModule):
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    @property
+    def trained_epoch(self) -> int:
+        """The epoch the weights come from, counted from 1 as litvision shows every epoch (0: untrained):
+        in a fit, the one running; else the checkpoint's when one was loaded (the best one, tested after
+        a fit), or the epochs trained."""
+        if self.trainer.state.fn == "fit":
+            return self.current_epoch + 1
+        if self._loaded_epoch is not None:
+            return self._loaded_epoch + 1
+        return self.current_epoch
+
+    def on_fit_end(self) -> None:
+        self._loaded_epoch = None  # a resumed fit's checkpoint: not what a test after it evaluates
+
+    def on_test_end(self) -> None:
+        self._loaded_epoch = None
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to resume with class counts other than those the loss trained with (a changed
         imbalance or split): the checkpoint's counts would silently replace the datamodule's."""
+        self._loaded_epoch = checkpoint.get("epoch")
+        if "class_history" in checkpoint:
+            self.class_history = {
+                k: [(e, list(v)) for e, v in points] for k, points in checkpoint["class_history"].items()
+            }
         saved = checkpoint.get("state_dict", {}).get("loss.class_counts")
         current = getattr(self.loss, "class_counts", None)
         counted = saved is not None and current is not None and bool((current > 0).all())
@@ -249,6 +277,9 @@ class ImageClassifierBase(LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+        # After the epoch's validation (Lightning validates before this hook): both splits are current.
+        if self.log_confusion_matrix:
+            self._add_class_accuracy_figure()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # a check of the loop, not a measurement
@@ -273,12 +304,34 @@ class ImageClassifierBase(LightningModule):
             {f"{split}/loss": loss, f"{split}/acc": values["acc"], f"{split}/acc_macro": values["acc_macro"]},
             prog_bar=split != "test",  # once per epoch, so no step waits for it
         )
-        self.log_dict({f"{split}/acc_class/{n}": a for n, a in zip(self.class_names, values["acc_class"])})
+        # torchmetrics squeezes a one-element result to 0-d: one class gives a scalar and a 1x1 matrix.
+        per_class = values["acc_class"].reshape(-1)
+        self.log_dict({f"{split}/acc_class/{n}": a for n, a in zip(self.class_names, per_class)})
+        if split != "test" and self.trainer.state.fn == "fit":
+            self.class_history[split].append((self.trained_epoch, per_class.tolist()))
         if "confmat" in values:
-            self.confusion[split] = values["confmat"].cpu()
+            self.confusion[split] = values["confmat"].reshape(self.num_classes, self.num_classes).cpu()
             if self.log_confusion_matrix or split == "test":
                 self._add_confusion_figure(split)
         return values["acc"]
+
+    def _add_class_accuracy_figure(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        loggers = [lg for lg in self.loggers if hasattr(lg.experiment, "add_figure")]
+        if not loggers:
+            return
+        from litvision.plotting import class_accuracy_figure, plt
+
+        title = "accuracy per class: validation (solid), training (dashed)"
+        counts = getattr(self.trainer.datamodule, "train_class_counts", None)
+        figure = class_accuracy_figure(self.class_history, self.class_names, counts, title)
+        for logger in loggers:
+            logger.experiment.add_figure("accuracy_per_class", figure, self.trained_epoch, close=False)
+        plt.close(figure)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_history"] = self.class_history  # the figure of a resumed run starts at epoch 1
 
     def _add_confusion_figure(self, split: str) -> None:
         if not self.trainer.is_global_zero:
@@ -288,10 +341,11 @@ class ImageClassifierBase(LightningModule):
             return
         from litvision.plotting import confusion_matrix_figure, plt
 
-        title = f"{split} confusion matrix, epoch {self.current_epoch}"
+        epoch = self.trained_epoch
+        title = f"{split} confusion matrix, epoch {epoch}"
         figure = confusion_matrix_figure(self.confusion[split].numpy(), self.class_names, title)
         for logger in loggers:
-            logger.experiment.add_figure(f"{split}/confusion_matrix", figure, self.current_epoch, close=False)
+            logger.experiment.add_figure(f"{split}/confusion_matrix", figure, epoch, close=False)
         plt.close(figure)
 
     def configure_optimizers(self) -> Any:

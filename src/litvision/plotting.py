@@ -47,3 +47,38 @@ def categorical_colours(n: int) -> list[tuple[float, float, float, float]]:
     if n <= 20:
         return [plt.get_cmap("tab20")(i) for i in range(n)]
     return [plt.get_cmap("turbo")(i / max(n - 1, 1)) for i in range(n)]
+
+
+def class_accuracy_figure(
+    history: dict[str, list[tuple[int, list[float]]]],
+    class_names: Sequence[str],
+    counts: Sequence[int] | None = None,
+    title: str = "",
+) -> Figure:
+    """Each class's accuracy over the epochs, one colour per class: validation solid, training dashed
+    and lighter. ``history`` maps a split to its ``(epoch, per-class accuracies)`` points; ``counts``
+    (training images per class) are named in the legend."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100)
+    colours = categorical_colours(len(class_names))
+    names = [f"{n} ({c})" for n, c in zip(class_names, counts)] if counts is not None else list(class_names)
+    labelled = False
+    for split, style, alpha in (("val", "-", 1.0), ("train", "--", 0.5)):
+        points = history.get(split) or []
+        if not points:
+            continue
+        epochs = [e for e, _ in points]
+        values = 100 * np.asarray([v for _, v in points], dtype=float)
+        for k, name in enumerate(names):  # the legend names each class once, by its colour
+            label = None if labelled else name
+            ax.plot(epochs, values[:, k], style, color=colours[k], alpha=alpha, marker=".", label=label)
+        labelled = True
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(-2, 102), title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if len(class_names) <= 20:
+        legend_title = "class (training images)" if counts is not None else "class"
+        ax.legend(
+            fontsize=7, title=legend_title, title_fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5),
+            frameon=False,
+        )  # fmt: skip
+    fig.tight_layout()
+    return fig

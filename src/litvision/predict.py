@@ -19,7 +19,24 @@ from rich.console import Console
 
 from litvision.data.files import NO_LABEL
 from litvision.errors import LitvisionError
+from litvision.parsing import OneLineErrors, suggestion
 from litvision.utils import csv_text, find_checkpoint, write_json, write_text
+
+PREDICT_USAGE = """litvision predict RUN_DIR [--images DIR] [--output PATH] [--top_k K]
+                         [--checkpoint best|last|FILE] [FLAG ...]
+   or: litvision predict --config RUN_DIR/config.yaml --ckpt_path CKPT
+                         [--data.predict_dir DIR] [--predictions.OPTION VALUE ...]"""
+PREDICT = (
+    "Predict the classes of new images (--images DIR: every image under DIR, nested or flat) or of the "
+    "test split with a run's best checkpoint, into RUN_DIR/predictions.csv and .json (an earlier one is "
+    "kept: the next is predictions-2.csv). The model, its classes and its preprocessing come from the "
+    "run's config.yaml. Other flags go to Lightning's CLI (--trainer.devices 2, --data.data_dir DIR for a "
+    "run trained elsewhere)."
+)
+PREDICT_LONG = (
+    "The long form is Lightning's: 'litvision predict --config RUN_DIR/config.yaml --ckpt_path CKPT'; "
+    "'litvision predict --help' lists all of its options."
+)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -29,8 +46,10 @@ class PredictionWriter(BasePredictionWriter):
     once, in the data set's order.
 
     Args:
-        output: a ``.csv`` file, or a folder for ``predictions.csv``; by default the run directory of
-            the checkpoint predicted with (else the logger's run directory, else the working directory).
+        output: a ``.csv`` file (replaced if it exists), or a folder for ``predictions.csv``; by
+            default the run directory of the checkpoint predicted with (else the logger's run
+            directory, else the working directory). In a folder, an earlier ``predictions.csv`` is
+            kept: the new one is ``predictions-2.csv`` (then ``-3``, ...).
         top_k: how many of the most probable classes each row lists.
         json: also write the rows, with every class's probability, as ``predictions.json`` beside it.
     """
@@ -86,20 +105,27 @@ class PredictionWriter(BasePredictionWriter):
         files = getattr(datamodule, "predict_files", None)
         sources = [files[i] for i in indices.tolist()] if files is not None else indices.tolist()
         path = self.csv_path(trainer)
+        replaced = path.exists()
         rows = self.rows(sources, probabilities, targets, list(pl_module.class_names))
         write_predictions(rows, path, self.json)
-        Console().print(f"Predictions for {len(rows)} images saved to [bold]{path}[/bold]")
+        said = f"Predictions for {len(rows)} images saved to [bold]{path}[/bold]"
+        Console().print(said + (" (it replaced the file there)" if replaced else ""), soft_wrap=True)
 
     def csv_path(self, trainer: Trainer) -> Path:
+        """The CSV file to write: ``output`` if it names one (replaced if it exists); else
+        ``predictions.csv`` in the folder, numbered (``predictions-2.csv``, ...) so that an earlier
+        prediction there is kept."""
         if self.output is not None:
             output = Path(self.output)
-            return output if output.suffix.lower() == ".csv" else output / "predictions.csv"
+            if output.suffix.lower() == ".csv":
+                return output
+            return unused_path(output / "predictions.csv")
         ckpt_path = trainer.ckpt_path
         if ckpt_path and (Path(ckpt_path).parent.parent / "config.yaml").is_file():
-            return Path(ckpt_path).parent.parent / "predictions.csv"
+            return unused_path(Path(ckpt_path).parent.parent / "predictions.csv")
         if trainer.loggers and trainer.log_dir:
-            return Path(trainer.log_dir) / "predictions.csv"
-        return Path("predictions.csv")
+            return unused_path(Path(trainer.log_dir) / "predictions.csv")
+        return unused_path(Path("predictions.csv"))
 
     def rows(
         self, sources: list[Any], probabilities: torch.Tensor, targets: torch.Tensor, class_names: list[str]
@@ -122,6 +148,15 @@ class PredictionWriter(BasePredictionWriter):
         return rows
 
 
+def unused_path(path: Path) -> Path:
+    """``path``, or the first of ``NAME-2.csv``, ``NAME-3.csv``, ... that is not there (nor its JSON)."""
+    candidate, n = path, 1
+    while candidate.exists() or candidate.with_suffix(".json").exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
 def write_predictions(rows: list[dict[str, Any]], path: Path, with_json: bool) -> None:
     """``rows`` as CSV at ``path`` (every class's probability left to the JSON) and, if ``with_json``,
     as JSON beside it; each file written atomically."""
@@ -132,16 +167,27 @@ def write_predictions(rows: list[dict[str, Any]], path: Path, with_json: bool) -
         write_json(path.with_suffix(".json"), rows)
 
 
+class OneLineArgparse(OneLineErrors, argparse.ArgumentParser):
+    """argparse's parser (``parse_known_args`` passes the other flags on) with one-line errors."""
+
+
 def run_dir_arguments(argv: list[str]) -> list[str]:
     """``predict RUN_DIR [--images DIR] [--output PATH] [--checkpoint best|last|FILE] [flags ...]`` as
     the Lightning CLI's ``predict --config RUN_DIR/config.yaml --ckpt_path ...``; other flags pass on."""
-    parser = argparse.ArgumentParser(prog="litvision predict", add_help=True)
+    parser = OneLineArgparse(prog="litvision predict", description=PREDICT, epilog=PREDICT_LONG)
     parser.add_argument("run_dir", type=Path, help="a run directory written by litvision fit")
     parser.add_argument("--images", help="a folder of images to predict on (default: the test split)")
-    parser.add_argument("--output", help="a .csv file or a folder (default: the run directory)")
+    parser.add_argument(
+        "--output", help="a .csv file (replaced if there) or a folder (default: the run directory)"
+    )
     parser.add_argument("--checkpoint", default="best", help="best (default), last or a .ckpt file")
     parser.add_argument("--top_k", type=int, help="how many of the most probable classes each row lists")
     args, rest = parser.parse_known_args(argv)
+    own = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    for flag in (f.split("=", 1)[0] for f in rest if f.startswith("--") and "." not in f):
+        close = suggestion(flag, own)
+        if close:  # a misspelt option of this short form, which Lightning's parser would not know either
+            parser.error(f"unknown option {flag}{close}")
     config = args.run_dir / "config.yaml"
     if not config.is_file():
         raise LitvisionError(f"'{args.run_dir}' is not a run directory: it has no config.yaml")

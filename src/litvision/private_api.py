@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lightning.pytorch.callbacks import RichProgressBar
 from torch.utils.data import DataLoader
 
 if TYPE_CHECKING:  # the data package imports this module: it need not load the CLI
@@ -64,3 +65,15 @@ class IndexBatchesLoader(DataLoader):
     def index_batches(self, batches: Any) -> Any:
         """The sampler (or batch sampler) of indices the iterators use; override to change it."""
         return batches
+
+
+class EpochDescribedProgressBar(RichProgressBar):
+    """A rich progress bar whose training bar is labelled by :meth:`train_description` (Lightning labels
+    it in its private ``_get_train_description``, with nothing public to change the label)."""
+
+    def train_description(self, epoch: int) -> str:
+        """The label of the training bar in epoch ``epoch`` (Lightning's, counted from 0)."""
+        return super()._get_train_description(epoch)
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return self.train_description(current_epoch)

@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -120,7 +121,7 @@ def stratified_split(targets: Sequence[int], size: int | float, seed: int) -> tu
     return np.sort(kept), np.sort(held)
 
 
-class ImageDataModule(LightningDataModule):
+class ImageDataModule(LightningDataModule, metaclass=ABCMeta):
     """Base of every dataset: a seeded stratified validation split carved from the training set,
     class names, train and eval transforms, and the loaders.
 
@@ -179,6 +180,7 @@ class ImageDataModule(LightningDataModule):
     """
 
     name: str = "dataset"
+    shows_data_dir: bool = False  # whether the data summary names the folder (the user's own images)
     class_names: list[str]
     input_shape: tuple[int, int, int]
     mean: tuple[float, ...] = (0.5,)
@@ -252,14 +254,15 @@ class ImageDataModule(LightningDataModule):
         self.predict_set: Dataset | None = None
         # Where each predicted image comes from: file paths, or None for data sets held as arrays.
         self.predict_files: list[str] | None = None
+        self._test_data: tuple[Dataset, Sequence[int]] | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @abstractmethod
     def load_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
         """The untransformed training or test split (items ``(image, label)``) and its labels."""
-        raise NotImplementedError
 
     def read_split(self, train: bool) -> tuple[Dataset, Sequence[int]]:
         """:meth:`load_split`, cut to ``train_per_class`` or ``test_per_class`` images per class."""
@@ -336,17 +339,38 @@ class ImageDataModule(LightningDataModule):
             if self.imbalance is not None or self.noise_variances or self.oversample or self.sampling:
                 self._report_class_counts()
             self.val_set = self._subset(source, targets, val_idx, train=False) if len(val_idx) else None
+            self._summarize(len(train_idx), len(val_idx), len(self.train_targets) - len(train_idx))
         if stage == "predict" and self.predict_dir is not None:
             images = UnlabelledImages(self.predict_dir, "L" if self.input_shape[0] == 1 else "RGB")
             images.transform = self.predict_transform()
             self.predict_set, self.predict_files = images, images.files
             return
         if stage in ("test", "predict", None) and self.test_set is None:
-            dataset, targets = self.read_split(train=False)
+            dataset, targets = self._test_split()
             self._check_labels(targets, "test")
             source = self._source(dataset, "test")
             self.test_set = self._subset(source, targets, range(len(targets)), train=False)
             self.predict_set, self.predict_files = self.test_set, image_files(dataset)
+
+    def _test_split(self) -> tuple[Dataset, Sequence[int]]:
+        """:meth:`read_split` of the test split, read once (the data summary counts it before the test)."""
+        if self._test_data is None:
+            self._test_data = self.read_split(train=False)
+        return self._test_data
+
+    def _summarize(self, train: int, val: int, copies: int) -> None:
+        """One line of what data was found: images and classes, and how they are split."""
+        if self.trainer is None or not self.trainer.is_global_zero:
+            return
+        test = len(self._test_split()[1])
+        noisy = f" (+{copies} noisy copies)" if copies else ""
+        where = f" in '{self.data_dir}'" if self.shows_data_dir else ""
+        Console().print(
+            f"{self.name}{where}: {train + val + test} images in {self.num_classes} classes: {train} train"
+            f"{noisy}, {val} validation, {test} test",
+            soft_wrap=True,
+            highlight=False,
+        )
 
     def decode(self, dataset: Dataset, split: str) -> torch.Tensor:
         """Every image of the ``split`` dataset as one uint8 tensor (N, C, H, W), as the PIL path has it
@@ -424,7 +448,7 @@ class ImageDataModule(LightningDataModule):
             )
 
     def _report_class_counts(self) -> None:
-        """Print the training class counts as a table (the run logs them as ``data/train_count/<class>``)."""
+        """Print the training class counts as a table (``run_info.json`` keeps them)."""
         kept, counts = self.kept_class_counts, self.train_class_counts
         if self.trainer is not None and self.trainer.is_global_zero:
             table = Table(title=f"{self.name} training images per class")
@@ -580,8 +604,9 @@ class TorchvisionDataModule(ImageDataModule):
         super().__init__(data_dir=data_dir, **kwargs)
         self.download = download
 
+    @abstractmethod
     def how_to_supply(self) -> str:
-        raise NotImplementedError
+        """How to get the files by hand, for the error of a failed download."""
 
     def prepare_data(self) -> None:
         for train in (True, False):

@@ -17,6 +17,9 @@ from litvision.errors import DataNotFoundError, LitvisionError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Images larger than this (a side, in pixels) are resized to PHOTO_SIZE unless image_size says otherwise.
+LARGEST_KEPT_SIZE = 256
+PHOTO_SIZE = 224
 
 
 class _VisibleImageFolder(ImageFolder):
@@ -51,14 +54,25 @@ class ImageFolderDataModule(ImageDataModule):
     ``.ipynb_checkpoints``) and files without an image extension are skipped. A class folder without
     images, and test classes that are not training classes, stop the run with their names.
 
-    Images are converted to RGB (or to grey with ``grayscale``) and, if ``image_size`` is given,
-    resized to it; otherwise every image must have the size of the first. An unreadable image stops
-    the run with its path; ``skip_corrupt`` checks every image at setup instead and leaves the
-    unreadable ones out, with a warning that lists them. Augmentation is a random crop with 1/8 padding
-    and a horizontal flip, as for CIFAR-10, unless ``policy`` gives another.
+    Augmentation is a random crop with 1/8 padding and a horizontal flip, as for CIFAR-10, unless
+    ``policy`` gives another. The other options are :class:`ImageDataModule`'s.
+
+    Args:
+        data_dir: the folder of images, in one of the layouts above.
+        image_size: resize every image to this side (a square). By default images keep their size if
+            the first is at most 256 pixels a side (then every image must have its size), and photos
+            larger than that are resized to 224, the size ImageNet models are trained at.
+        grayscale: read the images as grey (one channel) instead of RGB.
+        mean: per-channel mean that normalises the images (ImageNet's by default).
+        std: per-channel standard deviation that normalises the images (ImageNet's by default).
+        skip_corrupt: check every image at setup and leave the unreadable ones out, with a warning that
+            lists them; by default an unreadable image stops the run with its path.
+        test_size: fraction (in [0, 1)) or number of images held out per class as the test split when
+            there is no ``test/`` folder, fixed by ``split_seed``.
     """
 
     name = "image folder"
+    shows_data_dir = True
 
     def __init__(
         self,
@@ -73,7 +87,6 @@ class ImageFolderDataModule(ImageDataModule):
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.skip_corrupt = skip_corrupt
-        self.image_size = image_size
         self.grayscale = grayscale
         check_split_size(test_size, "test_size")
         self.test_size = test_size
@@ -86,6 +99,11 @@ class ImageFolderDataModule(ImageDataModule):
         # Scanned now, so that a bad layout stops the run before anything is written.
         self._folders = {"train": self._scan(self.train_root)}
         self.class_names = self._folders["train"].classes
+        if len(self.class_names) < 2:
+            raise LitvisionError(
+                f"'{self.train_root}' holds one class folder ('{self.class_names[0]}'): a classifier needs "
+                f"at least 2 classes, each in its own sub-folder ('{self.train_root}/<class>/')"
+            )
         if self.test_root is not None:
             self._folders["test"] = self._scan(self.test_root)
             unknown = sorted(set(self._folders["test"].classes) - set(self.class_names))
@@ -95,11 +113,12 @@ class ImageFolderDataModule(ImageDataModule):
                     f"test classes must be training classes ({', '.join(self.class_names)})"
                 )
         self._checked: set[str] = set()
-        if image_size is not None:
-            size = (image_size, image_size)
-        else:
+        if image_size is None:
             width, height = Image.open(self._folders["train"].samples[0][0]).size
-            size = (height, width)
+            if max(width, height) > LARGEST_KEPT_SIZE:  # photos: resized, as for ImageNet models
+                image_size = PHOTO_SIZE
+        self.image_size = image_size
+        size = (image_size, image_size) if image_size is not None else (height, width)
         self.input_shape = (channels, *size)
 
     def _layout(self) -> tuple[Path, Path | None]:

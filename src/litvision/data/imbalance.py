@@ -4,6 +4,7 @@ Gaussian-noise minority copies."""
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -16,16 +17,17 @@ from litvision.data.resumable import Item, seeded, split_item
 from litvision.errors import LitvisionError
 
 
-class ImbalanceProfile:
+class ImbalanceProfile(ABC):
     """How many of its training images each class keeps."""
 
+    @abstractmethod
     def counts(self, available: Sequence[int]) -> list[int]:
         """The number of images kept per class, given the number available per class."""
-        raise NotImplementedError
 
     def validate(self, num_classes: int) -> None:
         """Reject settings that cannot apply to ``num_classes`` classes, before any data is read. (Not
         in ``__init__``: an error there would reach the user wrapped in the CLI parser's traceback.)"""
+        return None  # a hook: a profile with nothing to check keeps it
 
 
 class StepImbalance(ImbalanceProfile):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 
-class ClassifierNet(nn.Module):
+class ClassifierNet(nn.Module, metaclass=ABCMeta):
     """An image classifier in three parts, built as ``Net(num_classes, input_shape, **options)``:
 
     - ``pooled_features(x) -> (N, num_features)``: each image as one vector (globally pooled feature
@@ -38,8 +39,8 @@ class ClassifierNet(nn.Module):
         super().__init__()
         self.pre_logits: nn.Module = nn.Identity()
 
-    def pooled_features(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def pooled_features(self, x: Tensor) -> Tensor: ...
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pre_logits(self.pooled_features(x)))

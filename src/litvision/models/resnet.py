@@ -1,5 +1,6 @@
 """ResNet with basic blocks for 32x32 images, with the activation and width options of report 004 and
-the CIFAR ResNets of He et al. 2016 (ResNet-32: three stages of five blocks, 16/32/64 channels)."""
+the CIFAR ResNets of He et al. 2016 (ResNet-32: three stages of five blocks, 16/32/64 channels); with
+ImageNet's stem, for larger images (photos)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.Le
 Shortcut = Literal["conv", "pad"]
 Head = Literal["linear", "cosine"]
 Init = Literal["fan_out", "fan_in"]
+Stem = Literal["small", "imagenet", "auto"]
+# The largest image side the "auto" stem keeps at full resolution.
+SMALL_IMAGE_SIDE = 64
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -67,6 +71,9 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(ClassifierNet):
     """ResNet for small images: a 3x3 stride-1 stem and no max-pool, so 32x32 inputs keep their detail.
+    ``stem="imagenet"`` is ImageNet's instead (a 7x7 stride-2 convolution and a stride-2 max-pool, as in
+    torchvision's ResNet), which shrinks larger images four-fold before the first stage; ``"auto"``
+    picks the small stem for images of at most 64 pixels a side, ImageNet's above.
 
     ``layers=(2, 2, 2, 2)`` is ResNet-18 and ``(3, 4, 6, 3)`` ResNet-34; ``width`` is the number of
     channels of the first stage (doubled at each of the next), 64 in the original network. He et al.'s
@@ -89,8 +96,13 @@ class CifarResNet(ClassifierNet):
         head: Head = "linear",
         zero_init_residual: bool = True,
         init: Init = "fan_out",
+        stem: Stem = "small",
     ) -> None:
         super().__init__()
+        if stem not in ("small", "imagenet", "auto"):
+            raise ValueError(f"stem={stem!r} is invalid: small, imagenet or auto")
+        if stem == "auto":
+            stem = "small" if max(input_shape[1:]) <= SMALL_IMAGE_SIDE else "imagenet"
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not one of {sorted(_ACTIVATIONS)}")
         if (
@@ -102,9 +114,15 @@ class CifarResNet(ClassifierNet):
                 f"shortcut={shortcut!r}, head={head!r} or init={init!r} is invalid: conv or pad; linear or "
                 "cosine; fan_out or fan_in"
             )
-        self.stem = nn.Sequential(
-            conv3x3(input_shape[0], width), nn.BatchNorm2d(width), _ACTIVATIONS[activation]()
-        )
+        if stem == "small":
+            self.stem = nn.Sequential(
+                conv3x3(input_shape[0], width), nn.BatchNorm2d(width), _ACTIVATIONS[activation]()
+            )
+        else:
+            first = nn.Conv2d(input_shape[0], width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.stem = nn.Sequential(
+                first, nn.BatchNorm2d(width), _ACTIVATIONS[activation](), nn.MaxPool2d(3, stride=2, padding=1)
+            )
         stages: list[nn.Module] = []
         in_planes = width
         for i, blocks in enumerate(layers):

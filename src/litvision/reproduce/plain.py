@@ -191,7 +191,7 @@ def plain_fit(config: dict[str, Any], device: str | None = None, state: Path | N
             confmat = evaluate(net, val_loader, data.num_classes, device_)
             acc = accuracies(confmat)["acc"].item()
             if acc > done["best_acc"]:  # the first epoch of the best accuracy, as ModelCheckpoint keeps it
-                done.update(best_acc=acc, best_epoch=epoch)
+                done.update(best_acc=acc, best_epoch=epoch + 1)  # counted from 1, as litvision shows epochs
                 best_state = copy.deepcopy(net.state_dict())
         done.update(epochs=epoch + 1, seconds=time.perf_counter() - start)
         if state is not None:
