@@ -24,6 +24,7 @@ from rich.console import Console
 
 from litvision.cli import LitvisionCLI
 from litvision.errors import LitvisionError, one_line_errors
+from litvision.reproduce.launch import Launcher, SlurmSettings
 from litvision.search.space import SearchSpace, cli_args, load_space
 from litvision.search.study import (
     DIRECTIONS,
@@ -68,11 +69,10 @@ OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
     ("storage", str | None, None, "a database URL (workers on several machines); default: SQLite file"),
     ("workers", int, 1, "processes running trials at once (one per GPU); 0: only write the results"),
     ("launcher", str, "local", "local, slurm (a SLURM array task per worker, by submitit) or submitit-local"),
-    ("slurm", str | None, None, "SLURM settings for --launcher slurm (YAML; docs/cluster.md)"),
     ("test_trials", str, "best", "after the search, test the best checkpoint of the best trial (best), "
      "of every finished trial (all), or none"),
 )  # fmt: skip
-SEARCH_KEYS = tuple(option[0] for option in OPTIONS)
+SEARCH_KEYS = (*(option[0] for option in OPTIONS), "slurm")
 
 
 class SearchCLI(LitvisionCLI):
@@ -83,6 +83,7 @@ class SearchCLI(LitvisionCLI):
         group = parser.add_argument_group("search")
         for name, kind, default, text in OPTIONS:
             group.add_argument(f"--{name}", type=kind, default=default, required=name == "space", help=text)
+        parser.add_class_arguments(SlurmSettings, "slurm")  # as litvision reproduce's --slurm.*
 
     def before_instantiate_classes(self) -> None:
         pass
@@ -284,11 +285,9 @@ class WorkerTask:
 
 
 def submit_workers(search: Search, config: Namespace) -> None:
-    from litvision.reproduce import launch  # the only use of reproduce/: its submitit executor
-
-    executor = launch.Launcher(
-        config.launcher, launch.SlurmSettings.load(config.slurm and Path(config.slurm))
-    ).executor(search.folder / ".submitit", 1 if search.gpus else 0)
+    settings = SlurmSettings(**config.slurm.as_dict())
+    launcher = Launcher(config.launcher, settings, gpus_per_run=1 if search.gpus else 0)
+    executor = launcher.executor(search.folder / ".submitit")
     with executor.batch():
         jobs = [executor.submit(WorkerTask(search, i)) for i in range(search.workers)]
     console = Console(stderr=True, soft_wrap=True)
