@@ -262,7 +262,7 @@ def test_slurm_launcher_submits_one_array_task_per_run_and_returns(fake_slurm, t
     "option, message",
     [
         (["--slurm.time", "2h"], "SLURM time '2h' is invalid: use minutes, or [days-]hours:minutes:seconds"),
-        (["--slurm.sbatch", "qos"], 'Parser key "slurm.sbatch"'),  # the parser's: status 2
+        (["--slurm.sbatch", "qos"], "--slurm.sbatch: 'qos' is not a dict"),  # the parser's: status 2
         (["--slurm.array_parallelism", "-1"], "SLURM setting array_parallelism=-1 is invalid"),
     ],
 )

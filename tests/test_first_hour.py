@@ -14,7 +14,7 @@ from test_data import write_images
 from litvision.cli import LitvisionCLI, main
 from litvision.loggers import HPARAMS_COLUMNS, run_name, user_hparams
 from litvision.models import ARCHITECTURES
-from litvision.parsing import ArgumentParser
+from litvision.parsing import Parser
 
 FOLDER = ["fit", "--data=litvision.data.ImageFolderDataModule", "--data.data_dir=photos"]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -84,7 +84,7 @@ def test_every_image_folder_option_is_described(capsys, monkeypatch):
 
 
 def test_a_litvision_parser_errs_in_one_line_with_a_suggestion_and_no_abbreviation(capsys):
-    parser = ArgumentParser(prog="litvision tool")
+    parser = Parser(prog="litvision tool")
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=1)
     for args, expected in (

@@ -16,7 +16,7 @@ COMMANDS = {  # each summary fits one line of an 80-column terminal
     "predict": "classify images with a trained run",
     "analyze": "figures and tables of finished runs",
     "reproduce": "rerun the reports' experiments, write the report",
-    "search": "tune any config key with Optuna: pruned, resumable studies",
+    "search": "tune any config key with Optuna, pruning and resuming",
 }
 
 

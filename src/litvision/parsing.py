@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import itertools
 import re
 import sys
 import textwrap
@@ -42,7 +43,8 @@ _CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
 # Lines of a nested report that say nothing of the cause.
 _NOISE = re.compile(
     r"^(- )?(Does not validate against any of the Union subtypes|Subtypes: |Errors:$|Expected a "
-    r"<class 'NoneType'>|Given value type: |Given value: |Expected a path but |Expected a dot import)"
+    r"<class 'NoneType'>|Given value type: |Given value: |Expected a path but |Expected a dot import|"
+    r"Problem with given class_path)"
 )
 
 
@@ -141,7 +143,7 @@ class Parser(OneLineErrors, jsonargparse.ArgumentParser):
 def one_line(message: str, parser: Any = None) -> str:
     """``message`` (one of jsonargparse's, possibly a nested report over many lines) as one line: the
     key, the value given and the innermost cause, with a suggestion where a name is close to a known one."""
-    keys = _KEY.findall(message)
+    keys = [k for k, _ in itertools.groupby(_KEY.findall(message))]  # a class's key is named twice
     key = ".".join(keys)
     unknown = next((m.group(1) for p in _UNKNOWN_KEY for m in [p.search(message)] if m), None)
     if unknown is not None:

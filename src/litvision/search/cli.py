@@ -196,7 +196,7 @@ def _choice(name: str, value: Any, allowed: Any) -> None:
 
 
 def main(args: list[str]) -> None:
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(soft_wrap=True)
     quiet_trials()
     with one_line_errors(PROG):
         cli = parse(args)
@@ -290,7 +290,7 @@ def submit_workers(search: Search, config: Namespace) -> None:
     executor = launcher.executor(search.folder / ".submitit")
     with executor.batch():
         jobs = [executor.submit(WorkerTask(search, i)) for i in range(search.workers)]
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(soft_wrap=True)
     console.print(
         f"submitted {len(jobs)} worker(s): {', '.join(str(j.job_id) for j in jobs)} "
         f"(logs in {search.folder / '.submitit'})"

@@ -281,7 +281,7 @@ def run_trial(
     run_dir = search.run_dir(trial.number)
     callback = TrialCallback(study, storage, trial_id, search.metric, {"trial": trial.number, **values})
     started = time.time()
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(soft_wrap=True)
     shown = "  ".join(f"{key.rsplit('.', 1)[-1]}={_short(v)}" for key, v in values.items())
     resumed = (run_dir / "checkpoints/last.ckpt").is_file()
     console.print(f"{label}trial {trial.number}{' (resumed)' if resumed else ''}: {shown}", markup=False)
