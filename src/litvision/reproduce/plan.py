@@ -1,9 +1,7 @@
 """What to run: report plans (``configs/experiments/NNN.yaml``), sweeps (``configs/sweeps/*.yaml``) and
-scales (``configs/experiments/scales/*.yaml``), typed dataclasses that jsonargparse reads and checks; then
-what types cannot say (that configs exist, that tables name the plan's runs and known metrics).
-
-A run is an ordinary config plus overrides (dotted keys, as on the command line). Sweep points that
-change nothing (a value equal to the base config's) are the base config's own run, trained once.
+scales (``configs/experiments/scales/*.yaml``) as typed dataclasses that jsonargparse reads and checks;
+then what types cannot say (configs exist, tables name the plan's runs and known metrics). A run is an
+ordinary config plus overrides (dotted keys); a sweep point that changes nothing is its config's run.
 """
 
 from __future__ import annotations
@@ -418,19 +416,13 @@ def is_numbered(plan_id: str) -> bool:
 def select_plans(names: list[str], plans_dir: Path) -> list[Path]:
     """The plan files of the reports named (``all`` or none: the numbered reports of ``plans_dir``)."""
     known = available_plans(plans_dir)
-    if not known:
-        raise LitvisionError(
-            f"no report plans (*.yaml) in '{plans_dir}': run litvision reproduce in the repository, or "
-            "give --plans"
-        )
+    where = "run litvision reproduce in the repository, or give --plans"
+    check(bool(known), f"no report plans (*.yaml) in '{plans_dir}'", where)
     if not names or names == ["all"]:
         return [path for plan_id, path in known.items() if is_numbered(plan_id)]
     unknown = [n for n in names if n not in known]
-    if unknown:
-        raise LitvisionError(
-            f"report(s) {unknown} not found in '{plans_dir}': choose from {list(known)} or all (the "
-            "numbered reports)"
-        )
+    choose = f"choose from {list(known)} or all (the numbered reports)"
+    check(not unknown, f"report(s) {unknown} not found in '{plans_dir}'", choose)
     return [known[n] for n in dict.fromkeys(names)]
 
 
@@ -442,16 +434,11 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
     if not path.is_file():
         known = ["full", *sorted(p.stem for p in scales_dir.glob("*.yaml"))]
         raise LitvisionError(f"scale '{name}' not found: choose from {known}")
-    where = f"scale '{path}'"
-    scale = parse(
-        Scale, {"description": name, "scaled_down": True, **read_yaml(path, "scale"), "name": name}, where
-    )
+    where, defaults = f"scale '{path}'", {"description": name, "scaled_down": True}
+    scale = parse(Scale, {**defaults, **read_yaml(path, "scale"), "name": name}, where)
     one_of(where, "analysis tool", list(scale.analyses), ANALYSIS_TOOLS)
-    check(
-        all(isinstance(v, dict) for v in scale.runs.values()),
-        where,
-        "'runs' must map run patterns to arguments",
-    )
+    runs_ok = all(isinstance(v, dict) for v in scale.runs.values())
+    check(runs_ok, where, "'runs' must map run patterns to arguments")
     check(all(n >= 1 for n in scale.seeds.values()), where, "'seeds' must be 1 or more")
     words = lambda text: " ".join(str(text).split())  # noqa: E731  (YAML's folded text on one line)
     scale.description = words(scale.description)
