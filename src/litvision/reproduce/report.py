@@ -379,8 +379,8 @@ class Report:
             lines += [TEXT["partial"].format(finished=len(done), total=len(results), plain=left), ""]
         if self.scale.scaled_down or self.mixed:
             text = TEXT["scaled_down" if self.scale.scaled_down else "mixed"]
-            lines += [text.format(ours=self.ours, scale=self.scale.name, description=self.scale.description)]
-            lines += [""]
+            text = text.format(ours=self.ours, scale=self.scale.name, description=self.scale.description)
+            lines += [text, ""]
         git = git_state()
         commits = sorted({str(r.info["git_commit"])[:7] for r in done if r.info.get("git_commit")})
         code = git["git_commit"][:7] if git["git_commit"] else "unknown (not a git checkout)"
@@ -543,15 +543,13 @@ class Report:
             output = Path(entry.get("output", "-"))  # older entries list their figures
             found = sorted(str(p) for pattern in tool.figures for p in output.glob(pattern))
             found = found or [f for f in entry.get("figures", []) if Path(f).is_file()]
-            own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
-            unfinished = ", ".join(name for name in here if not self.seeded(plan.runs[name])[0].finished)
-            if own and not entry:
-                said = f"no figure, it needs a GPU at this scale: {own.rstrip('.')}."
-            elif gpu and not here and not entry:
-                said = f"no figure, its run(s) {', '.join(gpu)} need a GPU at this scale."
-            elif not entry:
-                said = f"no figure, its run(s) {unfinished} have not finished." if unfinished else ""
-                said = said or "no figure, not run yet."
+            if not entry:  # why: it or every run it reads needs a GPU here, or its runs have not finished
+                own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
+                unfinished = ", ".join(n for n in here if not self.seeded(plan.runs[n])[0].finished)
+                why = f"its run(s) {unfinished} have not finished" if unfinished else "not run yet"
+                why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
+                why = f"it needs a GPU at this scale: {own.rstrip('.')}" if own else why
+                said = f"no figure, {why}."
             elif entry.get("status") not in ("finished", "done"):
                 said = f"{entry.get('status')}: {entry.get('reason', '')} {command}"
             elif not tool.figures:  # a tool that writes a table only (rebalance): read into the tables
@@ -581,11 +579,10 @@ class Report:
             for r in self.seeded(run):
                 command_s = fmt(r.marker.get("wall_time_s") if r.finished else None, accuracy=False)
                 resumed = r.finished and r.marker.get("resumed_from_checkpoint")
-                command_s += " (last attempt)" if resumed else ""
+                times = [r.training_time, f"{command_s} (last attempt)" if resumed else command_s]
                 epochs = r.info.get("epochs", (r.test or {}).get("epoch")) if r.finished else "—"
                 accuracy = fmt(METRICS["test_acc"].value(r))
-                rows.append([f"`{r.run.name}`", r.status, accuracy, epochs, r.training_time, command_s])
-                rows[-1].append(r.device or "—")
+                rows.append([f"`{r.run.name}`", r.status, accuracy, epochs, *times, r.device or "—"])
                 commands += [f"# {r.run.name}\n{r.marker['command']}"] if r.marker.get("command") else []
         options_ = ["--scale", self.scale.name, "--data_source", self.source.name, "--only", f"{plan.id}/RUN"]
         again = shlex.join(["litvision", "reproduce", "run", plan.id, *options_])
