@@ -1,7 +1,7 @@
 """Every config trained for one real epoch through the CLI, then tested, on a reproduction's data source
-(``--data-source``, as ``litvision reproduce``'s; default the offline copies in ../shared/data), or on N
-synthetic images of its datamodule's shape and classes (``--synthetic N``); ImageNet weights that cannot
-be had start random. Per config: the data, the seconds and the test accuracy (a check, not a result).
+(``--data-source``, default the offline copies in ../shared/data) or on N synthetic images of its
+datamodule's shape and classes (``--synthetic N``). Per config: the data, the seconds and the test
+accuracy (a check, not a result).
 
     python benchmarks/one_epoch.py                     # every config
     python benchmarks/one_epoch.py configs/vgga_cifar.yaml --limit-train-batches 20
@@ -18,19 +18,21 @@ import yaml
 
 from litvision.cli import LitvisionCLI
 from litvision.reproduce.data_sources import SOURCES, DataSource, weights_cached
-from litvision.reproduce.plan import format_value, load_scale, lookup
+from litvision.reproduce.plan import load_scale, lookup, options
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def synthetic_args(config: Path, spec: dict, size: int) -> tuple[list[str], str]:
+def synthetic_args(config: Path, spec: dict, size: int) -> tuple[dict, str]:
+    """``size`` synthetic images of the config's datamodule's shape and classes."""
     pretrained = lookup(spec, "model.backbone.init_args.pretrained")[1] and not weights_cached(spec)
-    random = ["--model.backbone.init_args.pretrained=false"] if pretrained else []
-    dm = LitvisionCLI(args=[f"--config={config}", *random, "--trainer.logger=false"], run=False).datamodule
-    shape = list(dm.input_shape)
-    return [*random, "--data=litvision.data.SyntheticDataModule", f"--data.input_shape={shape}",
-            f"--data.num_classes={dm.num_classes}", f"--data.train_size={size}", "--data.val_size=0.05",
-            f"--data.test_size={max(size // 20, 20)}"], f"synthetic {'x'.join(map(str, shape))}"  # fmt: skip
+    random = {"model.backbone.init_args.pretrained": False} if pretrained else {}
+    args = [f"--config={config}", *options(random), "--trainer.logger=false"]
+    dm = LitvisionCLI(args=args, run=False).datamodule
+    data = {"data": "litvision.data.SyntheticDataModule", "data.input_shape": list(dm.input_shape)}
+    data.update({"data.num_classes": dm.num_classes, "data.train_size": size, "data.val_size": 0.05})
+    data.update({"data.test_size": max(size // 20, 20)})
+    return {**random, **data}, f"synthetic {'x'.join(map(str, dm.input_shape))}"
 
 
 def main() -> None:
@@ -54,19 +56,17 @@ def main() -> None:
         try:
             spec = yaml.safe_load(config.read_text())
             if args.synthetic:
-                data_args, row["data"] = synthetic_args(config, spec, args.synthetic)
+                data, row["data"] = synthetic_args(config, spec, args.synthetic)
             else:
                 data, dataset = source.arguments(spec)
-                data_args = [f"--{key}={format_value(value)}" for key, value in data.items()]
                 row["data"] = source.describe(dataset) if dataset else "its own"
-            data_args += [f"--data.batch_size={args.batch_size}"] if args.batch_size else []
-            cli = LitvisionCLI(args=[
-                "fit", f"--config={config}", *data_args, f"--data.num_workers={args.num_workers}",
-                "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.limit_train_batches}",
-                f"--trainer.logger.save_dir={args.log_dir}", "--trainer.enable_progress_bar=false",
-            ])  # fmt: skip
-            row.update(test_acc=float(cli.trainer.callback_metrics["test/acc"]),
-                       train_images=len(cli.datamodule.train_set))  # fmt: skip
+            data.update({"data.batch_size": args.batch_size} if args.batch_size else {})
+            data.update({"data.num_workers": args.num_workers, "trainer.max_epochs": 1})
+            data.update({"trainer.limit_train_batches": args.limit_train_batches})
+            data.update({"trainer.logger.save_dir": args.log_dir, "trainer.enable_progress_bar": False})
+            cli = LitvisionCLI(args=["fit", f"--config={config}", *options(data)])
+            row["test_acc"] = float(cli.trainer.callback_metrics["test/acc"])
+            row["train_images"] = len(cli.datamodule.train_set)
         except (Exception, SystemExit) as err:  # report every config, even after one fails (or exits)
             row["error"] = f"{type(err).__name__}: {err}"
         rows.append({**row, "seconds": round(time.perf_counter() - start, 1)})

@@ -1,16 +1,12 @@
-"""Training throughput of one config three ways, in this one process, with the same network, initial
-weights, optimizer, precision and memory format: (a) Lightning with the torchvision/PIL DataLoader
-(``in_memory: false``), (b) Lightning in memory (``in_memory: true``), (c) the plain PyTorch loop
-(``reproduce/plain.py``) over (b)'s training loader; (g) and (h): (b) and (c) with the network compiled
-in ``--compile``'s mode (default ``reduce-overhead``: the step replayed as CUDA graphs). It prints images/s
-(epochs after the first, which pay for start-up and compilation), CPU time per image (loader workers
-included) and the ratios b/a, b/c, g/b and g/h; medians over ``--rounds`` hold on a shared machine.
-``--profile DIR``: one more epoch of each path under torch's profiler, per step: wall time, CPU in torch's
-operators and CUDA calls, GPU kernel time, kernel and graph launches (tables in DIR).
+"""Training throughput of one config, in one process, with the same network, initial weights, optimizer,
+precision and memory format: (a) Lightning with the torchvision/PIL DataLoader, (b) Lightning in memory,
+(c) the plain loop (``reproduce/plain.py``) over (b)'s loader; (g), (h): (b), (c) compiled in
+``--compile``'s mode (default ``reduce-overhead``: CUDA graphs). Images/s of the epochs after the first
+(start-up, compilation), CPU time per image (loader workers included) and the ratios, medians over
+``--rounds``. ``--profile DIR``: one more epoch of each under torch's profiler (docs/performance.md).
 
     python benchmarks/throughput.py                                   # simple CNN, CPU, offline CIFAR-10
     python benchmarks/throughput.py --data-source synthetic --scale smoke     # anywhere, no data needed
-    python benchmarks/throughput.py --config configs/resnet18_cifar_fast.yaml --device cuda --epochs 3
     python benchmarks/throughput.py --config configs/resnet18_cifar.yaml --device cuda --paths bcgh  # graphs
 """
 
@@ -19,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import tempfile
 import time
@@ -35,12 +32,16 @@ from litvision.cli import LitvisionCLI
 from litvision.data import CIFAR10DataModule
 from litvision.reproduce.data_sources import FOLDER, SOURCES, DataSource
 from litvision.reproduce.plain import train_one_epoch
-from litvision.reproduce.plan import format_value, load_scale
+from litvision.reproduce.plan import load_scale, options
+from litvision.utils import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 42
-RUNS = {"a": "(a) Lightning, DataLoader", "b": "(b) Lightning, in memory", "c": "(c) plain loop, in memory",
-        "g": "(g) Lightning, compiled", "h": "(h) plain loop, compiled"}  # fmt: skip
+RUNS = {"a": "(a) Lightning, DataLoader", "b": "(b) Lightning, in memory", "c": "(c) plain loop, in memory"}
+RUNS.update(g="(g) Lightning, compiled", h="(h) plain loop, compiled")
+RATIOS = {"b/a": ("b", "a"), "b/c": ("b", "c"), "g/b": ("g", "b"), "g/h": ("g", "h"), "cpu a/b": ("a", "b")}
+FIXED = "--trainer.devices=1 --trainer.enable_checkpointing=false --trainer.enable_progress_bar=false"
+FIXED += f" --test_after_fit=false --seed_everything={SEED} --data.val_size=0"
 
 
 def cpu_seconds() -> float:
@@ -58,131 +59,107 @@ def cpu_seconds() -> float:
 
 
 class Timer:
-    """Wall time, CPU time and images of each timed epoch (the GPU drained at both ends)."""
+    """Wall time, CPU time and images of each timed epoch (the GPU drained at both ends); with a
+    ``profile`` path, one more epoch under torch's profiler, its operator table written there."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.epochs = device, []
+    def __init__(self, device: torch.device, profile: Path | None = None) -> None:
+        self.device, self.profile, self.epochs, self.profiled = device, profile, [], {}
 
-    def start(self) -> None:
+    def start(self, profiling: bool = False) -> None:
+        self.profiler = None
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.t0, self.cpu0 = time.perf_counter(), cpu_seconds()
+        if profiling:
+            cuda = [torch.profiler.ProfilerActivity.CUDA] if self.device.type == "cuda" else []
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, *cuda])
+            self.profiler.start()
 
-    def stop(self, images: int) -> None:
+    def stop(self, images: int, steps: int) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.epochs.append((time.perf_counter() - self.t0, cpu_seconds() - self.cpu0, images))
+        if self.profiler is None:
+            self.epochs.append((time.perf_counter() - self.t0, cpu_seconds() - self.cpu0, images))
+            return
+        self.profiler.stop()
+        wall, events = time.perf_counter() - self.t0, self.profiler.key_averages()
+        self.profile.parent.mkdir(parents=True, exist_ok=True)
+        self.profile.write_text(events.table(sort_by="self_cpu_time_total", row_limit=40))
+        # CPU: torch's operators and the CUDA runtime calls (the rest of the wall time is Python and
+        # waiting); GPU: the kernels themselves, as torch's own table totals them, not the GPU spans of
+        # annotations such as Optimizer.step (under Lightning's closure it covers forward and backward).
+        cpu_us = sum(e.self_cpu_time_total for e in events if e.key.startswith(("aten::", "cuda")))
+        gpu = torch.autograd.DeviceType.CUDA
+        gpu_us = sum(
+            e.self_device_time_total for e in events if e.device_type == gpu and not e.is_user_annotation
+        )
+        calls = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")
+        launches = sum(e.count for e in events if e.key in calls)
+        per = max(steps, 1)
+        self.profiled = {"steps": steps, "wall_ms": round(1000 * wall / per, 3)}
+        self.profiled.update(
+            cpu_op_ms=round(cpu_us / 1000 / per, 3), gpu_kernel_ms=round(gpu_us / 1000 / per, 3)
+        )
+        self.profiled.update(launches=round(launches / per, 1))
 
     def result(self) -> dict:
         timed = self.epochs[1:] or self.epochs
         images = sum(n for *_, n in timed)
-        return {"images_per_s": images / sum(s for s, *_ in timed),
-                "cpu_s_per_1000": 1000 * sum(c for _, c, _ in timed) / images,
-                "epoch_s": [round(s, 2) for s, *_ in self.epochs]}  # fmt: skip
-
-
-class StepProfile:
-    """torch's profiler over one epoch: per step, wall time and CPU time in operators (ms), GPU kernel
-    time (ms) and kernel launches; the operator table by self CPU time written to ``path``."""
-
-    def __init__(self, device: torch.device, path: Path) -> None:
-        self.device, self.path = device, path
-        activities = [torch.profiler.ProfilerActivity.CPU]
-        if device.type == "cuda":
-            activities.append(torch.profiler.ProfilerActivity.CUDA)
-        self.profiler = torch.profiler.profile(activities=activities)
-
-    def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.t0 = time.perf_counter()
-        self.profiler.start()
-
-    def stop(self, steps: int) -> dict:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.profiler.stop()
-        wall = time.perf_counter() - self.t0
-        events = self.profiler.key_averages()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(events.table(sort_by="self_cpu_time_total", row_limit=40))
-        # CPU: torch's operators and the CUDA runtime calls (the rest of the wall time is Python and
-        # waiting); GPU: the kernels themselves (operators also carry their kernels' time: not summed).
-        cpu_us = sum(e.self_cpu_time_total for e in events if e.key.startswith(("aten::", "cuda")))
-        # As torch's own table totals them: kernels, not the GPU spans of annotations such as
-        # Optimizer.step, which under Lightning's closure covers the forward and backward passes.
-        gpu = torch.autograd.DeviceType.CUDA
-        kernels = [e for e in events if e.device_type == gpu and not e.is_user_annotation]
-        gpu_us = sum(e.self_device_time_total for e in kernels)
-        launches = sum(
-            e.count for e in events if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")
-        )
-        per = max(steps, 1)
-        return {"steps": steps, "wall_ms": round(1000 * wall / per, 3),
-                "cpu_op_ms": round(cpu_us / 1000 / per, 3), "gpu_kernel_ms": round(gpu_us / 1000 / per, 3),
-                "launches": round(launches / per, 1)}  # fmt: skip
+        result = {"images_per_s": images / sum(s for s, *_ in timed)}
+        result.update(cpu_s_per_1000=1000 * sum(c for _, c, _ in timed) / images)
+        result.update(epoch_s=[round(s, 2) for s, *_ in self.epochs])
+        return {**result, "profile": self.profiled} if self.profile else result
 
 
 class EpochTimer(Callback):
-    """Times the epochs before ``timed``; profiles the one after them, if given a :class:`StepProfile`."""
+    """Times the epochs before ``timed``; profiles the one after them (if the timer profiles)."""
 
-    def __init__(self, timer: Timer, timed: int, profile: StepProfile | None = None) -> None:
-        self.timer, self.timed, self.profile, self.images, self.steps = timer, timed, profile, 0, 0
-        self.profiled: dict = {}
+    def __init__(self, timer: Timer, timed: int) -> None:
+        self.timer, self.timed, self.images, self.steps = timer, timed, 0, 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.images = self.steps = 0
-        if trainer.current_epoch < self.timed:
-            self.timer.start()
-        elif self.profile:
-            self.profile.start()
+        self.timer.start(profiling=trainer.current_epoch >= self.timed)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.images += batch[0].shape[0]  # a shape: no read from the device
         self.steps += 1
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch < self.timed:
-            self.timer.stop(self.images)
-        elif self.profile:
-            self.profiled = self.profile.stop(self.steps)
+        self.timer.stop(self.images, self.steps)
 
 
 def cli_args(
-    args: argparse.Namespace, data_args: list[str], in_memory: bool, log_dir: str, epochs: int, mode: str
+    args: argparse.Namespace, data_args: list[str], in_memory: bool, log_dir: str, mode: str
 ) -> list[str]:
     """The command line of one Lightning run, as a user would type it."""
-    options = [
-        f"--config={args.config}", *data_args, f"--trainer.max_epochs={epochs}",
-        f"--trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "--trainer.devices=1",
-        f"--trainer.logger.save_dir={log_dir}", "--trainer.enable_checkpointing=false",
-        "--trainer.enable_progress_bar=false", "--test_after_fit=false", f"--seed_everything={SEED}",
-        f"--data.in_memory={str(in_memory).lower()}", "--data.val_size=0",
-        f"--data.augment={str(args.augment).lower()}", f"--data.num_workers={args.num_workers}",
-        f"--model.compile={mode}",
-    ]  # fmt: skip
-    if args.batch_size:
-        options.append(f"--data.batch_size={args.batch_size}")
-    if args.precision:
-        options.append(f"--trainer.precision={args.precision}")
-    if args.limit_batches:
-        options.append(f"--trainer.limit_train_batches={args.limit_batches}")
-    if args.channels_last is not None:
-        options.append(f"--model.channels_last={str(args.channels_last).lower()}")
-    return options
+    given = {
+        "trainer.accelerator": "gpu" if args.device == "cuda" else "cpu",
+        "trainer.logger.save_dir": log_dir,
+        "data.in_memory": in_memory,
+        "data.augment": args.augment,
+        "data.num_workers": args.num_workers,
+        "model.compile": mode,
+        "data.batch_size": args.batch_size,
+        "trainer.precision": args.precision,
+        "trainer.limit_train_batches": args.limit_batches or None,
+        "model.channels_last": args.channels_last,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    return [f"--config={args.config}", *data_args, *shlex.split(FIXED), *options(given)]
 
 
 def run_lightning(
     args: argparse.Namespace, data_args: list[str], in_memory: bool, profile: Path | None, mode: str = "false"
 ) -> tuple[dict, LitvisionCLI]:
-    device = torch.device(args.device)
-    timer = Timer(device)
-    epoch_timer = EpochTimer(timer, args.epochs, profile and StepProfile(device, profile))
+    timer = Timer(torch.device(args.device), profile)
     with tempfile.TemporaryDirectory() as log_dir:
-        options = ["fit", *cli_args(args, data_args, in_memory, log_dir, args.epochs + bool(profile), mode)]
-        cli = LitvisionCLI(args=options, trainer_defaults={"callbacks": [epoch_timer]})
-    result = {**timer.result(), "precision": str(cli.trainer.precision)}
-    return ({**result, "profile": epoch_timer.profiled} if profile else result), cli
+        options_ = cli_args(args, data_args, in_memory, log_dir, mode)
+        epochs = f"--trainer.max_epochs={args.epochs + bool(profile)}"
+        cli = LitvisionCLI(
+            args=["fit", *options_, epochs], trainer_defaults={"callbacks": [EpochTimer(timer, args.epochs)]}
+        )
+    return {**timer.result(), "precision": str(cli.trainer.precision)}, cli
 
 
 def run_plain(
@@ -193,31 +170,22 @@ def run_plain(
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as log_dir:
         seed_everything(SEED)
-        built = LitvisionCLI(args=cli_args(args, data_args, True, log_dir, args.epochs, "false"), run=False)
-    model = built.model
-    net = model.net.to(device)
-    channels_last = memory.model.uses_channels_last
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        model = LitvisionCLI(args=cli_args(args, data_args, True, log_dir, "false"), run=False).model
+    net, channels_last = model.net.to(device), memory.model.uses_channels_last
+    net = net.to(memory_format=torch.channels_last) if channels_last else net
     optimizer = model.optimizer_factory(net.parameters())
-    if mode:
-        net = torch.compile(net, mode=mode, dynamic=False)
-    loader = memory.datamodule.train_dataloader()
-    batches = memory.trainer.num_training_batches
+    net = torch.compile(net, mode=mode, dynamic=False) if mode else net
+    loader, batches = memory.datamodule.train_dataloader(), memory.trainer.num_training_batches
     bf16 = str(memory.trainer.precision).startswith("bf16")
-    timer = Timer(device)
-    for epoch in range(args.epochs):
-        timer.start()
-        images = train_one_epoch(net, loader, optimizer, device, epoch, batches, bf16, model.label_smoothing,
-                                 channels_last)  # fmt: skip
-        timer.stop(images)
-    if not profile:
-        return timer.result()
-    step_profile = StepProfile(device, profile)
-    step_profile.start()
-    train_one_epoch(net, loader, optimizer, device, args.epochs, batches, bf16, model.label_smoothing,
-                    channels_last)  # fmt: skip
-    return {**timer.result(), "profile": step_profile.stop(batches)}
+    timer = Timer(device, profile)
+    for epoch in range(args.epochs + bool(profile)):
+        timer.start(profiling=epoch >= args.epochs)
+        smoothing = model.label_smoothing
+        timer.stop(
+            train_one_epoch(net, loader, optimizer, device, epoch, batches, bf16, smoothing, channels_last),
+            batches,
+        )
+    return timer.result()
 
 
 def main() -> None:
@@ -243,54 +211,52 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="profile one more epoch of (b) and (c), tables here")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    paths = set(args.paths)
+    if not paths or paths - set(RUNS) or any(x in paths and y not in paths for x, y in ("cb", "hg")):
+        parser.error(f"--paths {args.paths!r}: give some of a, b, c, g, h; c runs on b's loader, h on g's")
     # --data-dir: a CIFAR-10 image folder, e.g. the GPU check's JPEG copy or a subset (no ../shared there)
-    stats = f"--data.mean={list(CIFAR10DataModule.mean)}", f"--data.std={list(CIFAR10DataModule.std)}"
-    data_args = [f"--data={FOLDER}", f"--data.data_dir={args.data_dir}", *stats]
+    stats = {"data.mean": list(CIFAR10DataModule.mean), "data.std": list(CIFAR10DataModule.std)}
+    data = {"data": FOLDER, "data.data_dir": args.data_dir, **stats}
     if not args.data_dir:
         scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
         source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
         data = source.arguments(yaml.safe_load(args.config.read_text()))[0]
-        data_args = [f"--{key}={format_value(value)}" for key, value in data.items()]
-        if args.data_source == "synthetic":
-            data_args.append(f"--data.train_size={args.synthetic_size}")
-    paths = set(args.paths)
-    if not paths or paths - set(RUNS) or any(x in paths and y not in paths for x, y in ("cb", "hg")):
-        parser.error(f"--paths {args.paths!r}: give some of a, b, c, g, h; c runs on b's loader, h on g's")
-    ratios = {"b/a": ("b", "a", "images_per_s"), "b/c": ("b", "c", "images_per_s"),
-              "g/b": ("g", "b", "images_per_s"), "g/h": ("g", "h", "images_per_s"),
-              "cpu a/b": ("a", "b", "cpu_s_per_1000")}  # fmt: skip
-    ratios = {k: v for k, v in ratios.items() if {v[0], v[1]} <= paths}
-    profile = {key: args.profile / f"{key}.txt" if args.profile else None for key in "bcgh"}
+        data.update({"data.train_size": args.synthetic_size} if args.data_source == "synthetic" else {})
+    ratios = {k: (x, y) for k, (x, y) in RATIOS.items() if {x, y} <= paths}
+    profile = {key: args.profile / f"{key}.txt" if args.profile and key != "a" else None for key in RUNS}
     rounds = []
     for _ in range(args.rounds):
-        result = {}
-        if "a" in paths:
-            result["a"], _ = run_lightning(args, data_args, in_memory=False)
-        if "b" in paths:
-            result["b"], memory = run_lightning(args, data_args, True, profile["b"])
-        if "c" in paths:
-            result["c"] = run_plain(args, data_args, memory, profile["c"])
-        if "g" in paths:
-            result["g"], compiled = run_lightning(args, data_args, True, profile["g"], args.compile)
-        if "h" in paths:
-            result["h"] = run_plain(args, data_args, compiled, profile["h"], args.compile)
-        result.update({k: result[x][m] / result[y][m] for k, (x, y, m) in ratios.items()})
+        result, built = {}, {}
+        for key in [k for k in RUNS if k in paths]:
+            mode = args.compile if key in "gh" else None
+            if key in "ch":  # the plain loop on the Lightning run's loader: (c) on (b)'s, (h) on (g)'s
+                result[key] = run_plain(
+                    args, options(data), built["b" if key == "c" else "g"], profile[key], mode
+                )
+            else:
+                result[key], built[key] = run_lightning(
+                    args, options(data), key != "a", profile[key], mode or "false"
+                )
+        for k, (x, y) in ratios.items():
+            metric = "cpu_s_per_1000" if k.startswith("cpu") else "images_per_s"
+            result[k] = result[x][metric] / result[y][metric]
         rounds.append(result)
-    device = (
-        torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    )
+    cpu = f"CPU, {torch.get_num_threads()} threads"
+    device = torch.cuda.get_device_name() if args.device == "cuda" else cpu
     first = rounds[0]
     precision = next(first[k]["precision"] for k in "bag" if k in first)
-    print(f"\n{args.config.name}, {args.data_dir or args.data_source} data, {device}, precision {precision}, "
-          f"augment {args.augment}, {args.epochs} epochs per run (the first untimed)")  # fmt: skip
-    print(f"{'':32} {'images/s':>10} {'CPU s/1k img':>12} {'epochs (s)':>24}")
-    for number, result in enumerate(rounds, 1):
-        for key, name in RUNS.items():
-            if key in result:
-                r = result[key]
-                epochs = str(r["epoch_s"])
-                print(f"{name:32} {r['images_per_s']:10.0f} {r['cpu_s_per_1000']:12.2f} {epochs:>24}")
-        print(f"  round {number}: " + "  ".join(f"{k} {result[k]:.2f}" for k in ratios))
+    setup = f"{args.config.name}, {args.data_dir or args.data_source} data, {device}, precision {precision}"
+    print(f"\n{setup}, augment {args.augment}, {args.epochs} epochs per run (the first untimed)\n")
+    rows = [["path", "round", "images/s", "CPU s/1k img", "epochs (s)"]]
+    for n, result in enumerate(rounds, 1):
+        timed = [(RUNS[k], result[k]) for k in RUNS if k in result]
+        rows += [
+            [name, n, f"{r['images_per_s']:.0f}", f"{r['cpu_s_per_1000']:.2f}", r["epoch_s"]]
+            for name, r in timed
+        ]
+    print(markdown_table(rows))
+    for n, result in enumerate(rounds, 1):
+        print(f"round {n}: " + "  ".join(f"{k} {result[k]:.2f}" for k in ratios))
     medians = {k: statistics.median(r[k] for r in rounds) for k in ratios}
     print("medians: " + "  ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     # A graph torch.compile could not capture runs eagerly; it says why with TORCH_LOGS=perf_hints.
@@ -298,13 +264,11 @@ def main() -> None:
     if paths & {"g", "h"}:
         print(f"CUDA graphs that torch.compile skipped (0 on a GPU when every graph is captured): {skips}")
     if args.profile:
-        print(f"\nper training step, one more epoch under torch's profiler (tables in {args.profile}/):")
-        print(f"{'':32} {'wall ms':>8} {'CPU in ops ms':>14} {'GPU kernels ms':>15} {'launches':>9}")
-        for key in "bcgh":
-            if key in first:
-                p = first[key]["profile"]
-                print(f"{RUNS[key]:32} {p['wall_ms']:8.2f} {p['cpu_op_ms']:14.2f} "
-                      f"{p['gpu_kernel_ms']:15.2f} {p['launches']:9.1f}")  # fmt: skip
+        print(f"\nPer training step, one more epoch under torch's profiler (tables in {args.profile}/):\n")
+        rows = [["path", "wall ms", "CPU in ops ms", "GPU kernels ms", "launches"]]
+        metrics = ("wall_ms", "cpu_op_ms", "gpu_kernel_ms", "launches")
+        rows += [[RUNS[k], *(first[k]["profile"][m] for m in metrics)] for k in "bcgh" if k in first]
+        print(markdown_table(rows))
     if args.json:
         setup = {**{k: str(v) for k, v in vars(args).items()}, "device_name": device}
         record = {"setup": setup, "rounds": rounds, "medians": medians, "cudagraph_skips": skips}

@@ -1,15 +1,10 @@
-"""Where a reproduction's data comes from: one argument, the same runs.
+"""Where a reproduction's data comes from (``--data_source``): the same runs, pointed at other data by
+ordinary command-line arguments, recorded in each run's ``config.yaml``.
 
-- ``download``: the datasets the configs name, downloaded by torchvision where the configs say.
-- ``offline``: the real datasets kept beside the project in ``../shared/data`` (no internet), extracted
-  once under ``data/reproduce/``: the CIFAR-10 JPEG copy (an image folder), the official MNIST files and
-  EuroSAT RGB (all 27,000 images).
-- ``synthetic``: :class:`~litvision.data.SyntheticDataModule` images of each dataset's shape, for tests
-  of the machinery on any machine; the numbers mean nothing.
-
-A scale's subset of a dataset (images per class) is a datamodule option, ``train_per_class`` and
-``test_per_class`` (EuroSAT: ``images_per_class``). Each run gets its data by ordinary command-line
-arguments, recorded in the run's ``config.yaml``.
+``download``: the datasets the configs name, as torchvision downloads them; ``offline``: the copies in
+``../shared/data`` (no internet), extracted once under ``data/reproduce/``; ``synthetic``: images of each
+dataset's shape, for tests of the machinery (the numbers mean nothing). A scale's subset (images per
+class) is a datamodule option: ``train_per_class`` and ``test_per_class`` (EuroSAT: ``images_per_class``).
 """
 
 from __future__ import annotations
@@ -85,38 +80,29 @@ class DataSource:
         if class_path not in DATASETS:
             return {}, None
         dataset, shape = DATASETS[class_path]
-        args: dict[str, Any] = {}
+        sizes, args = self.sizes(dataset), {}
         if self.replaces_pretrained(config):
             args["model.backbone.init_args.pretrained"] = False
-        sizes = self.sizes(dataset)
         if self.name == "synthetic":
             if not sizes:
                 raise LitvisionError(
                     f"scale '{self.scale.name}' gives no subset sizes for {dataset} (data.{dataset}), "
                     "which synthetic data needs"
                 )
+            train, test = 10 * sizes.get("train", 0), 10 * sizes.get("test", 0)
             if dataset == "eurosat":  # one pool, split by the config's test fraction
                 fraction = lookup(config, "data.test_size")[1]
                 fraction = fraction if isinstance(fraction, float) and 0 < fraction < 1 else 0.2
                 test = int(10 * sizes["images"] * fraction)
                 train = 10 * sizes["images"] - test
-            else:
-                train, test = 10 * sizes["train"], 10 * sizes["test"]
-            args.update({"data": "litvision.data.SyntheticDataModule", "data.input_shape": list(shape),
-                         "data.train_size": train, "data.test_size": test})  # fmt: skip
-        else:
-            if self.name == "offline" and dataset == "cifar10":  # an image folder, normalized as CIFAR-10
-                mean, std = list(CIFAR10DataModule.mean), list(CIFAR10DataModule.std)
-                args.update(
-                    {
-                        "data": FOLDER,
-                        "data.data_dir": str(self.prepare(dataset)),
-                        "data.mean": mean,
-                        "data.std": std,
-                    }
-                )
-            elif self.name == "offline":  # the dataset's own datamodule
-                args.update({"data.data_dir": str(self.prepare(dataset)), "data.download": False})
+            args.update({"data": "litvision.data.SyntheticDataModule", "data.input_shape": list(shape)})
+            args.update({"data.train_size": train, "data.test_size": test})
+        elif self.name == "offline" and dataset == "cifar10":  # an image folder, normalized as CIFAR-10
+            args.update({"data": FOLDER, "data.data_dir": str(self.prepare(dataset))})
+            args.update({"data.mean": list(CIFAR10DataModule.mean), "data.std": list(CIFAR10DataModule.std)})
+        elif self.name == "offline":  # the dataset's own datamodule
+            args.update({"data.data_dir": str(self.prepare(dataset)), "data.download": False})
+        if self.name != "synthetic":
             args.update({f"data.{PER_CLASS[k]}": v for k, v in sizes.items()})
         val_size = (self.scale.data.get(dataset) or {}).get("val_size")
         return {**args, **({} if val_size is None else {"data.val_size": val_size})}, dataset
@@ -157,13 +143,12 @@ class DataSource:
                 (partial / "MNIST" / "raw" / name).write_bytes(gzip.decompress(path.read_bytes()))
             partial.rename(target)
             return target
-        archive = self.shared_dir / ARCHIVES[dataset][0]
-        if not archive.is_file():
-            raise LitvisionError(f"offline archive '{archive}' not found")
-        partial.mkdir(parents=True)
-        with tarfile.open(archive) as tar:
+        archive, folder = ARCHIVES[dataset]
+        if not (self.shared_dir / archive).is_file():
+            raise LitvisionError(f"offline archive '{self.shared_dir / archive}' not found")
+        with tarfile.open(self.shared_dir / archive) as tar:
             tar.extractall(partial, filter="data")
-        (partial / ARCHIVES[dataset][1]).rename(target)
+        (partial / folder).rename(target)
         shutil.rmtree(partial)
         return target
 

@@ -1,14 +1,9 @@
-"""Jobs as SLURM array tasks, submitted through submitit (``slurm``), or the same submission run on
-this machine by submitit's LocalExecutor (``submitit-local``: every task at once, to try a set-up and
-its requeue before a cluster sees it). The ``local`` launcher is the runner's own pool (jobs.py):
-submitit's LocalExecutor starts every job at once on the same GPUs, and cannot hand each the next free
-one.
+"""Jobs as SLURM array tasks through submitit (``slurm``), or the same submission run here by submitit's
+LocalExecutor (``submitit-local``, to try a set-up and its requeue); ``local`` is the runner's own pool.
 
-Each task executes its job as the pool does (``jobs.execute``). A task that reaches its time limit or is
-preempted receives submitit's signal (USR2, ``signal_delay_s`` before the end); submitit calls
-:meth:`JobTask.checkpoint`, which stops the run, and requeues the task, which resumes the run from its
-``last.ckpt``. submitit alone owns the signal: the run's trainer gets Lightning's plain
-``LightningEnvironment``, so Lightning installs no SLURM requeue handler of its own.
+A task executes its job as the pool does (``jobs.execute``), in a thread. On submitit's signal before the
+time limit or a preemption, :meth:`JobTask.checkpoint` stops the run and requeues the task, which
+resumes from ``last.ckpt``; the run gets Lightning's plain environment, so only submitit handles signals.
 """
 
 from __future__ import annotations
@@ -79,9 +74,10 @@ class SlurmSettings:
     def check(self) -> None:
         self.timeout_s()
         for name in ("array_parallelism", "max_timeouts", "signal_delay_s", "gpus_per_run", "cpus_per_run"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise LitvisionError(f"SLURM setting {name}={value!r} is invalid: use a count >= 0")
+            if (getattr(self, name) or 0) < 0:
+                raise LitvisionError(
+                    f"SLURM setting {name}={getattr(self, name)!r} is invalid: use a count >= 0"
+                )
 
 
 @dataclass
@@ -107,12 +103,11 @@ class Launcher:
             ) from None
         s = self.settings
         gpus = s.gpus_per_run if s.gpus_per_run is not None else self.gpus_per_run
+        given = {"signal_delay_s": s.signal_delay_s, "stderr_to_stdout": True}
         if self.kind == "submitit-local":
             executor = submitit.LocalExecutor(folder, max_num_timeout=s.max_timeouts)
-            executor.update_parameters(
-                timeout_min=s.timeout_s() / 60, signal_delay_s=s.signal_delay_s, gpus_per_node=gpus,
-                tasks_per_node=1, stderr_to_stdout=True, setup=s.setup,
-            )  # fmt: skip
+            given.update(timeout_min=s.timeout_s() / 60, gpus_per_node=gpus, tasks_per_node=1, setup=s.setup)
+            executor.update_parameters(**given)
             return executor
         try:
             executor = submitit.SlurmExecutor(folder, max_num_timeout=s.max_timeouts)
@@ -120,12 +115,10 @@ class Launcher:
             raise LitvisionError(
                 f"--launcher slurm: {err} Submit from a machine of the cluster, or try submitit-local"
             ) from None
-        executor.update_parameters(
-            job_name="litvision", time=-(-s.timeout_s() // 60), nodes=1, ntasks_per_node=1,
-            gpus_per_node=gpus or None, cpus_per_task=s.cpus_per_run, mem=s.mem_gb, partition=s.partition,
-            account=s.account, array_parallelism=s.array_parallelism, signal_delay_s=s.signal_delay_s,
-            additional_parameters=s.sbatch or None, setup=s.setup or None, stderr_to_stdout=True,
-        )  # fmt: skip
+        given.update(job_name="litvision", time=-(-s.timeout_s() // 60), nodes=1, ntasks_per_node=1)
+        given.update(gpus_per_node=gpus or None, cpus_per_task=s.cpus_per_run, mem=s.mem_gb)
+        given.update(partition=s.partition, account=s.account, array_parallelism=s.array_parallelism)
+        executor.update_parameters(**given, additional_parameters=s.sbatch or None, setup=s.setup or None)
         return executor
 
     def submit(self, jobs: list[Job], folder: Path, console: Console) -> list[str]:
@@ -163,15 +156,12 @@ class Launcher:
         return SlurmJob(executor.folder, str(record["job_id"])).state in ACTIVE_STATES
 
 
+@dataclass
 class JobTask:
     """One array task: executes its job in a thread, so that the main thread is free for submitit's
     signal; a run gets Lightning's plain environment (submitit owns the signals)."""
 
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.marker: dict[str, Any] = {}
+    job: Job
 
     def __call__(self) -> str:
         if finished(self.job.marker, self.job.done):
@@ -181,6 +171,7 @@ class JobTask:
             if self.job.kind == "run"
             else self.job
         )
+        self.stop, self.marker = threading.Event(), {}
         self.thread = threading.Thread(
             target=lambda: self.marker.update(execute(job, visible_gpus() or None, self.stop))
         )
@@ -196,13 +187,10 @@ class JobTask:
         requeue this task."""
         from submitit.helpers import DelayedSubmission
 
-        if self.thread is not None:
+        if hasattr(self, "thread"):
             self.stop.set()
             self.thread.join()
         return DelayedSubmission(JobTask(self.job))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"job": self.job}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["job"])
+        return {"job": self.job}  # not the thread: submitit pickles the task to requeue it

@@ -1,20 +1,10 @@
-"""A hand-written PyTorch training loop: the reference a litvision run should land on.
+"""A hand-written PyTorch training loop: the reference a litvision run should land on
+(``litvision reproduce plain RUN_DIR``, docs/reproduce.md).
 
-It reads a finished run's ``config.yaml`` and trains the same network the way a user would by hand,
-without Lightning: same seed (so the same initial weights), the same datamodule's loaders (so the same
-batches in the same order), same optimizer, epochs and batch limits; it keeps the weights with the best
-validation accuracy, as the run's checkpoint does, and tests them. What differs is the training loop
-only: Lightning's loops, ``ImageClassifier``, its metrics and checkpointing against twenty lines of
-PyTorch. On a CPU the two should end on the same test accuracy.
-
-    litvision reproduce plain lightning_logs/cnn_cifar/version_0 --output plain/
-
-Writes ``results.json`` (test ``acc``, ``acc_macro``, ``per_class``, the best validation accuracy and
-its epoch, the wall time) in the output folder, last. After each epoch it saves its state there
-(``state.pt``: weights, optimizer, best weights so far, the random generators), so that the same command
-run again after a stop goes on from the last epoch finished, as if it had never stopped. Recipes it does
-not implement (a learning-rate schedule, IRM, label smoothing, oversampling, gradient clipping or
-accumulation) are refused.
+It retrains a finished run from its ``config.yaml`` without Lightning: the same seed, network, loaders,
+optimizer, epochs and batch limits, testing the weights of the best validation epoch. It saves its
+state after each epoch (``state.pt``) and resumes from it; ``results.json`` is written last. Recipes it
+does not implement are refused.
 """
 
 from __future__ import annotations
@@ -22,8 +12,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -32,12 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 from torch.utils.data import DataLoader
+from torchmetrics.functional import confusion_matrix
 
 from litvision.callbacks import RandomState
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies
+from litvision.reproduce.plan import lookup
 from litvision.utils import import_object, load_checkpoint, write_atomically, write_json
 
 STATE = "state.pt"  # in the output folder, after each epoch; removed once results.json is written
@@ -52,52 +43,40 @@ TRAINER_DEFAULTS = {
     "max_steps": lambda v: v in (None, -1),
 }
 
+REFUSED = {  # what the plain loop does not implement
+    "model.lr_scheduler": "a learning-rate schedule",
+    "model.irm_weight": "IRM",
+    "model.label_smoothing": "label smoothing",
+    "data.oversample": "oversampling",
+}
 
-def instantiate(value: Any) -> Any:
-    """A ``{class_path, init_args}`` mapping (nested ones included) built into its object."""
+
+def build(value: Any, *args: Any) -> Any:
+    """A ``{class_path, init_args}`` mapping (nested ones included) built into its object, ``args``
+    first."""
     if isinstance(value, dict) and "class_path" in value:
-        init_args = {k: instantiate(v) for k, v in (value.get("init_args") or {}).items()}
-        return import_object(value["class_path"])(**init_args)
-    if isinstance(value, list):
-        return [instantiate(v) for v in value]
-    return value
+        init_args = {k: build(v) for k, v in (value.get("init_args") or {}).items()}
+        return import_object(value["class_path"])(*args, **init_args)
+    return [build(v) for v in value] if isinstance(value, list) else value
 
 
 def check_supported(config: dict[str, Any]) -> None:
-    model, trainer, data = config["model"], config.get("trainer") or {}, config["data"].get("init_args") or {}
-    refused = []
-    if model.get("lr_scheduler"):
-        refused.append("a learning-rate schedule")
-    if model.get("irm_weight"):
-        refused.append("IRM")
-    if model.get("label_smoothing"):
-        refused.append("label smoothing")
-    if data.get("oversample"):
-        refused.append("oversampling")
-    for key, is_default in TRAINER_DEFAULTS.items():
-        if not is_default(trainer.get(key)):
-            refused.append(f"trainer.{key}={trainer[key]}")
+    trainer = config.get("trainer") or {}
+    refused = [what for key, what in REFUSED.items() if lookup(config, key)[1]]
+    refused += [
+        f"trainer.{key}={trainer[key]}" for key, ok in TRAINER_DEFAULTS.items() if not ok(trainer.get(key))
+    ]
     if refused:
         raise LitvisionError(
             f"the plain loop does not implement {', '.join(refused)}: no reference for this run"
         )
 
 
-def seed_all(seed: int) -> None:
-    """What ``seed_everything`` does: Python's, NumPy's and torch's generators, and the variable the
-    datamodule reads its sampler's seed from."""
-    os.environ["PL_GLOBAL_SEED"] = str(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def num_batches(limit: int | float | None, total: int) -> int:
+    """``limit_train_batches`` as Lightning reads it: a count of batches (int) or a fraction (float)."""
     if limit is None:
         return total
-    if isinstance(limit, int):  # a count of batches; a float is a fraction of the epoch
-        return min(limit, total)
-    return int(total * float(limit))
+    return min(limit, total) if isinstance(limit, int) else int(total * float(limit))
 
 
 def train_one_epoch(
@@ -111,10 +90,8 @@ def train_one_epoch(
     label_smoothing: float = 0.0,
     channels_last: bool = False,
 ) -> int:
-    """One epoch of the plain loop over ``loader`` (at most ``max_batches``); returns the images seen.
-
-    The loader's sampler is told the epoch first, as Lightning's fit loop does, so that each epoch has
-    its own order. ``bf16``: autocast as ``precision: bf16-mixed`` does."""
+    """One epoch over ``loader`` (at most ``max_batches``); returns the images seen. Its sampler is told
+    the epoch first, as Lightning's fit loop does; ``bf16``: autocast as ``precision: bf16-mixed``."""
     for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -137,16 +114,11 @@ def train_one_epoch(
 
 def evaluate(net: nn.Module, loader: DataLoader, num_classes: int, device: torch.device) -> np.ndarray:
     """The confusion matrix of ``net`` on ``loader`` (rows: true class)."""
-    confmat = torch.zeros(num_classes, num_classes, dtype=torch.long)
     net.eval()
     with torch.inference_mode():
-        for batch in loader:
-            x, y = batch[0].to(device), batch[1]
-            predicted = net(x).argmax(1).cpu()
-            confmat += torch.bincount(y * num_classes + predicted, minlength=num_classes**2).view(
-                num_classes, num_classes
-            )
-    return confmat.numpy()
+        pairs = [(net(batch[0].to(device)).argmax(1).cpu(), batch[1]) for batch in loader]
+    predicted, target = (torch.cat(p) for p in zip(*pairs))
+    return confusion_matrix(predicted, target, "multiclass", num_classes=num_classes).numpy()
 
 
 def plain_fit(config: dict[str, Any], device: str | None = None, state: Path | None = None) -> dict[str, Any]:
@@ -154,24 +126,15 @@ def plain_fit(config: dict[str, Any], device: str | None = None, state: Path | N
     ``state``, saved there after each epoch and resumed from there if it exists."""
     check_supported(config)
     device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    seed = int(config.get("seed_everything") or 0)
     trainer = config.get("trainer") or {}
-    seed_all(seed)
+    seed_everything(int(config.get("seed_everything") or 0), verbose=False)  # as the CLI seeds
     # Built in the CLI's order (data, then the network), so that the network draws the same weights.
-    data = instantiate(config["data"])
-    backbone = config["model"]["backbone"]
-    net = import_object(backbone["class_path"])(
-        data.num_classes, tuple(data.input_shape), **(backbone.get("init_args") or {})
-    ).to(device_)
-    optimizer_spec = config["model"]["optimizer"]
-    optimizer = import_object(optimizer_spec["class_path"])(
-        net.parameters(), **(optimizer_spec.get("init_args") or {})
-    )
+    data = build(config["data"])
+    net = build(config["model"]["backbone"], data.num_classes, tuple(data.input_shape)).to(device_)
+    optimizer = build(config["model"]["optimizer"], net.parameters())
     data.setup("fit")
     data.setup("test")
-    train_loader = data.train_dataloader()
-    val_loader = data.val_dataloader() or None
-    test_loader = data.test_dataloader()
+    train_loader, val_loader = data.train_dataloader(), data.val_dataloader() or None
     steps = num_batches(trainer.get("limit_train_batches"), len(train_loader))
     epochs = int(trainer.get("max_epochs") or 1000)
     done: dict[str, Any] = {"epochs": 0, "best_acc": -1.0, "best_epoch": None, "images": 0, "seconds": 0.0}
@@ -198,10 +161,9 @@ def plain_fit(config: dict[str, Any], device: str | None = None, state: Path | N
             saved = {"config": config, "state_dict": net.state_dict(), "optimizer": optimizer.state_dict()}
             saved.update(random=RandomState().state_dict(), done=done, best_state=best_state)
             write_atomically(state, functools.partial(torch.save, saved))
-    seconds, images = done["seconds"], done["images"]
     if best_state is not None:
         net.load_state_dict(best_state)
-    confmat = evaluate(net, test_loader, data.num_classes, device_)
+    confmat = evaluate(net, data.test_dataloader(), data.num_classes, device_)
     values = {k: v.tolist() for k, v in accuracies(confmat).items()}
     per_class = {
         name: {"acc": acc, "support": int(row.sum())}
@@ -215,9 +177,9 @@ def plain_fit(config: dict[str, Any], device: str | None = None, state: Path | N
         "val_acc_best": done["best_acc"] if best_state is not None else None,
         "best_epoch": done["best_epoch"],
         "epochs": epochs,
-        "train_images": images,
-        "wall_time_s": round(seconds, 2),
-        "images_per_s": round(images / seconds, 1) if seconds else None,
+        "train_images": done["images"],
+        "wall_time_s": round(done["seconds"], 2),
+        "images_per_s": round(done["images"] / done["seconds"], 1) if done["seconds"] else None,
         "device": str(device_),
     }
 

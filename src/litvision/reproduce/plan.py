@@ -1,9 +1,7 @@
 """What to run: report plans (``configs/experiments/NNN.yaml``), sweeps (``configs/sweeps/*.yaml``) and
-scales (``configs/experiments/scales/*.yaml``), typed dataclasses that jsonargparse reads and checks; then
-what types cannot say (that configs exist, that tables name the plan's runs and known metrics).
-
-A run is an ordinary config plus overrides (dotted keys, as on the command line). Sweep points that
-change nothing (a value equal to the base config's) are the base config's own run, trained once.
+scales (``configs/experiments/scales/*.yaml``) as typed dataclasses that jsonargparse reads and checks;
+then what types cannot say (configs exist, tables name the plan's runs and known metrics). A run is an
+ordinary config plus overrides (dotted keys); a sweep point that changes nothing is its config's run.
 """
 
 from __future__ import annotations
@@ -229,6 +227,11 @@ def format_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (bool, list, dict)) or value is None else str(value)
 
 
+def options(arguments: dict[str, Any]) -> list[str]:
+    """Arguments (dotted keys) as command-line options, ``--key=value``."""
+    return [f"--{key}={format_value(value)}" for key, value in arguments.items()]
+
+
 def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
     """(found, value) of a dotted key in a config mapping; ``data.x`` also finds ``data.init_args.x``."""
     node: Any = config
@@ -275,8 +278,8 @@ def check(ok: bool, where: str, problem: str) -> None:
 
 def word(name: Any, where: str, what: str) -> str:
     """A name that names a directory or a file: one word."""
-    check(isinstance(name, str) and name and "/" not in name and " " not in name, where,
-          f"{what} {name!r} must be one word (it names a directory)")  # fmt: skip
+    one_word = isinstance(name, str) and name and "/" not in name and " " not in name
+    check(one_word, where, f"{what} {name!r} must be one word (it names a directory)")
     return name
 
 
@@ -305,11 +308,8 @@ def load_sweep(path: Path | str) -> Sweep:
     sweep = parse(Sweep, read_yaml(path, "sweep"), where)
     check(Path(sweep.config).is_file(), where, f"config '{sweep.config}' not found")
     sweep.name = word(sweep.name or Path(path).stem, where, "name")
-    check(
-        (sweep.points is None) != (sweep.argument is None),
-        where,
-        "give either 'argument' with 'values', or 'points'",
-    )
+    either = (sweep.points is None) != (sweep.argument is None)
+    check(either, where, "give either 'argument' with 'values', or 'points'")
     if sweep.argument is not None:
         sweep.points = {format_value(v): {sweep.argument: v} for v in sweep.values or []}
         check(len(sweep.points) == len(sweep.values or []) > 0, where, "'values' is empty or has duplicates")
@@ -334,16 +334,13 @@ def load_plan(path: Path, metrics: set[str]) -> Plan:
     are relative to the current directory, the repository)."""
     where = f"plan '{path}'"
     plan = parse(Plan, read_yaml(path, "plan"), where)
-    plan.id, plan.path, runs = path.stem, path, {}
+    plan.id, plan.path, runs, ours = path.stem, path, {}, "the plan's runs "
     for name, entry in plan.runs.items():
         at = f"{where}, run '{word(name, where, 'run name')}'"
         check(isinstance(entry, (str, dict)), at, "give a config, or {config, overrides, plain_reference}")
         run = parse(Run, {"config": entry} if isinstance(entry, str) else entry, at)
-        check(
-            Path(run.config).is_file(),
-            at,
-            f"config '{run.config}' not found (paths are relative to '{Path.cwd()}')",
-        )
+        cwd = f"(paths are relative to '{Path.cwd()}')"
+        check(Path(run.config).is_file(), at, f"config '{run.config}' not found {cwd}")
         runs[name] = replace(run, report=plan.id, name=name)
     for sweep in plan.sweeps:
         for name, run in sweep_runs(load_sweep(sweep), plan.id).items():
@@ -351,51 +348,34 @@ def load_plan(path: Path, metrics: set[str]) -> Plan:
             runs[name] = run
     plan.runs, by_dir = runs, {}
     for run in runs.values():
-        check(
-            by_dir.setdefault(run.name, run) == run,
-            where,
-            f"two different runs would share the directory '{run.name}'",
-        )
+        shared = by_dir.setdefault(run.name, run) != run
+        check(not shared, where, f"two different runs would share the directory '{run.name}'")
     for table in plan.tables:
         at = f"{where}, table '{table.title}'"
         for row in table.rows:
             row.metrics = row.metrics or list(table.metrics)
             for values, what in ((row.metrics, "metrics"), (row.published, "published")):
-                check(
-                    len(values) == len(table.metrics),
-                    f"{at}, row '{row.label}'",
-                    f"'{what}' must list {len(table.metrics)} value(s)",
-                )
-        one_of(
-            at, "run", [*table.columns.values(), *(row.run for row in table.rows)], runs, "the plan's runs "
-        )
+                count = f"'{what}' must list {len(table.metrics)} value(s)"
+                check(len(values) == len(table.metrics), f"{at}, row '{row.label}'", count)
+        one_of(at, "run", [*table.columns.values(), *(row.run for row in table.rows)], runs, ours)
         one_of(at, "metric", [*table.metrics, *(m for row in table.rows for m in row.metrics)], metrics)
         for key, values in table.published.items():
             what = "class ids (0, 1, ...), a range of them ('0-4': their mean accuracy) or 'total'"
-            check(
-                key == "total" or isinstance(key, int) or class_range(key),
-                at,
-                f"'published' keys are {what}, not {key!r}",
-            )
-            check(
-                len(values) == len(table.columns),
-                f"{at}, class {key}",
-                f"'published' must list {len(table.columns)} value(s)",
-            )
+            a_key = key == "total" or isinstance(key, int) or class_range(key)
+            check(a_key, at, f"'published' keys are {what}, not {key!r}")
+            count = f"'published' must list {len(table.columns)} value(s)"
+            check(len(values) == len(table.columns), f"{at}, class {key}", count)
     for analysis in plan.analyses:
         at = f"{where}, analysis"
         one_of(at, "tool", [analysis.tool], ANALYSIS_TOOLS)
-        one_of(at, "run", analysis.runs, runs, "the plan's runs ")
+        one_of(at, "run", analysis.runs, runs, ours)
         if analysis.tool == "loss-landscape":
-            check(
-                not analysis.runs and analysis.config is not None,
-                at,
-                "loss-landscape takes a 'config', not runs",
-            )
+            takes = not analysis.runs and analysis.config is not None
+            check(takes, at, "loss-landscape takes a 'config', not runs")
             check(Path(analysis.config).is_file(), at, f"config '{analysis.config}' not found")
         else:
-            check(len(analysis.runs) == 1 or (analysis.tool == "curves" and analysis.runs), at,
-                  f"tool {analysis.tool} analyses one run ('curves': one or more)")  # fmt: skip
+            one_or_more = len(analysis.runs) == 1 or (analysis.tool == "curves" and analysis.runs)
+            check(one_or_more, at, f"tool {analysis.tool} analyses one run ('curves': one or more)")
         word(analysis.name or "-", at, "name")
         analysis.caption = analysis.caption or analysis.tool
     keys = [a.key for a in plan.analyses]
@@ -405,24 +385,20 @@ def load_plan(path: Path, metrics: set[str]) -> Plan:
     for finding in plan.findings:
         at = f"{where}, finding '{finding.claim}'"
         finding.claim = " ".join(finding.claim.split())
-        for side, cell in (("higher", finding.higher), ("lower", finding.lower)):
-            one_of(f"{at}, {side}", "run", [cell.run], runs, "the plan's runs ")
-            one_of(f"{at}, {side}", "metric", [cell.metric], metrics)
+        sides = {f"{at}, higher": finding.higher, f"{at}, lower": finding.lower}
+        for side, cell in sides.items():
+            one_of(side, "run", [cell.run], runs, ours)
+            one_of(side, "metric", [cell.metric], metrics)
             classes = cell.classes
-            a_class = str(classes).isdigit() or class_range(classes)
-            check(classes is None or (cell.metric == "test_acc" and a_class),
-                  f"{at}, {side}", f"'classes' {classes!r} must be a class id or a range ('0-4') of the test "
-                  "accuracy (metric test_acc)")  # fmt: skip
+            a_class = cell.metric == "test_acc" and (str(classes).isdigit() or class_range(classes))
+            what = "must be a class id or a range ('0-4') of the test accuracy (metric test_acc)"
+            check(classes is None or a_class, side, f"'classes' {classes!r} {what}")
             cell.classes = int(classes) if str(classes).isdigit() else classes
-        for side, cell in (("higher", finding.higher), ("lower", finding.lower)):
-            check(
-                bool(plan.shown(cell)),
-                f"{at}, {side}",
-                "not a cell of the plan's tables (a finding compares two)",
-            )
+        for side, cell in sides.items():
+            check(bool(plan.shown(cell)), side, "not a cell of the plan's tables (a finding compares two)")
         high, low = plan.published(finding.higher), plan.published(finding.lower)
-        check(high is None or low is None or high > low, at,
-              f"the published values ({high} and {low}) do not put 'higher' above 'lower'")  # fmt: skip
+        order = f"the published values ({high} and {low}) do not put 'higher' above 'lower'"
+        check(high is None or low is None or high > low, at, order)
     plan.notes = [" ".join(note.split()) for note in plan.notes]
     return plan
 
@@ -440,19 +416,13 @@ def is_numbered(plan_id: str) -> bool:
 def select_plans(names: list[str], plans_dir: Path) -> list[Path]:
     """The plan files of the reports named (``all`` or none: the numbered reports of ``plans_dir``)."""
     known = available_plans(plans_dir)
-    if not known:
-        raise LitvisionError(
-            f"no report plans (*.yaml) in '{plans_dir}': run litvision reproduce in the repository, or "
-            "give --plans"
-        )
+    where = "run litvision reproduce in the repository, or give --plans"
+    check(bool(known), f"no report plans (*.yaml) in '{plans_dir}'", where)
     if not names or names == ["all"]:
         return [path for plan_id, path in known.items() if is_numbered(plan_id)]
     unknown = [n for n in names if n not in known]
-    if unknown:
-        raise LitvisionError(
-            f"report(s) {unknown} not found in '{plans_dir}': choose from {list(known)} or all (the "
-            "numbered reports)"
-        )
+    choose = f"choose from {list(known)} or all (the numbered reports)"
+    check(not unknown, f"report(s) {unknown} not found in '{plans_dir}'", choose)
     return [known[n] for n in dict.fromkeys(names)]
 
 
@@ -464,18 +434,12 @@ def load_scale(name: str, scales_dir: Path) -> Scale:
     if not path.is_file():
         known = ["full", *sorted(p.stem for p in scales_dir.glob("*.yaml"))]
         raise LitvisionError(f"scale '{name}' not found: choose from {known}")
-    where = f"scale '{path}'"
-    scale = parse(
-        Scale, {"description": name, "scaled_down": True, **read_yaml(path, "scale"), "name": name}, where
-    )
+    where, defaults = f"scale '{path}'", {"description": name, "scaled_down": True}
+    scale = parse(Scale, {**defaults, **read_yaml(path, "scale"), "name": name}, where)
     one_of(where, "analysis tool", list(scale.analyses), ANALYSIS_TOOLS)
-    check(
-        all(isinstance(v, dict) for v in scale.runs.values()),
-        where,
-        "'runs' must map run patterns to arguments",
-    )
-    if any(n < 1 for n in scale.seeds.values()):
-        raise LitvisionError(f"{where}: 'seeds' must be 1 or more")
+    runs_ok = all(isinstance(v, dict) for v in scale.runs.values())
+    check(runs_ok, where, "'runs' must map run patterns to arguments")
+    check(all(n >= 1 for n in scale.seeds.values()), where, "'seeds' must be 1 or more")
     words = lambda text: " ".join(str(text).split())  # noqa: E731  (YAML's folded text on one line)
     scale.description = words(scale.description)
     scale.reduced = {p: words(v) for p, v in scale.reduced.items()}

@@ -1,9 +1,9 @@
-"""The reproduction report: every table of the reports with the published value, ours and the
-difference, the findings and whether ours agree, our figures, the hardware, wall times and commit.
+"""The reproduction report, read from the run directories alone (``litvision reproduce report``).
 
-Read from the run directories alone, so it can be rewritten at any time (``litvision reproduce report``):
-first the records, one per table cell and seed (``results.csv``), then the Markdown rendered from them
-(``REPORT.md``) and the verdicts on the findings (``findings.csv``). Its fixed sentences: ``report.yaml``.
+First the records, one per table cell and seed of its run (``results.csv``); then ``REPORT.md``
+rendered from them: each table with the published value, ours and the difference, the findings and
+whether ours agree (``findings.csv``), our figures, the hardware, wall times and commit. Its fixed
+sentences: ``report.yaml``.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ import yaml
 from litvision.analysis.cli import BY_NAME
 from litvision.reproduce.data_sources import DATASETS, DataSource
 from litvision.reproduce.jobs import INTERRUPTED, MARKER, last_error
-from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, format_value, read_yaml
+from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, lookup, options, read_yaml
 from litvision.reproduce.runner import PLAIN_DIR, epochs_trained, is_finished
 from litvision.utils import csv_text, git_state, markdown_table, now, read_json, read_scalars, write_text
 
 TEXT = yaml.safe_load(Path(__file__).with_name("report.yaml").read_text())
 TEST, PLAIN = "test_results.json", f"{PLAIN_DIR}/results.json"
+SVM, REBALANCE = "analysis/svm_head.json", "analysis/rebalance.json"
 AGAIN = "it resumes from its last checkpoint at the next `litvision reproduce run`"
 
 
@@ -66,24 +67,21 @@ class RunDir:
 
     def number(self, file: str, path: str) -> float | None:
         """The number at the dotted ``path`` of the finished run's JSON file ``file``, if there is one."""
-        node: Any = read_json(self.path / file) if self.finished else None
-        for key in path.split("."):
-            node = node.get(key) if isinstance(node, dict) else None
-        return node if isinstance(node, (int, float)) else None
+        value = lookup(read_json(self.path / file) or {}, path)[1] if self.finished else None
+        return value if isinstance(value, (int, float)) else None
 
     @cached_property
-    def status(self) -> str:  # an unfinished run's checkpoint is loaded for its epochs: once
-        status, log = self.marker.get("status"), self.path / "reproduce.log"
+    def status(self) -> str:
+        status = self.marker.get("status")
         if self.finished:
             return "finished"
-        if status in ("failed", INTERRUPTED):
-            return (
-                f"failed: {self.marker.get('reason', 'see its log')}"
-                if status == "failed"
-                else f"{status}: {AGAIN}"
-            )
+        if status == "failed":
+            return f"failed: {self.marker.get('reason', 'see its log')}"
+        if status == INTERRUPTED:
+            return f"{INTERRUPTED}: {AGAIN}"
         if (self.path / "checkpoints" / "last.ckpt").is_file():  # running, or its runner was stopped
             return f"unfinished: {epochs_trained(self.path)} epoch(s) trained; {AGAIN}"
+        log = self.path / "reproduce.log"
         return f"unfinished: {last_error(log)}" if log.is_file() else "not run"
 
     @property
@@ -107,11 +105,6 @@ def pct(value: float | None) -> float | None:
     return None if value is None else 100 * value
 
 
-def at(file: str, path: str) -> Callable[[RunDir], float | None]:
-    """A metric read from a finished run's JSON file: the accuracy at ``path``, in %."""
-    return lambda run: pct(run.number(file, path))
-
-
 @dataclass(frozen=True)
 class Metric:
     header: str
@@ -119,24 +112,26 @@ class Metric:
     accuracy: bool = True  # a percentage: differences in points; otherwise no difference is shown
 
 
-SVM, REBALANCE = "analysis/svm_head.json", "analysis/rebalance.json"
+def at(file: str, path: str, header: str = "test accuracy (%)") -> Metric:
+    """An accuracy read from a finished run's JSON file, in %."""
+    return Metric(header, lambda run: pct(run.number(file, path)))
+
+
 METRICS: dict[str, Metric] = {
-    "test_acc": Metric("test accuracy (%)", at(TEST, "acc")),
-    "test_acc_macro": Metric("macro test accuracy (%)", at(TEST, "acc_macro")),
+    "test_acc": at(TEST, "acc"),
+    "test_acc_macro": at(TEST, "acc_macro", "macro test accuracy (%)"),
     "train_acc": Metric("training accuracy (%)", lambda r: pct(r.scalars.get("train/acc", [None])[-1])),
     "val_acc_best": Metric(
         "best validation accuracy (%)", lambda r: pct(max(r.scalars.get("val/acc", [None])))
     ),
     "wall_time_s": Metric("time (s)", lambda r: r.wall_time_s if r.finished else None, accuracy=False),
-    "svm_head_acc": Metric("test accuracy (%)", at(SVM, "heads.svm.acc")),
-    "crt_head_acc": Metric("test accuracy (%)", at(SVM, "heads.crt.acc")),
-    "test_many_shot": Metric("many-shot test accuracy (%)", at(TEST, "shot_groups.many_shot.acc")),
-    "test_medium_shot": Metric("medium-shot test accuracy (%)", at(TEST, "shot_groups.medium_shot.acc")),
-    "test_few_shot": Metric("few-shot test accuracy (%)", at(TEST, "shot_groups.few_shot.acc")),
-    "posthoc_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.posthoc.acc")),  # analyze rebalance
-    "tau_norm_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.tau_norm.acc")),
-    "lws_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.lws.acc")),
-    "crt_acc": Metric("test accuracy (%)", at(REBALANCE, "methods.crt.acc")),
+    "svm_head_acc": at(SVM, "heads.svm.acc"),
+    "crt_head_acc": at(SVM, "heads.crt.acc"),
+    "test_many_shot": at(TEST, "shot_groups.many_shot.acc", "many-shot test accuracy (%)"),
+    "test_medium_shot": at(TEST, "shot_groups.medium_shot.acc", "medium-shot test accuracy (%)"),
+    "test_few_shot": at(TEST, "shot_groups.few_shot.acc", "few-shot test accuracy (%)"),
+    # litvision analyze rebalance
+    **{f"{m}_acc": at(REBALANCE, f"methods.{m}.acc") for m in ("posthoc", "tau_norm", "lws", "crt")},
 }
 
 
@@ -144,8 +139,13 @@ def fmt(value: float | None, accuracy: bool = True) -> str:
     return "—" if value is None else f"{value:.{2 if accuracy else 0}f}"
 
 
+def difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def fmt_diff(ours: float | None, published: float | None) -> str:
-    return "" if ours is None or published is None else f"{round(ours - published, 2) + 0.0:+.2f}"  # no -0.00
+    gap = difference(ours, published)
+    return "" if gap is None else f"{round(gap, 2) + 0.0:+.2f}"  # + 0.0: no -0.00
 
 
 @dataclass
@@ -190,23 +190,32 @@ class Seeds:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
     def text(self, accuracy: bool = True) -> str:
-        mean, n = fmt(self.mean, accuracy), len(self.values)
-        count = f"{n} seeds" if n >= self.asked else f"{n} of {self.asked} seeds"
+        n, mean = len(self.values), fmt(self.mean, accuracy)
         if not n or (self.std is None and n >= self.asked):
             return mean if n else self.missing
+        count = f"{n} seeds" if n >= self.asked else f"{n} of {self.asked} seeds"
         return f"{mean} ({count})" if self.std is None else f"{mean} ± {fmt(self.std, accuracy)} ({count})"
 
 
+def noise(*sides: Seeds) -> float | None:
+    """The larger standard deviation over the seeds of the sides (None: one seed each)."""
+    return max((s.std for s in sides if s.std is not None), default=None)
+
+
+VERDICTS = {  # (ours in the published order, the gap beyond twice the noise)
+    (True, True): "confirmed, beyond the noise",
+    (True, False): "same direction, within the noise",
+    (False, True): "reversed, beyond the noise",
+    (False, False): "not confirmed, within the noise",
+}
+
+
 def verdict(higher: Seeds, lower: Seeds) -> str:
-    """Whether our values put ``higher`` above ``lower``, and whether the gap is beyond the noise: twice
-    the larger standard deviation over the seeds (not measured where each side has one seed)."""
-    gap = higher.mean - lower.mean
-    spread = max((s.std for s in (higher, lower) if s.std is not None), default=None)
+    """Whether our values put ``higher`` above ``lower``, and whether the gap is beyond the noise."""
+    gap, spread = higher.mean - lower.mean, noise(higher, lower)
     if spread is None:
         return ("confirmed" if gap > 0 else "not confirmed") + " (one seed each: the noise is not measured)"
-    said = {(True, True): "confirmed, beyond the noise", (True, False): "same direction, within the noise",
-            (False, True): "reversed, beyond the noise",
-            (False, False): "not confirmed, within the noise"}[gap > 0, abs(gap) > 2 * spread]  # fmt: skip
+    said = VERDICTS[gap > 0, abs(gap) > 2 * spread]
     return f"{said} (2 x {spread:.2f}: twice the seeds' standard deviation)"
 
 
@@ -233,36 +242,45 @@ class Report:
 
     def __post_init__(self) -> None:
         self.dirs: dict[Path, RunDir] = {}
-        self.cells: dict[tuple, list[Record]] = {}  # (report, table, row, metric) -> a cell's records
-        self.scaled = "ours" if self.scale.name == "full" else f"ours ({self.scale.name})"
-        self.ours = f"ours ({self.scale.name}, scaled down)" if self.scale.scaled_down else self.scaled
+        scaled = "ours" if self.scale.name == "full" else f"ours ({self.scale.name})"
+        self.ours = f"ours ({self.scale.name}, scaled down)" if self.scale.scaled_down else scaled
         # A scale that keeps some recipes and reduces others (cpu): each row says its budget.
         self.mixed = self.scale.name != "full" and not self.scale.scaled_down
 
     def seeded(self, run: Run) -> list[RunDir]:
         """The directories of every seed of a run."""
-        paths = [
-            self.runs_root / run.report / run.with_seed(k).name
-            for k in range(self.scale.seed_count(run, self.seeds))
-        ]
-        return [self.dirs.setdefault(p, RunDir(run.with_seed(k), p)) for k, p in enumerate(paths)]
+        seeds = [run.with_seed(k) for k in range(self.scale.seed_count(run, self.seeds))]
+        paths = [self.runs_root / run.report / r.name for r in seeds]
+        return [self.dirs.setdefault(p, RunDir(r, p)) for r, p in zip(seeds, paths)]
 
     def trained_here(self, plans: list[Plan]) -> list[RunDir]:
         """Every seed of every run of ``plans`` that this scale trains here (not left to a GPU)."""
-        return [
-            d
-            for p in plans
-            for run in p.unique_runs()
-            if not self.scale.gpu_reason(run)
-            for d in self.seeded(run)
-        ]
+        runs = [run for p in plans for run in p.unique_runs() if not self.scale.gpu_reason(run)]
+        return [d for run in runs for d in self.seeded(run)]
 
     # --- the records -------------------------------------------------------------------------------
+    def table_cells(self, plan: Plan, table: Table) -> list[tuple[str, Cell, float | None]]:
+        """A table's cells: (row label, what it shows, the published value); a per-class table's row
+        labels name the column first ("Combined: 3 cat")."""
+        if table.kind == "runs":
+            return [
+                (row.label, Cell(row.run, m), p)
+                for row in table.rows
+                for m, p in zip(row.metrics, row.published)
+            ]
+        return [
+            (f"{column}: {self.class_label(plan, key)}", Cell(run, "test_acc", key), p)
+            for key, values in table.published.items()
+            for (column, run), p in zip(table.columns.items(), values)
+        ]
+
     def value(self, run: RunDir, cell: Cell) -> float | None:
         """A cell's value in one run: a metric, or the test accuracy of a class (``total``: overall;
         ``"A-B"``: the mean of classes A to B)."""
-        if cell.classes is None or run.test is None:
-            return METRICS[cell.metric].value(run) if cell.classes is None else None
+        if cell.classes is None:
+            return METRICS[cell.metric].value(run)
+        if run.test is None:
+            return None
         if cell.classes == "total":
             return 100 * run.test["acc"]
         first, _, last = str(cell.classes).partition("-")
@@ -272,87 +290,61 @@ class Report:
         )
         return 100 * statistics.fmean(classes[k]["acc"] for k in span) if span[-1] < len(classes) else None
 
+    @cached_property
     def records(self) -> list[Record]:
         """Every table cell of the plans, one record per seed of its run."""
-        records = []
-        for plan in self.plans:
-            for table in plan.tables:
-                cells = [
-                    (row.label, Cell(row.run, m), p)
-                    for row in table.rows
-                    for m, p in zip(row.metrics, row.published)
-                ]
-                for key, values in table.published.items():
-                    label = self.class_label(plan, key)
-                    cells += [
-                        (f"{c}: {label}", Cell(run, "test_acc", key), p)
-                        for (c, run), p in zip(table.columns.items(), values)
-                    ]
-                for label, cell, published in cells:
-                    records += self.cell_records(plan, table.title, label, cell, published)
+        records, where = [], (self.scale.name, self.source.name)
+        for plan, table in ((p, t) for p in self.plans for t in p.tables):
+            for label, cell, published in self.table_cells(plan, table):
+                run, classes = plan.runs[cell.run], "" if cell.classes is None else str(cell.classes)
+                key, gpu = (plan.id, table.title, label, cell.metric, classes), self.scale.gpu_reason(run)
+                for k, result in enumerate(self.seeded(run)):
+                    ours = None if gpu else self.value(result, cell)
+                    status = "needs a GPU" if gpu else result.status.split(":", 1)[0]
+                    status = "no value yet" if status == "finished" and ours is None else status
+                    plain = cell.metric == "test_acc" and not classes and not k  # the runs tables' seed 0
+                    plain_acc = pct(result.number(PLAIN, "acc")) if plain else None
+                    about = (status, self.scale.budget(run), run.name, str(result.path), *where)
+                    records.append(Record(*key, k, published, ours, plain_acc, *about))
         return records
 
-    def cell_records(
-        self, plan: Plan, table: str, label: str, cell: Cell, published: float | None
-    ) -> list[Record]:
-        run, records = plan.runs[cell.run], []
-        gpu = self.scale.gpu_reason(run)
-        for k, result in enumerate(self.seeded(run)):
-            ours = None if gpu else self.value(result, cell)
-            status = "needs a GPU" if gpu else result.status.split(":", 1)[0]
-            status = "no value yet" if status == "finished" and ours is None else status
-            plain = (
-                result.number(PLAIN, "acc")
-                if cell.metric == "test_acc" and cell.classes is None and not k
-                else None
-            )
-            classes = "" if cell.classes is None else str(cell.classes)
-            records.append(Record(
-                plan.id, table, label, cell.metric, classes, k, published, ours, pct(plain), status,
-                self.scale.budget(run), run.name, str(result.path), self.scale.name, self.source.name,
-            ))  # fmt: skip
-        return records
+    @cached_property
+    def cells(self) -> dict[tuple, list[Record]]:
+        """The records of each table cell: (report, table, row, metric) -> one per seed."""
+        cells: dict[tuple, list[Record]] = {}
+        for r in self.records:
+            cells.setdefault((r.report, r.table, r.row, r.metric), []).append(r)
+        return cells
 
     def class_label(self, plan: Plan, key: int | str) -> str:
         """A per-class table's row: a class's id and name (where it is not the id), a range, or overall."""
         if not isinstance(key, int):
             return "overall" if key == "total" else f"classes {key} (mean)"
-        names = next(
-            (list(d.test.get("per_class", {})) for r in plan.unique_runs() for d in self.seeded(r) if d.test),
-            [],
-        )
+        tested = (d.test for r in plan.unique_runs() for d in self.seeded(r) if d.test)
+        names = list(next(tested, {}).get("per_class", {}))
         name = names[key] if key < len(names) else str(key)
         return str(key) if name == str(key) else f"{key} {name}"
 
     def seeds_of(self, plan: Plan, cell: Cell) -> Seeds:
         """A finding's cell over its run's seeds, from the first table that shows it."""
-        key = (
-            plan.id,
-            plan.runs[cell.run].name,
-            cell.metric,
-            "" if cell.classes is None else str(cell.classes),
-        )
+        classes = "" if cell.classes is None else str(cell.classes)
+        key = (plan.id, plan.runs[cell.run].name, cell.metric, classes)
         return Seeds.of(
             next(v for v in self.cells.values() if (v[0].report, v[0].run, v[0].metric, v[0].classes) == key)
         )
 
-    def judge(self, plan: Plan, finding: Finding) -> tuple[Seeds, Seeds, float | None, float | None, str]:
-        """Both sides of a finding, the published gap, ours, and the verdict (or why there is none: the
-        first side without a value, and its run)."""
+    def judge(self, plan: Plan, finding: Finding) -> tuple[Seeds, Seeds, str]:
+        """Both sides of a finding and the verdict (or why there is none: the first side without a
+        value, and its run)."""
         high, low = self.seeds_of(plan, finding.higher), self.seeds_of(plan, finding.lower)
-        pub_high, pub_low = plan.published(finding.higher), plan.published(finding.lower)
-        published = None if pub_high is None or pub_low is None else pub_high - pub_low
         if high.mean is not None and low.mean is not None:
-            return high, low, published, high.mean - low.mean, verdict(high, low)
+            return high, low, verdict(high, low)
         side, cell = (high, finding.higher) if high.mean is None else (low, finding.lower)
-        return high, low, published, None, f"{side.missing}: `{plan.runs[cell.run].name}`"
+        return high, low, f"{side.missing}: `{plan.runs[cell.run].name}`"
 
     # --- the files ---------------------------------------------------------------------------------
     def write(self) -> Path:
         """Write REPORT.md, results.csv, findings.csv and figures/ into ``out_dir``; return REPORT.md."""
-        records = self.records()
-        for r in records:
-            self.cells.setdefault((r.report, r.table, r.row, r.metric), []).append(r)
         figures: list[tuple[Path, Path]] = []
         body = [self.section(plan, figures) for plan in self.plans]
         shutil.rmtree(self.out_dir / "figures", ignore_errors=True)
@@ -361,37 +353,23 @@ class Report:
             shutil.copyfile(source, destination)
         rounded = lambda row: [round(v, 2) if isinstance(v, float) else v for v in row]  # noqa: E731
         columns = [f.name for f in dataclasses.fields(Record)]
-        write_text(
-            self.out_dir / "results.csv",
-            csv_text([columns, *map(rounded, map(dataclasses.astuple, records))]),
-        )
-        findings = [
-            [p.id, f.claim, *rounded(self.judge(p, f)[2:]), *rounded(self.noise(p, f))]
-            for p in self.plans
-            for f in p.findings
-        ]
-        header = ["report", "finding", "published_gap", "ours_gap", "verdict", "noise", "seeds"]
-        write_text(self.out_dir / "findings.csv", csv_text([header, *findings]))
+        records = [columns, *map(rounded, map(dataclasses.astuple, self.records))]
+        write_text(self.out_dir / "results.csv", csv_text(records))
+        findings = [["report", "finding", "published_gap", "ours_gap", "verdict", "noise", "seeds"]]
+        for plan in self.plans:
+            for finding in plan.findings:
+                high, low, said = self.judge(plan, finding)
+                published = difference(plan.published(finding.higher), plan.published(finding.lower))
+                seeds = min(len(high.values), len(low.values))
+                gap, spread = difference(high.mean, low.mean), noise(high, low)
+                findings.append([plan.id, finding.claim, *rounded([published, gap, said, spread, seeds])])
+        write_text(self.out_dir / "findings.csv", csv_text(findings))
         write_text(self.out_dir / "REPORT.md", "\n".join([*self.header(), *self.summary(), *body]))
         return self.out_dir / "REPORT.md"
-
-    def noise(self, plan: Plan, finding: Finding) -> tuple[float | None, int]:
-        """The noise of a finding (the larger standard deviation of its sides) and its seeds (the fewer)."""
-        sides = self.seeds_of(plan, finding.higher), self.seeds_of(plan, finding.lower)
-        return max((s.std for s in sides if s.std is not None), default=None), min(
-            len(s.values) for s in sides
-        )
 
     def header(self) -> list[str]:
         results = self.trained_here(self.plans)
         done = [r for r in results if r.finished]
-        failed = sum(r.status.startswith("failed") for r in results)
-        to_gpu = sum(bool(self.scale.gpu_reason(run)) for plan in self.plans for run in plan.unique_runs())
-        devices = ", ".join(sorted({r.device for r in done if r.device})) or "no device recorded"
-        commits = sorted({str(r.info["git_commit"])[:7] for r in done if r.info.get("git_commit")})
-        wall = sum(r.wall_time_s or 0 for r in done) / 60
-        command_wall = sum(r.marker.get("wall_time_s") or 0 for r in done) / 60
-        cpu = sum(r.marker.get("cpu_time_s") or 0 for r in done) / 60
         what = "the five reports" if len(self.plans) > 1 else self.plans[0].title
         lines = [f"# Reproduction of {what} ({self.scale.name} scale)", ""]
         plain = [r for r in done if self.scale.has_plain_reference(r.run)]  # references trained after runs
@@ -401,51 +379,67 @@ class Report:
             lines += [TEXT["partial"].format(finished=len(done), total=len(results), plain=left), ""]
         if self.scale.scaled_down or self.mixed:
             text = TEXT["scaled_down" if self.scale.scaled_down else "mixed"]
-            lines += [
-                text.format(ours=self.ours, scale=self.scale.name, description=self.scale.description),
-                "",
-            ]
+            text = text.format(ours=self.ours, scale=self.scale.name, description=self.scale.description)
+            lines += [text, ""]
         git = git_state()
+        commits = sorted({str(r.info["git_commit"])[:7] for r in done if r.info.get("git_commit")})
         code = git["git_commit"][:7] if git["git_commit"] else "unknown (not a git checkout)"
         code += " with uncommitted changes" if git["git_dirty"] else ""
         code += f"; runs made at commit(s) {', '.join(commits)}" if commits else ""
+        devices = ", ".join(sorted({r.device for r in done if r.device})) or "no device recorded"
         datasets = sorted({dataset for dataset, _ in DATASETS.values()})
+        data = "; ".join(f"{d}: {self.source.describe(d)}" for d in datasets)
+        failed = sum(r.status.startswith("failed") for r in results)
+        to_gpu = sum(bool(self.scale.gpu_reason(run)) for plan in self.plans for run in plan.unique_runs())
+        wall = sum(r.wall_time_s or 0 for r in done) / 60
+        command_wall = sum(r.marker.get("wall_time_s") or 0 for r in done) / 60
+        cpu = sum(r.marker.get("cpu_time_s") or 0 for r in done) / 60
         return lines + [
             f"- Generated {now()}" + (f" by `{self.command}`" if self.command else ""),
             f"- Code: litvision commit {code}",
             f"- Hardware: runs on {devices}; host {host()}",
-            f"- Data ({self.source.name}): " + "; ".join(f"{d}: {self.source.describe(d)}" for d in datasets),
+            f"- Data ({self.source.name}): {data}",
             f"- Runs: {len(done)} of {len(results)} finished, {failed} failed"
             + (f", {to_gpu} left to a GPU" if to_gpu else "")
             + f"; in total {wall:.1f} minutes of training (the fits), {command_wall:.1f} minutes of commands"
             + (f", {cpu:.1f} minutes of CPU time" if cpu else ""),
-            TEXT["run_directories"].format(root=self.runs_root), "", TEXT["protocol"], "",
-        ]  # fmt: skip
+            TEXT["run_directories"].format(root=self.runs_root),
+            "",
+            TEXT["protocol"],
+            "",
+        ]
 
     def summary(self) -> list[str]:
         """A line per report: its runs, cells, mean difference (at the cpu scale: of the published recipes
         only) and findings."""
         recipes = ", published recipes" if self.mixed else ""
-        rows = [["report", "runs finished", "table cells filled", f"mean \\|difference\\|{recipes} (points)",
-                 "findings confirmed"]]  # fmt: skip
+        header = ["report", "runs finished", "table cells filled", f"mean \\|difference\\|{recipes} (points)"]
+        rows = [[*header, "findings confirmed"]]
         for plan in self.plans:
             runs = self.trained_here([plan])
             cells = [(Seeds.of(v), v[0]) for v in self.cells.values() if v[0].report == plan.id]
-            diffs = [abs(seeds.mean - r.published) for seeds, r in cells if seeds.mean is not None
-                     and r.published is not None and METRICS[r.metric].accuracy
-                     and (not self.mixed or r.budget == "published recipe")]  # fmt: skip
+            diffs = [
+                abs(seeds.mean - r.published)
+                for seeds, r in cells
+                if seeds.mean is not None and r.published is not None and METRICS[r.metric].accuracy
+                if not self.mixed or r.budget == "published recipe"
+            ]
             judged = [self.judge(plan, f) for f in plan.findings]
-            verdicts = [said for *_, gap, said in judged if gap is not None]
+            verdicts = [said for high, low, said in judged if None not in (high.mean, low.mean)]
             gpu = sum(said.startswith("needs a GPU") for *_, said in judged)
-            left = [f"{n} {what}" for n, what in ((len(judged) - len(verdicts) - gpu, "waiting for runs"),
-                                                  (gpu, "needing a GPU")) if n]  # fmt: skip
-            count = f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}"
-            rows.append([
-                f"[{plan.id}](#{plan.id}) {plan.title}", f"{sum(r.finished for r in runs)} / {len(runs)}",
-                f"{sum(seeds.mean is not None for seeds, _ in cells)} / {len(cells)}",
-                f"{statistics.fmean(diffs):.2f}" if diffs else "—",
-                (count + (f" ({'; '.join(left)})" if left else "")) if judged else "—",
-            ])  # fmt: skip
+            left = [(len(judged) - len(verdicts) - gpu, "waiting for runs"), (gpu, "needing a GPU")]
+            left = "; ".join(f"{n} {what}" for n, what in left if n)
+            confirmed = f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}"
+            filled = sum(seeds.mean is not None for seeds, _ in cells)
+            rows.append(
+                [
+                    f"[{plan.id}](#{plan.id}) {plan.title}",
+                    f"{sum(r.finished for r in runs)} / {len(runs)}",
+                    f"{filled} / {len(cells)}",
+                    f"{statistics.fmean(diffs):.2f}" if diffs else "—",
+                    (confirmed + (f" ({left})" if left else "")) if judged else "—",
+                ]
+            )
         return ["## Summary", "", markdown_table(rows)]
 
     # --- a report's section --------------------------------------------------------------------------
@@ -458,29 +452,25 @@ class Report:
             lines += ["Where our protocol differs:", "", *(f"- {n}" for n in notes), ""]
         for table in plan.tables:
             lines += (self.per_class_table if table.kind == "per_class" else self.runs_table)(plan, table)
-        return "\n".join(
-            lines + self.findings_table(plan) + self.figures_section(plan, figures) + self.runs_section(plan)
-        )
+        lines += self.findings_table(plan) + self.figures_section(plan, figures) + self.runs_section(plan)
+        return "\n".join(lines)
 
     def automatic_notes(self, plan: Plan) -> list[str]:
-        notes = []
+        notes, runs = [], plan.unique_runs()
         # Runs trained here with their config's own network (a scale may train another in its place).
         own = [
             r
-            for r in plan.unique_runs()
+            for r in runs
             if not self.scale.gpu_reason(r) and "model.backbone" not in self.scale.arguments(r)
         ]
-        random = [
-            f"`{r.name}`" for r in own if self.source.replaces_pretrained(read_yaml(r.config, "config"))
-        ]
+        configs = {r.name: read_yaml(r.config, "config") for r in own}
+        random = [f"`{name}`" for name, config in configs.items() if self.source.replaces_pretrained(config)]
         if random:
             one = len(random) == 1
-            runs, whose = (
-                f"{', '.join(random)} {'starts' if one else 'start'}",
-                "its config asks" if one else "their configs ask",
-            )
-            notes.append(TEXT["random_weights"].format(runs=runs, whose=whose))
-        if any(self.scale.has_plain_reference(r) for r in plan.unique_runs()):
+            runs_text = f"{', '.join(random)} {'starts' if one else 'start'}"
+            whose = "its config asks" if one else "their configs ask"
+            notes.append(TEXT["random_weights"].format(runs=runs_text, whose=whose))
+        if any(self.scale.has_plain_reference(r) for r in runs):
             notes.append(TEXT["plain_loop"])
         return notes
 
@@ -489,37 +479,24 @@ class Report:
         header = ["row"]
         for metric in map(METRICS.get, table.metrics):
             header += [f"{metric.header}: published", self.ours] + (["difference"] if metric.accuracy else [])
-        rows = [
-            header
-            + (["plain loop (%)", "ours - plain loop"] if plain else [])
-            + (["budget"] if self.mixed else [])
-            + ["run"]
-        ]
+        header += ["plain loop (%)", "ours - plain loop"] if plain else []
+        rows = [header + (["budget"] if self.mixed else []) + ["run"]]
         for row in table.rows:
             run, cells = plan.runs[row.run], [row.label]
             for metric, published in zip(row.metrics, row.published):
-                accuracy, ours = (
-                    METRICS[metric].accuracy,
-                    Seeds.of(self.cells[plan.id, table.title, row.label, metric]),
-                )
-                cells += [fmt(published, accuracy), ours.text(accuracy)] + (
-                    [fmt_diff(ours.mean, published)] if accuracy else []
-                )
+                accuracy = METRICS[metric].accuracy
+                ours = Seeds.of(self.cells[plan.id, table.title, row.label, metric])
+                cells += [fmt(published, accuracy), ours.text(accuracy)]
+                cells += [fmt_diff(ours.mean, published)] if accuracy else []
             if plain:
                 first = self.seeded(run)[0]
                 reference = pct(first.number(PLAIN, "acc"))
                 missing = "—" if self.scale.has_plain_reference(run) else "n/a"
-                cells += [
-                    missing if reference is None else fmt(reference),
-                    fmt_diff(METRICS["test_acc"].value(first), reference),
-                ]
-            rows.append(
-                [
-                    *cells,
-                    *(["—" if self.scale.gpu_reason(run) else self.scale.budget(run)] if self.mixed else []),
-                    f"`{run.name}`",
-                ]
-            )
+                cells += [fmt(reference) if reference is not None else missing]
+                cells += [fmt_diff(METRICS["test_acc"].value(first), reference)]
+            if self.mixed:
+                cells += ["—" if self.scale.gpu_reason(run) else self.scale.budget(run)]
+            rows.append([*cells, f"`{run.name}`"])
         return [f"### {table.title}", "", markdown_table(rows)]
 
     def per_class_table(self, plan: Plan, table: Table) -> list[str]:
@@ -543,26 +520,19 @@ class Report:
         """The report's orderings, each with the published values, ours and whether ours agree."""
         rows = [["finding", "published", "gap", self.ours, "gap", "verdict"]]
         for finding in plan.findings:
-            high, low, _, gap, said = self.judge(plan, finding)
+            high, low, said = self.judge(plan, finding)
             pub_high, pub_low = plan.published(finding.higher), plan.published(finding.lower)
-            ours = "—" if gap is None else f"{high.text()} vs {low.text()}"
+            ours = "—" if None in (high.mean, low.mean) else f"{high.text()} vs {low.text()}"
             published = f"{fmt(pub_high)} vs {fmt(pub_low)}"
-            rows.append(
-                [
-                    finding.claim,
-                    published,
-                    fmt_diff(pub_high, pub_low),
-                    ours,
-                    fmt_diff(high.mean, low.mean),
-                    said,
-                ]
-            )
+            gaps = fmt_diff(pub_high, pub_low), fmt_diff(high.mean, low.mean)
+            rows.append([finding.claim, published, gaps[0], ours, gaps[1], said])
         note = TEXT["findings"].format(ours=self.ours)
         return ["### Findings", "", note, "", markdown_table(rows)] if plan.findings else []
 
     def figures_section(self, plan: Plan, figures: list[tuple[Path, Path]]) -> list[str]:
+        """Each analysis's figures (added to ``figures``: their copies), or why there are none."""
         lines = ["### Figures", ""] if plan.analyses else []
-        older = read_json(self.runs_root / plan.id / "analyses.json") or {}  # how runs before 2026-12 said it
+        older = read_json(self.runs_root / plan.id / "analyses.json") or {}  # runs made before the markers
         for analysis in plan.analyses:
             marker = read_json(self.runs_root / plan.id / "analysis" / f"{analysis.key}.json")
             entry, tool = marker or older.get(analysis.key) or {}, BY_NAME[analysis.tool]
@@ -571,14 +541,13 @@ class Report:
             left = f"without {', '.join(gpu)}: needs a GPU at this scale; " if gpu and here else ""
             command = f"({left}`{entry.get('command', '')}`)"
             output = Path(entry.get("output", "-"))  # older entries list their figures
-            found = sorted(str(p) for pattern in tool.figures for p in output.glob(pattern)) or [
-                f for f in entry.get("figures", []) if Path(f).is_file()
-            ]
-            if not entry:
-                missing = ", ".join(name for name in here if not self.seeded(plan.runs[name])[0].finished)
-                why = f"its run(s) {missing} have not finished" if missing else "not run yet"
-                why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
+            found = sorted(str(p) for pattern in tool.figures for p in output.glob(pattern))
+            found = found or [f for f in entry.get("figures", []) if Path(f).is_file()]
+            if not entry:  # why: it or every run it reads needs a GPU here, or its runs have not finished
                 own = None if analysis.runs else self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
+                unfinished = ", ".join(n for n in here if not self.seeded(plan.runs[n])[0].finished)
+                why = f"its run(s) {unfinished} have not finished" if unfinished else "not run yet"
+                why = f"its run(s) {', '.join(gpu)} need a GPU at this scale" if gpu and not here else why
                 why = f"it needs a GPU at this scale: {own.rstrip('.')}" if own else why
                 said = f"no figure, {why}."
             elif entry.get("status") not in ("finished", "done"):
@@ -590,35 +559,33 @@ class Report:
             else:
                 lines += [f"**{analysis.caption}** {command}", ""]
                 for figure in map(Path, found):
-                    figures.append(
-                        (figure, self.out_dir / "figures" / f"{plan.id}-{analysis.key}-{figure.name}")
-                    )
-                    lines += [f"![{analysis.caption}](figures/{figures[-1][1].name})", ""]
+                    name = f"{plan.id}-{analysis.key}-{figure.name}"
+                    figures.append((figure, self.out_dir / "figures" / name))
+                    lines += [f"![{analysis.caption}](figures/{name})", ""]
                 continue
             lines += [f"- *{analysis.caption}*: {said}", ""]
         return lines
 
     def runs_section(self, plan: Plan) -> list[str]:
-        rows = [
-            ["run", "status", "test accuracy (%)", "epochs", "training time (s)", "command (s)", "device"]
-        ]
+        """Each run's status, accuracy, epochs, times and device; the commands of those left to a GPU."""
+        header = ["run", "status", "test accuracy (%)", "epochs", "training time (s)", "command (s)"]
+        rows = [[*header, "device"]]
         commands, gpu = [], []
         for run in plan.unique_runs():
-            if self.scale.gpu_reason(run):
-                args = [f"--{key}={format_value(value)}" for key, value in run.overrides.items()]
-                command = shlex.join(["litvision", "fit", f"--config={run.config}", *args])
-                gpu.append(f"- `{run.name}`: {self.scale.gpu_reason(run)} `{command}`")
-            for r in [] if self.scale.gpu_reason(run) else self.seeded(run):
+            if reason := self.scale.gpu_reason(run):
+                command = shlex.join(["litvision", "fit", f"--config={run.config}", *options(run.overrides)])
+                gpu.append(f"- `{run.name}`: {reason} `{command}`")
+                continue
+            for r in self.seeded(run):
                 command_s = fmt(r.marker.get("wall_time_s") if r.finished else None, accuracy=False)
                 resumed = r.finished and r.marker.get("resumed_from_checkpoint")
-                rows.append([
-                    f"`{r.run.name}`", r.status, fmt(METRICS["test_acc"].value(r)),
-                    r.info.get("epochs", (r.test or {}).get("epoch")) if r.finished else "—",
-                    r.training_time, f"{command_s} (last attempt)" if resumed else command_s, r.device or "—",
-                ])  # fmt: skip
+                times = [r.training_time, f"{command_s} (last attempt)" if resumed else command_s]
+                epochs = r.info.get("epochs", (r.test or {}).get("epoch")) if r.finished else "—"
+                accuracy = fmt(METRICS["test_acc"].value(r))
+                rows.append([f"`{r.run.name}`", r.status, accuracy, epochs, *times, r.device or "—"])
                 commands += [f"# {r.run.name}\n{r.marker['command']}"] if r.marker.get("command") else []
-        again = shlex.join(["litvision", "reproduce", "run", plan.id, "--scale", self.scale.name,
-                            "--data_source", self.source.name, "--only", f"{plan.id}/RUN"])  # fmt: skip
+        options_ = ["--scale", self.scale.name, "--data_source", self.source.name, "--only", f"{plan.id}/RUN"]
+        again = shlex.join(["litvision", "reproduce", "run", plan.id, *options_])
         lines = ["### Runs", "", TEXT["runs"].format(again=again), "", markdown_table(rows)]
         lines = lines if len(rows) > 1 else lines[:2]  # no table where every run needs a GPU at this scale
         lines += [TEXT["needs_gpu"].format(report=plan.id), "", *gpu, ""] if gpu else []
