@@ -43,7 +43,7 @@ from litvision.reproduce.plan import (
     sweep_runs,
 )
 from litvision.reproduce.report import METRICS, Report, RunDir
-from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished
+from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished, slots
 from litvision.utils import load_checkpoint
 
 PLANS = ROOT / "configs" / "experiments"
@@ -792,6 +792,23 @@ def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root
         main(["run", "--plans", str(plans), "--scale", "cpu", "--runs_dir", str(runs),
               "--reports_dir", str(tmp_path / "reports"), "--no_analyses"])  # fmt: skip
     assert f"the machine is busy, load {3.0 * (os.cpu_count() or 1):.1f}" in capsys.readouterr().out
+
+
+def test_jobs_per_gpu_puts_several_runs_on_each_gpu_and_refuses_what_cannot_share(in_root, capsys):
+    """Each GPU (or group of ``gpus_per_run``) is a slot ``jobs_per_gpu`` times, alternating, so ``--jobs``
+    spreads over the GPUs; a DDP run takes its GPUs whole, and a CPU takes ``--jobs`` as it is."""
+    assert slots(["0", "1"], 1, None, 2) == [["0"], ["1"], ["0"], ["1"]]
+    assert slots(["0", "1"], 1, 3, 2) == [["0"], ["1"], ["0"]]
+    assert slots(["0", "1", "2", "3"], 2, None) == [["0", "1"], ["2", "3"]]
+    assert slots([], 1, 2, 3) == [None, None]
+    for args, message in [
+        (["--jobs_per_gpu", "0"], "--jobs_per_gpu 0 is invalid: it must be 1 or more"),
+        (["--jobs_per_gpu", "2", "--gpus_per_run", "2"], "--jobs_per_gpu 2 needs --gpus_per_run 1"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", "003", "--dry_run", "--scale", "smoke", "--data_source", "synthetic", *args])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 1 and message in err and len(err.splitlines()) == 1, err
 
 
 def test_progress_scales_the_estimate_by_the_finished_runs():

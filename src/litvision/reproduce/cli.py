@@ -83,6 +83,9 @@ def add_parallel(parser: Parser) -> None:
         "--gpus_per_run", type=int, default=1, help="GPUs per run; more than 1 trains with DDP"
     )
     parser.add_argument(
+        "--jobs_per_gpu", type=int, default=1, help="runs at once on each GPU, each its own process"
+    )
+    parser.add_argument(
         "--launcher", type=Literal[LAUNCHERS], default="local",
         help="local: this machine; slurm: one SLURM array task per run through submitit, requeued on timeout "
         "and preemption; submitit-local: the same on this machine, every task at once (to try a set-up)",
@@ -198,8 +201,9 @@ def reproduction(
     )
     root = root or args.runs_dir / scale.name
     return Reproduction(
-        plans, scale, source, root, args.jobs, args.gpus_per_run, console, launcher=launcher, **kwargs
-    )
+        plans, scale, source, root, args.jobs, args.gpus_per_run, console, launcher=launcher,
+        jobs_per_gpu=args.jobs_per_gpu, **kwargs,
+    )  # fmt: skip
 
 
 def load_plans(names: list[str], args: Namespace) -> list[Plan]:

@@ -53,11 +53,15 @@ def epochs_trained(run_dir: Path, plain: bool = False) -> int:
     )
 
 
-def slots(gpus: list[str], gpus_per_run: int, jobs: int | None) -> list[list[str] | None]:
-    """What each job running at once gets: a group of ``gpus_per_run`` GPUs, or (None) a CPU share."""
+def slots(
+    gpus: list[str], gpus_per_run: int, jobs: int | None, jobs_per_gpu: int = 1
+) -> list[list[str] | None]:
+    """What each job running at once gets: a group of ``gpus_per_run`` GPUs (each group ``jobs_per_gpu``
+    times, alternating, so that ``jobs`` spread over the GPUs), or (None) a CPU share."""
     groups = [gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
     if gpus and not groups:
         raise LitvisionError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible")
+    groups *= jobs_per_gpu
     return list(groups[: jobs or len(groups)]) if gpus else [None] * (jobs or 1)
 
 
@@ -68,10 +72,16 @@ class Reproduction:
         self, plans: list[Plan], scale: Scale, source: DataSource, root: Path, jobs: int | None = None,
         gpus_per_run: int = 1, console: Console | None = None, extra_args: list[str] | None = None,
         seeds: int | None = None, launcher: Launcher | None = None, only: list[str] | None = None,
+        jobs_per_gpu: int = 1,
     ) -> None:  # fmt: skip
-        for option, value in (("--seeds", seeds), ("--jobs", jobs), ("--gpus_per_run", gpus_per_run)):
+        for option, value in (("--seeds", seeds), ("--jobs", jobs), ("--gpus_per_run", gpus_per_run),
+                              ("--jobs_per_gpu", jobs_per_gpu)):  # fmt: skip
             if value is not None and value < 1:
                 raise LitvisionError(f"{option} {value} is invalid: it must be 1 or more")
+        if jobs_per_gpu > 1 and gpus_per_run > 1:
+            raise LitvisionError(
+                f"--jobs_per_gpu {jobs_per_gpu} needs --gpus_per_run 1: a DDP run takes its GPUs whole"
+            )
         self.plans, self.scale, self.source, self.seeds, self.only = plans, scale, source, seeds, only
         ids = {f"{run.report}/{run.name}" for plan in plans for run in plan.unique_runs()}
         for pattern in only or []:
@@ -81,7 +91,7 @@ class Reproduction:
         self.extra_args = list(extra_args or [])
         self.console = console or Console()
         self.launcher = launcher
-        self.slots = slots([] if launcher else visible_gpus(), gpus_per_run, jobs)
+        self.slots = slots([] if launcher else visible_gpus(), gpus_per_run, jobs, jobs_per_gpu)
         self.ddp = gpus_per_run > 1 and (launcher is not None or self.slots[0] is not None)
         self.gpus_per_run = gpus_per_run
         self.failures: list[str] = []
