@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -954,6 +955,75 @@ def test_a_reproduction_stopped_by_sigterm_stops_its_run_which_is_interrupted_no
         in text
     )
     assert not is_finished(run) and (run / "checkpoints" / "last.ckpt").is_file()  # the next start resumes
+
+
+def test_the_queue_packs_finished_runs_only_and_a_bare_machine_goes_on_from_them(tmp_path, in_root, capsys):
+    """``reproduce queue`` trains runs in the scale's queue order, each run's analyses right after it (they
+    read its checkpoint); stopped (SIGTERM, or its budget's end) while a run trains, it packs what a
+    report needs of the finished runs, no checkpoint, and the run it stopped is not among them. Unpacked
+    into a bare runs directory, they count as finished: the next queue goes on with the others, and the
+    report shows them, partial."""
+    plans, runs, out, fresh = tmp_path / "plans", tmp_path / "runs", tmp_path / "out", tmp_path / "fresh"
+    (plans / "scales").mkdir(parents=True)
+    short = {"trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "data.init_args.batch_size": 32,
+             "data.init_args.num_workers": 0}  # fmt: skip
+    plan = {"title": "Digits", "runs": {
+        "b": {"config": "configs/digits_lstm.yaml", "overrides": short},
+        "long": {"config": "configs/digits_lstm.yaml",
+                 "overrides": {**short, "trainer.max_epochs": 100, "checkpoint_every_n_steps": 1}},
+        "a": {"config": "configs/digits_lstm.yaml", "overrides": short}},
+        "tables": [{"title": "Digits", "metrics": ["test_acc"], "rows": [
+            {"label": name, "run": name, "published": [97.0]} for name in ("a", "long", "b")]}],
+        "analyses": [{"tool": "confusion", "runs": ["a"]}]}  # fmt: skip
+    (plans / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    (plans / "scales" / "tiny.yaml").write_text(yaml.safe_dump({"queue": ["900/a", "900/long"]}))
+    common = ["900", "--plans", str(plans), "--scale", "tiny", "--data_source", "synthetic", "--output",
+              str(out), "--reports_dir", str(tmp_path / "reports")]  # fmt: skip
+    for budget in ("0", "-5"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["queue", *common, "--runs_dir", str(runs), "--budget", budget])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 1 and f"--budget {budget} is invalid: it must be more than 0" in err, err
+    assert not runs.exists()
+
+    long, stop = runs / "tiny" / "900" / "long", threading.Event()
+
+    def stop_while_long_trains() -> None:
+        while not stop.wait(0.2):
+            if (long / "checkpoints" / "last.ckpt").is_file():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    watcher = threading.Thread(target=stop_while_long_trains)
+    watcher.start()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(["queue", *common, "--runs_dir", str(runs), "--budget", "600"])
+    finally:
+        stop.set()
+        watcher.join()
+    printed = capsys.readouterr()
+    assert exit_.value.code == 130, printed.err[-2000:]
+    assert "1 finished run(s) packed into" in printed.out
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extractall(fresh, filter="data")
+    assert {"tiny/900/a/config.yaml", "tiny/900/a/run_info.json", "tiny/900/a/test_results.json",
+            "tiny/900/a/reproduce.json", "tiny/900/a/analysis/confusion.png",
+            "tiny/900/analysis/confusion-a.json"} <= set(names)  # fmt: skip
+    assert any("events.out.tfevents" in n for n in names) and not any(n.endswith(".ckpt") for n in names)
+    assert not any("/long" in n or "/b/" in n for n in names)  # stopped, or not started
+    assert (runs / "tiny" / "900" / "a" / "checkpoints" / "last.ckpt").is_file()  # left here, not packed
+
+    # A bare machine with the archive unpacked: the finished run is not queued again, the stopped one is.
+    main(["queue", *common, "--runs_dir", str(fresh), "--budget", "30", "--dry_run"])
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")] == [
+        "# 900/long (about 0m20s)", "# 900/b (about 0m20s: not in this budget)"
+    ]  # fmt: skip
+    main(["report", *common[1:7], "--reports_dir", str(tmp_path / "reports"), "--runs_dir", str(fresh)])
+    report = (tmp_path / "reports" / "tiny" / "REPORT.md").read_text()
+    ours = 100 * json.loads((fresh / "tiny" / "900" / "a" / "test_results.json").read_text())["acc"]
+    assert "> **Partial report**: 1 of 3 runs finished" in report and f"| a | 97.00 | {ours:.2f} |" in report
 
 
 def test_a_report_whose_runs_all_need_a_gpu_lists_their_commands_without_an_empty_table(tmp_path, in_root):
