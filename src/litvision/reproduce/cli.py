@@ -318,7 +318,7 @@ def queue(args: Namespace, console: Console, command: str, extra: list[str]) -> 
         for run, s, fits in queued:
             print(f"# {run.id} (about {format_duration(s)}{'' if fits else ': not in this budget'})")
         return []
-    signal.signal(signal.SIGALRM, budget_ended)
+    previous = signal.signal(signal.SIGALRM, budget_ended)
     signal.setitimer(signal.ITIMER_REAL, max(args.budget - (time.monotonic() - start), 0.01))
     try:  # a run's analyses read its checkpoints, which do not leave this machine: they run right after it
         for i in range(0, len(runs), len(runner.slots)):
@@ -328,6 +328,7 @@ def queue(args: Namespace, console: Console, command: str, extra: list[str]) -> 
         console.print("[bold yellow]the budget has ended[/]: the runs it stopped are left out of the archive")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
         path = args.output / "runs.tar.gz"
         console.print(f"{runner.archive(path)} finished run(s) packed into [bold]{path}[/], no checkpoints")
     return runner.failures
