@@ -25,10 +25,11 @@ from conftest import ROOT, run_litvision
 
 import litvision.reproduce.report as report_module
 from litvision.commands import main as litvision_main
+from litvision.data.imbalance import LongTailImbalance
 from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
-from litvision.reproduce.estimate import START_S, Progress
+from litvision.reproduce.estimate import START_S, Progress, run_seconds
 from litvision.reproduce.jobs import MARKER
 from litvision.reproduce.plain import STATE
 from litvision.reproduce.plan import (
@@ -40,6 +41,7 @@ from litvision.reproduce.plan import (
     load_scale,
     load_sweep,
     lookup,
+    read_yaml,
     select_plans,
     sweep_runs,
 )
@@ -883,6 +885,16 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     del info["sessions"][0]["wall_time_s"]  # as a session killed before its first checkpoint leaves it
     (run / "run_info.json").write_text(json.dumps(info))
     assert RunDir(plan.runs["lstm"], run).training_time.endswith(" (+ 1 session(s) not timed)")
+
+
+def test_the_estimate_counts_the_images_an_imbalance_keeps(in_root):
+    """A CIFAR-10-LT run trains on a quarter of CIFAR-10's images: the queue's budget must know it."""
+    config = read_yaml("configs/longtail/ce.yaml", "config")
+    tail = run_seconds(config, {}, "cifar10", (3, 32, 32)) - START_S
+    del config["data"]["init_args"]["imbalance"]
+    whole = run_seconds(config, {}, "cifar10", (3, 32, 32)) - START_S
+    kept = sum(LongTailImbalance(100).counts([4500] * 10))  # 45,000 after the validation split
+    assert tail / whole == pytest.approx(kept / 45_000, rel=1e-6)
 
 
 def test_the_estimate_counts_the_plain_loop_references_left(tmp_path, in_root):
