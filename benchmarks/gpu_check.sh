@@ -285,8 +285,9 @@ yaml.safe_dump(gpu, open(sys.argv[1], 'w'))" "$WORK/scales/gpu.yaml" || return 1
 }
 if [[ ",$ONLY," == *",rows,"* ]]; then
   export -f rows && export OUTDIR
-  # The queue's own budget ends 30 s before the step's limit: stopping a run and packing take seconds.
-  run_step rows 100000 bash -c 'rows "$0"' $((DEADLINE - RESERVE - SECONDS - 30))
+  # The queue's own budget ends 60 s before the step's limit: starting Python, stopping a run (30 s at
+  # most) and packing take seconds. It packs after each run too, so that even a kill leaves the archive.
+  run_step rows 100000 bash -c 'rows "$0"' $((DEADLINE - RESERVE - SECONDS - 60))
 fi
 
 # 2. Where the time goes in the fast recipe (Lightning's hook timings, then torch's operator table).

@@ -320,16 +320,17 @@ def queue(args: Namespace, console: Console, command: str, extra: list[str]) -> 
         return []
     previous = signal.signal(signal.SIGALRM, budget_ended)
     signal.setitimer(signal.ITIMER_REAL, max(args.budget - (time.monotonic() - start), 0.01))
+    path = args.output / "runs.tar.gz"
     try:  # a run's analyses read its checkpoints, which do not leave this machine: they run right after it
         for i in range(0, len(runs), len(runner.slots)):
             runner.run(runs=runs[i : i + len(runner.slots)])
+            runner.archive(path)  # what a SIGKILL of this command leaves
         runner.run(runs=[])
     except BudgetEnded:
         console.print("[bold yellow]the budget has ended[/]: the runs it stopped are left out of the archive")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        path = args.output / "runs.tar.gz"
         console.print(f"{runner.archive(path)} finished run(s) packed into [bold]{path}[/], no checkpoints")
     return runner.failures
 
