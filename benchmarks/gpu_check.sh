@@ -285,7 +285,7 @@ yaml.safe_dump(gpu, open(sys.argv[1], 'w'))" "$WORK/scales/gpu.yaml" || return 1
 }
 if [[ ",$ONLY," == *",rows,"* ]]; then
   export -f rows && export OUTDIR
-  # The queue's own budget ends 60 s before the step's limit: starting Python, stopping a run (30 s at
+  # The queue's own budget (from its start) ends 60 s before the step's limit: stopping a run (30 s at
   # most) and packing take seconds. It packs after each run too, so that even a kill leaves the archive.
   run_step rows 100000 bash -c 'rows "$0"' $((DEADLINE - RESERVE - SECONDS - 60))
 fi
