@@ -276,9 +276,14 @@ class Reproduction:
     def queue(self, budget: float) -> list[tuple[Run, float, bool]]:
         """The unfinished runs in the scale's queue order, each with its estimate (its analyses allowed
         ``START_S`` each) and whether it fits: packed on the slots, in order, it ends within ``budget``."""
-        order = {pattern: i for i, pattern in enumerate(self.scale.queue)}
+        patterns = self.scale.queue
         runs = [r for r in self.runs() if not self.scale.gpu_reason(r) and not is_finished(self.run_dir(r))]
-        runs.sort(key=lambda run: [*self.scale._match(run, order), len(order)][0])
+        runs.sort(  # by the first pattern its report/run matches, every seed alike
+            key=lambda r: next(
+                (i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(f"{r.report}/{r.base}", p)),
+                len(patterns),
+            )
+        )
         ends, picked = [0.0] * len(self.slots), []
         for run in runs:
             plan = next(p for p in self.plans if p.id == run.report)
