@@ -346,7 +346,7 @@ def markdown(env: dict[str, Any], steps: list[dict[str, Any]], found: dict[str, 
                 f"| {step} | {run['test_acc']:.4f} | {run['test_images']} | {step_s} | {run['run']} |"
             )
     if found.get("rows"):
-        lines += ["", "## GPU-scale rows (reproduce/gpu/ in rows.tar.gz, with the report they fill)", ""]
+        lines += ["", "## GPU-scale rows (gpu/ in runs.tar.gz: unpack into reports/gpu/runs)", ""]
         lines += [
             "| run | status | test accuracy | wall s | epochs | compile |",
             "| --- | --- | ---: | ---: | ---: | --- |",

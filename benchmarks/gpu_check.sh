@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU proof of issue #17 in one script: environment, the flagship command, the throughput paths,
 # the fast recipe to the end, one epoch of every config, the analysis tools on the GPU, a profile, and
-# a 2-process run where there are two GPUs; named in --only, the gpu scale's rows (gpu_rows.sh). Each
+# a 2-process run where there are two GPUs; named in --only, the gpu scale's rows (reproduce queue). Each
 # step's output and wall time go to a log; a failing step does not stop the others; the summary judges
 # issues #6's and #28's targets. docs/gpu.md says how to run it.
 #
@@ -14,7 +14,7 @@
 # it, each cut at its own limit or where the budget ends; default 500, and 2400 with 4x the limits on a
 # CPU), --only STEP[,STEP] (rerun only those, after install, env and data). OUT_DIR receives 5 files
 # (the device tool brings back 8): summary.md, summary.json, env.json, gpu_check.log and logs.tar.gz
-# (every step's log and small outputs); with rows, rows.tar.gz, and inductor.tar.gz (torch.compile's
+# (every step's log and small outputs); with rows, runs.tar.gz, and inductor.tar.gz (torch.compile's
 # cache, which the next call may carry in .offline/gpu/ to compile faster).
 set -uo pipefail
 
@@ -264,10 +264,30 @@ fi
 # 1. Timed steps, one at a time on an otherwise idle GPU.
 run_step throughput 240 "$PYTHON" benchmarks/throughput.py "${THROUGHPUT[@]}" --json "$WORK/throughput.json"
 run_step fast 240 lightning fit --config configs/resnet18_cifar_fast.yaml "${CIFAR[@]}" "${FAST[@]}"
-# The gpu scale's rows (issue #28), only where --only names them: what is left of the budget.
+# The gpu scale's rows (issue #28), only where --only names them: `litvision reproduce queue` in what is
+# left of the budget, going on from the runs committed under reports/gpu/runs (copied: the tree stays as it
+# came); OUTDIR receives runs.tar.gz, to unpack into reports/gpu/runs (docs/gpu.md).
+rows() {
+  local runs="$WORK/reproduce" reports=(cifar10_lt 004 003 000 001) scales=()
+  mkdir -p "$runs" "$WORK/data/reproduce" && cp -rn reports/gpu/runs/. "$runs/" 2>/dev/null
+  # The runs read the folder the data step extracted (and its decoded cache), not a second copy.
+  ln -sfn "$ROOT/.offline/cifar10-jpeg" "$WORK/data/reproduce/offline-cifar10-jpeg"
+  # The whole EuroSAT (85 MB) does not fit a call's 64 MiB: 001 runs only where its archive was carried.
+  [[ -f "$CARRY/eurosat-rgb.tar.xz" ]] || unset 'reports[4]'
+  if ((TINY)); then  # the gpu scale at the smoke scale's sizes: the same rows, a few batches each
+    mkdir -p "$WORK/scales" && scales=(--scales_dir "$WORK/scales")
+    "$PYTHON" -c "import sys, yaml; gpu, smoke = (yaml.safe_load(open(f'configs/experiments/scales/{n}.yaml')) for n in ('gpu', 'smoke'))
+gpu.update(scaled_down=True, data=smoke['data'], analyses=smoke['analyses'], runs={**gpu['runs'], **smoke['runs']})
+yaml.safe_dump(gpu, open(sys.argv[1], 'w'))" "$WORK/scales/gpu.yaml" || return 1
+  fi
+  litvision reproduce queue "${reports[@]}" --scale gpu --budget "$1" --output "$OUTDIR" --data_source offline \
+    --shared_data "$CARRY" --data_root "$WORK/data" --runs_dir "$runs" "${scales[@]}"
+}
 if [[ ",$ONLY," == *",rows,"* ]]; then
-  run_step rows 100000 bash benchmarks/gpu_rows.sh --budget $((DEADLINE - RESERVE - SECONDS - 30)) \
-    "${TINY_FLAG[@]}" "$WORK" "$OUTDIR"
+  export -f rows && export OUTDIR
+  # The queue's own budget (from its start) ends 60 s before the step's limit: stopping a run (30 s at
+  # most) and packing take seconds. It packs after each run too, so that even a kill leaves the archive.
+  run_step rows 100000 bash -c 'rows "$0"' $((DEADLINE - RESERVE - SECONDS - 60))
 fi
 
 # 2. Where the time goes in the fast recipe (Lightning's hook timings, then torch's operator table).

@@ -151,8 +151,9 @@ def test_litvision_script_and_module_entry_point(in_tmp):
         assert any(line.split() == [name, *summary.split()] for line in help_.stdout.splitlines()), name
     reproduce = run_script(sys.executable, "-m", "litvision", "reproduce", "--help", cwd=in_tmp)
     assert reproduce.returncode == 0
-    assert [line.split()[0] for line in reproduce.stdout.splitlines()[-4:]] == [
+    assert [line.split()[0] for line in reproduce.stdout.splitlines()[-5:]] == [
         "run",
+        "queue",
         "report",
         "sweep",
         "plain",

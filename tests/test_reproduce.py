@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,12 +23,14 @@ import torch
 import yaml
 from conftest import ROOT, run_litvision
 
+import litvision.reproduce.cli as cli
 import litvision.reproduce.report as report_module
 from litvision.commands import main as litvision_main
+from litvision.data.imbalance import LongTailImbalance
 from litvision.errors import LitvisionError
 from litvision.reproduce.cli import main
 from litvision.reproduce.data_sources import DataSource
-from litvision.reproduce.estimate import START_S, Progress
+from litvision.reproduce.estimate import START_S, Progress, run_seconds
 from litvision.reproduce.jobs import MARKER
 from litvision.reproduce.plain import STATE
 from litvision.reproduce.plan import (
@@ -39,11 +42,12 @@ from litvision.reproduce.plan import (
     load_scale,
     load_sweep,
     lookup,
+    read_yaml,
     select_plans,
     sweep_runs,
 )
 from litvision.reproduce.report import METRICS, Report, RunDir
-from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished
+from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished, slots
 from litvision.utils import load_checkpoint
 
 PLANS = ROOT / "configs" / "experiments"
@@ -794,6 +798,23 @@ def test_a_reproduction_estimated_over_the_limit_waits_for_yes(tmp_path, in_root
     assert f"the machine is busy, load {3.0 * (os.cpu_count() or 1):.1f}" in capsys.readouterr().out
 
 
+def test_jobs_per_gpu_puts_several_runs_on_each_gpu_and_refuses_what_cannot_share(in_root, capsys):
+    """Each GPU (or group of ``gpus_per_run``) is a slot ``jobs_per_gpu`` times, alternating, so ``--jobs``
+    spreads over the GPUs; a DDP run takes its GPUs whole, and a CPU takes ``--jobs`` as it is."""
+    assert slots(["0", "1"], 1, None, 2) == [["0"], ["1"], ["0"], ["1"]]
+    assert slots(["0", "1"], 1, 3, 2) == [["0"], ["1"], ["0"]]
+    assert slots(["0", "1", "2", "3"], 2, None) == [["0", "1"], ["2", "3"]]
+    assert slots([], 1, 2, 3) == [None, None]
+    for args, message in [
+        (["--jobs_per_gpu", "0"], "--jobs_per_gpu 0 is invalid: it must be 1 or more"),
+        (["--jobs_per_gpu", "2", "--gpus_per_run", "2"], "--jobs_per_gpu 2 needs --gpus_per_run 1"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", "003", "--dry_run", "--scale", "smoke", "--data_source", "synthetic", *args])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 1 and message in err and len(err.splitlines()) == 1, err
+
+
 def test_progress_scales_the_estimate_by_the_finished_runs():
     progress = Progress({"a": 10.0, "b": 10.0, "c": 20.0}, slots=2)
     assert progress.left_seconds() == 20.0  # 40 s of runs on two slots
@@ -867,6 +888,16 @@ def test_the_runner_resumes_an_interrupted_run_in_place(tmp_path, in_root, capsy
     assert RunDir(plan.runs["lstm"], run).training_time.endswith(" (+ 1 session(s) not timed)")
 
 
+def test_the_estimate_counts_the_images_an_imbalance_keeps(in_root):
+    """A CIFAR-10-LT run trains on a quarter of CIFAR-10's images: the queue's budget must know it."""
+    config = read_yaml("configs/longtail/ce.yaml", "config")
+    tail = run_seconds(config, {}, "cifar10", (3, 32, 32)) - START_S
+    del config["data"]["init_args"]["imbalance"]
+    whole = run_seconds(config, {}, "cifar10", (3, 32, 32)) - START_S
+    kept = sum(LongTailImbalance(100).counts([4500] * 10))  # 45,000 after the validation split
+    assert tail / whole == pytest.approx(kept / 45_000, rel=1e-6)
+
+
 def test_the_estimate_counts_the_plain_loop_references_left(tmp_path, in_root):
     """A run with a plain-loop reference costs its training twice: the estimate counts the reference too,
     less the epochs its saved state holds, until it has written its results."""
@@ -937,6 +968,80 @@ def test_a_reproduction_stopped_by_sigterm_stops_its_run_which_is_interrupted_no
         in text
     )
     assert not is_finished(run) and (run / "checkpoints" / "last.ckpt").is_file()  # the next start resumes
+
+
+def test_the_queue_packs_finished_runs_only_and_a_bare_machine_goes_on_from_them(
+    tmp_path, in_root, capsys, monkeypatch
+):
+    """``reproduce queue`` trains runs in the scale's queue order, each run's analyses right after it (they
+    read its checkpoint); stopped (SIGTERM, or its budget's end) while a run trains, it packs what a
+    report needs of the finished runs, no checkpoint, and the run it stopped is not among them. Unpacked
+    into a bare runs directory, they count as finished: the next queue goes on with the others, and the
+    report shows them, partial."""
+    plans, runs, out, fresh = tmp_path / "plans", tmp_path / "runs", tmp_path / "out", tmp_path / "fresh"
+    (plans / "scales").mkdir(parents=True)
+    short = {"trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "data.init_args.batch_size": 32,
+             "data.init_args.num_workers": 0}  # fmt: skip
+    plan = {"title": "Digits", "runs": {
+        "b": {"config": "configs/digits_lstm.yaml", "overrides": short},
+        "long": {"config": "configs/digits_lstm.yaml",
+                 "overrides": {**short, "trainer.max_epochs": 100, "checkpoint_every_n_steps": 1}},
+        "a": {"config": "configs/digits_lstm.yaml", "overrides": short}},
+        "tables": [{"title": "Digits", "metrics": ["test_acc"], "rows": [
+            {"label": name, "run": name, "published": [97.0]} for name in ("a", "long", "b")]}],
+        "analyses": [{"tool": "confusion", "runs": ["a"]}]}  # fmt: skip
+    (plans / "900.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    (plans / "scales" / "tiny.yaml").write_text(yaml.safe_dump({"queue": ["900/a", "900/long"]}))
+    common = ["900", "--plans", str(plans), "--scale", "tiny", "--data_source", "synthetic", "--output",
+              str(out), "--reports_dir", str(tmp_path / "reports")]  # fmt: skip
+    # The budget counts from the process's start (Python's imports are part of it), here pytest's.
+    assert 1 < cli.process_age() < 24 * 3600
+    monkeypatch.setattr(cli, "process_age", lambda: 0.0)
+    for budget in ("0", "-5"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["queue", *common, "--runs_dir", str(runs), "--budget", budget])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 1 and f"--budget {budget} is invalid: it must be more than 0" in err, err
+    assert not runs.exists()
+
+    long, stop = runs / "tiny" / "900" / "long", threading.Event()
+
+    def stop_while_long_trains() -> None:
+        while not stop.wait(0.2):
+            if (long / "checkpoints" / "last.ckpt").is_file():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    watcher = threading.Thread(target=stop_while_long_trains)
+    watcher.start()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(["queue", *common, "--runs_dir", str(runs), "--budget", "600"])
+    finally:
+        stop.set()
+        watcher.join()
+    printed = capsys.readouterr()
+    assert exit_.value.code == 130, printed.err[-2000:]
+    assert "1 finished run(s) packed into" in printed.out
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extractall(fresh, filter="data")
+    assert {"tiny/900/a/config.yaml", "tiny/900/a/run_info.json", "tiny/900/a/test_results.json",
+            "tiny/900/a/reproduce.json", "tiny/900/a/analysis/confusion.png",
+            "tiny/900/analysis/confusion-a.json"} <= set(names)  # fmt: skip
+    assert any("events.out.tfevents" in n for n in names) and not any(n.endswith(".ckpt") for n in names)
+    assert not any("/long" in n or "/b/" in n for n in names)  # stopped, or not started
+    assert (runs / "tiny" / "900" / "a" / "checkpoints" / "last.ckpt").is_file()  # left here, not packed
+
+    # A bare machine with the archive unpacked: the finished run is not queued again, the stopped one is.
+    main(["queue", *common, "--runs_dir", str(fresh), "--budget", "30", "--dry_run"])
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")] == [
+        "# 900/long (about 0m20s)", "# 900/b (about 0m20s: not in this budget)"
+    ]  # fmt: skip
+    main(["report", *common[1:7], "--reports_dir", str(tmp_path / "reports"), "--runs_dir", str(fresh)])
+    report = (tmp_path / "reports" / "tiny" / "REPORT.md").read_text()
+    ours = 100 * json.loads((fresh / "tiny" / "900" / "a" / "test_results.json").read_text())["acc"]
+    assert "> **Partial report**: 1 of 3 runs finished" in report and f"| a | 97.00 | {ours:.2f} |" in report
 
 
 def test_a_report_whose_runs_all_need_a_gpu_lists_their_commands_without_an_empty_table(tmp_path, in_root):

@@ -30,7 +30,7 @@ def test_every_scale_names_only_runs_of_the_reports_it_covers(path, in_root):
     covered = scale.reports if scale.reports is not None else list(plans)  # a report named runs it too
     rows = {run.id for plan_id in covered for run in plans[plan_id].unique_runs()}
     rows |= {f"{plan_id}/{a.key}" for plan_id in covered for a in plans[plan_id].analyses if not a.runs}
-    for field in ("runs", "reduced", "needs_gpu", "seeds"):
+    for field in ("runs", "reduced", "needs_gpu", "seeds", "queue"):
         for pattern in getattr(scale, field):
             assert fnmatch.filter(rows, pattern), f"{path.name}, {field}: {pattern!r} matches no run"
     assert set(scale.notes) <= set(covered), f"{path.name}: notes on reports it does not cover"

@@ -16,6 +16,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,7 +76,7 @@ def command(description: str, common: bool = True) -> Parser:
     return parser
 
 
-def add_parallel(parser: Parser) -> None:
+def add_parallel(parser: Parser, cluster: bool = True) -> None:
     parser.add_argument(
         "--jobs", type=int | None, help="runs at once (default: one per visible GPU; 1 on a CPU)"
     )
@@ -83,14 +84,19 @@ def add_parallel(parser: Parser) -> None:
         "--gpus_per_run", type=int, default=1, help="GPUs per run; more than 1 trains with DDP"
     )
     parser.add_argument(
-        "--launcher", type=Literal[LAUNCHERS], default="local",
-        help="local: this machine; slurm: one SLURM array task per run through submitit, requeued on timeout "
-        "and preemption; submitit-local: the same on this machine, every task at once (to try a set-up)",
-    )  # fmt: skip
-    parser.add_class_arguments(SlurmSettings, "slurm")
-    parser.add_argument(
-        "--wait", action=ActionYesNo, default=False, help="slurm: wait for the tasks, then go on"
+        "--jobs_per_gpu", type=int, default=1, help="runs at once on each GPU, each its own process"
     )
+    if cluster:
+        parser.add_argument(
+            "--launcher", type=Literal[LAUNCHERS], default="local",
+            help="local: this machine; slurm: one SLURM array task per run through submitit, requeued "
+            "on timeout and preemption; submitit-local: the same on this machine, every task at once (to "
+            "try a set-up)",
+        )  # fmt: skip
+        parser.add_class_arguments(SlurmSettings, "slurm")
+        parser.add_argument(
+            "--wait", action=ActionYesNo, default=False, help="slurm: wait for the tasks, then go on"
+        )
     parser.add_argument(
         "--dry_run", action=ActionYesNo, default=False, help="print the commands, start nothing"
     )
@@ -115,6 +121,16 @@ def build_parser() -> Parser:
         "--yes", action=ActionYesNo, default=False, help=f"start even if over {LONG_HOURS} hours"
     )
     verbs.add_subcommand("run", run, help="train what is not finished, analyse, write the report")
+    queue = command("Train the scale's next unfinished runs that fit in a budget, and their analyses; pack "
+                    "what a report needs of every finished run into OUTPUT/runs.tar.gz.")  # fmt: skip
+    queue.add_argument("reports", nargs="+", help="report ids (000 ... 004, cifar10_lt) or all")
+    queue.add_argument(
+        "--budget", type=float, required=True, help="seconds this command may run, from its start"
+    )
+    queue.add_argument("--output", type=Path, required=True, help="where runs.tar.gz goes")
+    queue.add_argument("--seeds", type=int | None, help="seeds per run (default: the scale's, else 1)")
+    add_parallel(queue, cluster=False)
+    verbs.add_subcommand("queue", queue, help="train what fits in a budget; pack the finished runs")
     report = command("Write the report from the runs on disk.")
     report.add_argument("--seeds", type=int | None, help="seeds per run (default: the scale's, else 1)")
     verbs.add_subcommand("report", report, help="write the report from the runs on disk")
@@ -144,7 +160,7 @@ def in_repository(args: Namespace) -> Iterator[None]:
         given = args.get(name)
         args[name] = Path(given).resolve() if given is not None else root / default if default else None
     args.scales_dir = args.scales_dir or args.plans / "scales"
-    for name in ("file", "save_dir"):  # a sweep's
+    for name in ("file", "save_dir", "output"):  # a sweep's, a queue's
         args[name] = Path(args[name]).resolve() if args.get(name) is not None else None
     previous = Path.cwd()
     os.chdir(root)
@@ -193,13 +209,14 @@ def reproduction(
     source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=not args.dry_run)
     launcher = (
         None
-        if args.launcher == "local"
+        if args.get("launcher", "local") == "local"
         else Launcher(args.launcher, args.slurm, args.wait, args.gpus_per_run)
     )
     root = root or args.runs_dir / scale.name
     return Reproduction(
-        plans, scale, source, root, args.jobs, args.gpus_per_run, console, launcher=launcher, **kwargs
-    )
+        plans, scale, source, root, args.jobs, args.gpus_per_run, console, launcher=launcher,
+        jobs_per_gpu=args.jobs_per_gpu, **kwargs,
+    )  # fmt: skip
 
 
 def load_plans(names: list[str], args: Namespace) -> list[Plan]:
@@ -279,4 +296,56 @@ def sweep(args: Namespace, console: Console, command: str, extra: list[str]) -> 
     return runner.failures
 
 
-VERBS: dict[str, Callable[..., list[str]]] = {"run": run, "report": write_report, "sweep": sweep}
+class BudgetEnded(KeyboardInterrupt):
+    """The queue's budget has ended: its running jobs are stopped as Ctrl-C stops them."""
+
+
+def budget_ended(signum: int, frame: object) -> None:
+    raise BudgetEnded
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux; 0 elsewhere): the budget counts Python's start too."""
+    try:  # its start time, in clock ticks after boot: the 22nd field, the 20th after the command's name
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def queue(args: Namespace, console: Console, command: str, extra: list[str]) -> list[str]:
+    start = time.monotonic() - process_age()
+    if args.budget <= 0:
+        raise LitvisionError(f"--budget {args.budget:g} is invalid: it must be more than 0 seconds")
+    runner = reproduction(args, console, load_plans(args.reports, args), None, seeds=args.seeds)
+    queued = runner.queue(args.budget - (time.monotonic() - start))
+    runs = [run for run, _, fits in queued if fits]
+    seconds = sum(s for _, s, fits in queued if fits) / len(runner.slots)
+    console.print(
+        f"{len(runs)} of {len(queued)} unfinished runs fit in {args.budget:g} s, about "
+        f"{format_duration(seconds)} on {len(runner.slots)} slot(s) (a rough figure)"
+    )
+    if args.dry_run:
+        for run, s, fits in queued:
+            print(f"# {run.id} (about {format_duration(s)}{'' if fits else ': not in this budget'})")
+        return []
+    previous = signal.signal(signal.SIGALRM, budget_ended)
+    signal.setitimer(signal.ITIMER_REAL, max(args.budget - (time.monotonic() - start), 0.01))
+    path = args.output / "runs.tar.gz"
+    try:  # a run's analyses read its checkpoints, which do not leave this machine: they run right after it
+        for i in range(0, len(runs), len(runner.slots)):
+            runner.run(runs=runs[i : i + len(runner.slots)])
+            runner.archive(path)  # what a SIGKILL of this command leaves
+        runner.run(runs=[])
+    except BudgetEnded:
+        console.print("[bold yellow]the budget has ended[/]: the runs it stopped are left out of the archive")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        console.print(f"{runner.archive(path)} finished run(s) packed into [bold]{path}[/], no checkpoints")
+    return runner.failures
+
+
+VERBS: dict[str, Callable[..., list[str]]] = {
+    "run": run, "report": write_report, "sweep": sweep, "queue": queue
+}  # fmt: skip

@@ -2,8 +2,8 @@
 
 Before: each architecture's training step is timed on this machine's device, once per command and as it
 is loaded now (a timing taken in a busy hour must not outlive it), and multiplied by the images a run
-trains on (epochs x training images, from the dataset's size, the scale's subset and
-``limit_train_batches``), plus a share for validation and test. Imbalance, noise copies and data
+trains on (epochs x training images, from the dataset's size, the scale's subset, its imbalance and
+``limit_train_batches``), plus a share for validation and test. Noise copies and data
 loading are left out: a rough figure. While running: the estimate is scaled by how long the finished
 runs took compared with their estimates.
 """
@@ -51,6 +51,10 @@ def run_seconds(
         images -= int(images * test) if isinstance(test, float) else int(test)
     val = setting("data.val_size", 0.1)
     images -= int(images * val) if isinstance(val, float) else int(val)
+    imbalance = setting("data.imbalance")
+    if isinstance(imbalance, dict) and "class_path" in imbalance:  # CIFAR-10-LT: a quarter of the images
+        profile = import_object(imbalance["class_path"])(**(imbalance.get("init_args") or {}))
+        images = sum(profile.counts([images // 10] * 10))
     batch = int(setting("data.batch_size", 128))
     limit = setting("trainer.limit_train_batches", 1.0)
     images = min(images, limit * batch) if isinstance(limit, int) else int(images * float(limit))

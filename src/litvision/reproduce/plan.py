@@ -180,6 +180,7 @@ class Scale:
     plain_reference: list[str] | None = None  # only these runs get their plan's plain loop
     notes: dict[str, list[str]] = field(default_factory=dict)  # report id -> notes at this scale
     reports: list[str] | None = None  # the plans its report covers (None: the numbered reports)
+    queue: list[str] = field(default_factory=list)  # run patterns: the queue's order (default: the plans')
 
     def _match(self, run: Run | str, entries: dict[str, T]) -> list[T]:
         """The values of the patterns that match a run's ``report/run`` (its seeds alike), in order."""

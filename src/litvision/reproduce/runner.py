@@ -14,6 +14,7 @@ import fcntl
 import fnmatch
 import os
 import shlex
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ from litvision.reproduce.jobs import MARKER, Job, finished, run_pool
 from litvision.reproduce.launch import SUBMITIT_DIR, Launcher
 from litvision.reproduce.plain import STATE
 from litvision.reproduce.plan import Analysis, Plan, Run, Scale, format_value, lookup, read_yaml
-from litvision.utils import load_checkpoint, now, visible_gpus
+from litvision.utils import load_checkpoint, now, read_json, visible_gpus
 
 PLAIN_DIR = "plain_loop"
 
@@ -53,11 +54,15 @@ def epochs_trained(run_dir: Path, plain: bool = False) -> int:
     )
 
 
-def slots(gpus: list[str], gpus_per_run: int, jobs: int | None) -> list[list[str] | None]:
-    """What each job running at once gets: a group of ``gpus_per_run`` GPUs, or (None) a CPU share."""
+def slots(
+    gpus: list[str], gpus_per_run: int, jobs: int | None, jobs_per_gpu: int = 1
+) -> list[list[str] | None]:
+    """What each job running at once gets: a group of ``gpus_per_run`` GPUs (each group ``jobs_per_gpu``
+    times, alternating, so that ``jobs`` spread over the GPUs), or (None) a CPU share."""
     groups = [gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
     if gpus and not groups:
         raise LitvisionError(f"--gpus_per_run {gpus_per_run}: only {len(gpus)} GPU(s) are visible")
+    groups *= jobs_per_gpu
     return list(groups[: jobs or len(groups)]) if gpus else [None] * (jobs or 1)
 
 
@@ -68,10 +73,16 @@ class Reproduction:
         self, plans: list[Plan], scale: Scale, source: DataSource, root: Path, jobs: int | None = None,
         gpus_per_run: int = 1, console: Console | None = None, extra_args: list[str] | None = None,
         seeds: int | None = None, launcher: Launcher | None = None, only: list[str] | None = None,
+        jobs_per_gpu: int = 1,
     ) -> None:  # fmt: skip
-        for option, value in (("--seeds", seeds), ("--jobs", jobs), ("--gpus_per_run", gpus_per_run)):
+        for option, value in (("--seeds", seeds), ("--jobs", jobs), ("--gpus_per_run", gpus_per_run),
+                              ("--jobs_per_gpu", jobs_per_gpu)):  # fmt: skip
             if value is not None and value < 1:
                 raise LitvisionError(f"{option} {value} is invalid: it must be 1 or more")
+        if jobs_per_gpu > 1 and gpus_per_run > 1:
+            raise LitvisionError(
+                f"--jobs_per_gpu {jobs_per_gpu} needs --gpus_per_run 1: a DDP run takes its GPUs whole"
+            )
         self.plans, self.scale, self.source, self.seeds, self.only = plans, scale, source, seeds, only
         ids = {f"{run.report}/{run.name}" for plan in plans for run in plan.unique_runs()}
         for pattern in only or []:
@@ -81,7 +92,7 @@ class Reproduction:
         self.extra_args = list(extra_args or [])
         self.console = console or Console()
         self.launcher = launcher
-        self.slots = slots([] if launcher else visible_gpus(), gpus_per_run, jobs)
+        self.slots = slots([] if launcher else visible_gpus(), gpus_per_run, jobs, jobs_per_gpu)
         self.ddp = gpus_per_run > 1 and (launcher is not None or self.slots[0] is not None)
         self.gpus_per_run = gpus_per_run
         self.failures: list[str] = []
@@ -262,12 +273,54 @@ class Reproduction:
         seconds += sum(self.predicted_seconds(r, plain=True) for r in self.plain_left(runs))
         return seconds / len(self.slots)
 
-    def run(self, analyses: bool = True) -> None:
-        """Train every unfinished run, then the plain-loop references, then the analyses."""
+    def queue(self, budget: float) -> list[tuple[Run, float, bool]]:
+        """The unfinished runs in the scale's queue order, each with its estimate (its analyses allowed
+        ``START_S`` each) and whether it fits: packed on the slots, in order, it ends within ``budget``."""
+        patterns = self.scale.queue
+        runs = [r for r in self.runs() if not self.scale.gpu_reason(r) and not is_finished(self.run_dir(r))]
+        runs.sort(  # by the first pattern its report/run matches, every seed alike
+            key=lambda r: next(
+                (i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(f"{r.report}/{r.base}", p)),
+                len(patterns),
+            )
+        )
+        ends, picked = [0.0] * len(self.slots), []
+        for run in runs:
+            plan = next(p for p in self.plans if p.id == run.report)
+            seconds = self.predicted_seconds(run) + START_S * sum(run.base in a.runs for a in plan.analyses)
+            slot = ends.index(min(ends))
+            fits = ends[slot] + seconds <= budget
+            ends[slot] += seconds if fits else 0.0
+            picked.append((run, seconds, fits))
+        return picked
+
+    def archive(self, path: Path) -> int:
+        """Pack what a report needs of every finished run and analysis into ``path`` (a .tar.gz, its paths
+        from the runs directory's root: ``<scale>/<report>/...``), no checkpoint; return the runs packed."""
+        runs = [d for d in sorted(self.root.glob("*/*")) if d.name != "analysis" and is_finished(d)]
+        files = list(runs)
+        for marker in sorted(self.root.glob("*/analysis/*.json")):  # with its log, config and folder
+            if (read_json(marker) or {}).get("status") == "finished":
+                files += [p for s in (".json", ".log", ".yaml", "") if (p := marker.with_suffix(s)).exists()]
+
+        def skip(info: tarfile.TarInfo) -> tarfile.TarInfo | None:  # the checkpoints, the plain loop's state
+            return None if info.name.endswith((".ckpt", f"/{STATE}", "/checkpoints")) else info
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path.with_suffix(".part"), "w:gz") as tar:
+            for file in files:
+                tar.add(file, str(file.relative_to(self.root.parent)), filter=skip)
+        path.with_suffix(".part").replace(path)
+        return len(runs)
+
+    def run(self, analyses: bool = True, runs: list[Run] | None = None) -> None:
+        """Train every unfinished run, then the plain-loop references, then the analyses; given ``runs``,
+        only those, and only their analyses (none: the analyses of no run, the loss landscape's)."""
+        fresh = None if runs is None else {str(self.run_dir(run)) for run in runs}
         with self.lock():
-            runs = [run for run in self.runs() if not self.scale.gpu_reason(run)]
+            here = [run for run in self.runs() if not self.scale.gpu_reason(run)]
+            runs, to_gpu = here if runs is None else runs, len(self.runs()) - len(here)
             pending = [job for run in runs if (job := self.fit_job(run)) is not None]
-            to_gpu = len(self.runs()) - len(runs)
             self.console.print(
                 f"[bold]{len(runs)} runs[/] at scale {self.scale.name} on {self.source.name} data: "
                 f"{len(runs) - len(pending)} finished already, {len(pending)} to run, "
@@ -287,6 +340,7 @@ class Reproduction:
                     if analyses
                     for a in plan.analyses
                     for job in self.analysis_jobs(plan, a)
+                    if fresh is None or (bool(fresh & set(job.args)) if a.runs else not fresh)
                 ]
             )
 
