@@ -194,6 +194,6 @@ def run_pool(
             stop.set()
             for future in futures:
                 future.cancel()
-            console.print("[bold red]interrupted[/]: unfinished runs resume at the next start")
+            console.print("[bold red]interrupted[/]: a run resumes from its last.ckpt (if kept) next time")
             raise
     return failures

@@ -31,7 +31,7 @@ from litvision.reproduce.estimate import START_S, Progress, run_seconds
 from litvision.reproduce.jobs import MARKER, Job, finished, run_pool
 from litvision.reproduce.launch import SUBMITIT_DIR, Launcher
 from litvision.reproduce.plain import STATE
-from litvision.reproduce.plan import Analysis, Plan, Run, Scale, format_value, lookup, read_yaml
+from litvision.reproduce.plan import Analysis, Plan, Run, Scale, lookup, options, read_yaml
 from litvision.utils import load_checkpoint, now, read_json, visible_gpus
 
 PLAIN_DIR = "plain_loop"
@@ -125,7 +125,7 @@ class Reproduction:
 
     def fit_args(self, run: Run) -> list[str]:
         """``litvision fit`` arguments of a run: config, arguments, run directory."""
-        args = [f"--{key}={format_value(value)}" for key, value in self.arguments(run)[0].items()]
+        args = options(self.arguments(run)[0])
         ddp = [f"--trainer.devices={self.gpus_per_run}", "--trainer.strategy=ddp"] if self.ddp else []
         logger = {"save_dir": self.root, "name": run.report, "version": run.name}
         return [
