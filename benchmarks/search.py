@@ -51,12 +51,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--grid-points", type=int, default=4)
+    parser.add_argument("--sampler-seed", type=int, default=0, help="the studies' --sampler_seed")
     parser.add_argument("--keep", type=Path, help="keep the three studies in this folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         run(folder, "warm-up", 1, "--trials=1")
-        pruned_s, pruned = run(folder, "pruned", args.epochs, f"--trials={args.trials}")
+        seed = f"--sampler_seed={args.sampler_seed}"
+        pruned_s, pruned = run(folder, "pruned", args.epochs, f"--trials={args.trials}", seed)
         values = yaml.safe_dump(
             [t.params for t in pruned.trials], default_flow_style=True
         )  # 1.0e-06, not 1e-06
@@ -65,7 +67,7 @@ def main() -> None:
         )
         grid_trials = args.grid_points**2
         grid_s, grid = run(
-            folder, "grid", args.epochs, f"--trials={grid_trials}", "--pruner=none", "--sampler=grid",
+            folder, "grid", args.epochs, f"--trials={grid_trials}", "--pruner=none", "--sampler=grid", seed,
             f"--grid_points={args.grid_points}",
         )  # fmt: skip
     assert [t.params for t in full.trials] == [t.params for t in pruned.trials], "the same trials"

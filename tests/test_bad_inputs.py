@@ -81,7 +81,13 @@ CASES = [
     (
         "misspelt command",
         ["fitt", DIGITS],
-        "'fitt' is not one of fit, validate, test, predict; did you mean fit?",
+        "'fitt' is not one of fit, validate, test, predict, analyze, reproduce, search; did you mean fit?",
+    ),
+    (
+        "misspelt analyze",
+        ["analyse", "confusion", "lightning_logs/x"],
+        "'analyse' is not one of fit, validate, test, predict, analyze, reproduce, search; did you mean "
+        "analyze?",
     ),
     (
         "num_classes set against the data",

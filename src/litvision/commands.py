@@ -38,6 +38,12 @@ def main(args: list[str] | None = None) -> None:
     if argv[:1] in ([], ["-h"], ["--help"]):
         overview().print_help()
         raise SystemExit(0 if argv else 2)
+    if not argv[0].startswith("-") and argv[0] not in COMMANDS:  # Lightning's CLI would name only its own
+        from litvision.parsing import suggestion
+
+        print(f"litvision: error: '{argv[0]}' is not one of {', '.join(COMMANDS)}"
+              f"{suggestion(argv[0], COMMANDS)}", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     if argv[:1] == ["analyze"]:  # analysis tools: never imported by training
         from litvision.analysis.cli import main as analyze
 
