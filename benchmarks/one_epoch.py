@@ -17,8 +17,9 @@ from pathlib import Path
 import yaml
 
 from litvision.cli import LitvisionCLI
-from litvision.reproduce.data_sources import SOURCES, DataSource, weights_cached
-from litvision.reproduce.plan import load_scale, lookup, options
+from litvision.data.sources import SOURCES, DataSource, weights_cached
+from litvision.reproduce.plan import load_scale, options
+from litvision.utils import lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Training throughput of one config, in one process, with the same network, initial weights, optimizer,
 precision and memory format: (a) Lightning with the torchvision/PIL DataLoader, (b) Lightning in memory,
-(c) the plain loop (``reproduce/plain.py``) over (b)'s loader; (g), (h): (b), (c) compiled in
+(c) the plain loop (``litvision/plain.py``) over (b)'s loader; (g), (h): (b), (c) compiled in
 ``--compile``'s mode (default ``reduce-overhead``: CUDA graphs). Images/s of the epochs after the first
 (start-up, compilation), CPU time per image (loader workers included) and the ratios, medians over
 ``--rounds``. ``--profile DIR``: one more epoch of each under torch's profiler (docs/performance.md).
@@ -30,8 +30,8 @@ from torch._dynamo.utils import counters
 
 from litvision.cli import LitvisionCLI
 from litvision.data import CIFAR10DataModule
-from litvision.reproduce.data_sources import FOLDER, SOURCES, DataSource
-from litvision.reproduce.plain import train_one_epoch
+from litvision.data.sources import FOLDER, SOURCES, DataSource
+from litvision.plain import train_one_epoch
 from litvision.reproduce.plan import load_scale, options
 from litvision.utils import markdown_table
 

@@ -27,12 +27,12 @@ import litvision.reproduce.cli as cli
 import litvision.reproduce.report as report_module
 from litvision.commands import main as litvision_main
 from litvision.data.imbalance import LongTailImbalance
+from litvision.data.sources import DataSource
 from litvision.errors import LitvisionError
+from litvision.launch.pool import MARKER, Progress
+from litvision.plain import STATE
 from litvision.reproduce.cli import main
-from litvision.reproduce.data_sources import DataSource
-from litvision.reproduce.estimate import START_S, Progress, run_seconds
-from litvision.reproduce.jobs import MARKER
-from litvision.reproduce.plain import STATE
+from litvision.reproduce.estimate import START_S, run_seconds
 from litvision.reproduce.plan import (
     Analysis,
     Scale,
@@ -41,14 +41,13 @@ from litvision.reproduce.plan import (
     load_plan,
     load_scale,
     load_sweep,
-    lookup,
     read_yaml,
     select_plans,
     sweep_runs,
 )
 from litvision.reproduce.report import METRICS, Report, RunDir
 from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished, slots
-from litvision.utils import load_checkpoint
+from litvision.utils import load_checkpoint, lookup
 
 PLANS = ROOT / "configs" / "experiments"
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))

@@ -141,6 +141,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted key in a config mapping; ``data.x`` also finds ``data.init_args.x``."""
+    node: Any = config
+    for part in key.split("."):
+        if isinstance(node, dict) and part not in node and "init_args" in node:
+            node = node["init_args"]
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
 def import_object(class_path: str, what: str = "class_path") -> Any:
     """The object a dotted ``class_path`` names (``torch.optim.SGD``); a one-line error if it cannot
     be imported, naming ``what`` it was meant to be."""

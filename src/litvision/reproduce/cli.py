@@ -25,12 +25,12 @@ from typing import Literal
 from jsonargparse import ActionYesNo, Namespace
 from rich.console import Console
 
+from litvision import plain
+from litvision.data.sources import SOURCES, DataSource
 from litvision.errors import LitvisionError, one_line_errors
+from litvision.launch.pool import format_duration
+from litvision.launch.slurm import LAUNCHERS, Launcher, SlurmSettings
 from litvision.parsing import Parser
-from litvision.reproduce import plain
-from litvision.reproduce.data_sources import SOURCES, DataSource
-from litvision.reproduce.estimate import format_duration
-from litvision.reproduce.launch import LAUNCHERS, Launcher, SlurmSettings
 from litvision.reproduce.plan import (
     Plan,
     Scale,

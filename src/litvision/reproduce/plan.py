@@ -19,6 +19,7 @@ from jsonargparse import ArgumentError
 from litvision.analysis.cli import BY_NAME
 from litvision.errors import LitvisionError
 from litvision.parsing import Parser, one_line
+from litvision.utils import lookup
 
 T = TypeVar("T")
 # The tools a plan may ask for: those that declare the file that shows they ran.
@@ -32,7 +33,7 @@ class Run:
 
     config: str
     overrides: dict = field(default_factory=dict)  # a plain dict: its class_paths are kept as written
-    plain_reference: bool = False  # also retrained by the plain PyTorch loop (plain.py)
+    plain_reference: bool = False  # also retrained by the plain PyTorch loop (litvision.plain)
     report: str = ""
     name: str = ""  # its directory, unique within its report
     seed: int = 0  # 0: the config's own seeds; k: each moved by k, in the directory <name>-seed<k>
@@ -231,18 +232,6 @@ def format_value(value: Any) -> str:
 def options(arguments: dict[str, Any]) -> list[str]:
     """Arguments (dotted keys) as command-line options, ``--key=value``."""
     return [f"--{key}={format_value(value)}" for key, value in arguments.items()]
-
-
-def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
-    """(found, value) of a dotted key in a config mapping; ``data.x`` also finds ``data.init_args.x``."""
-    node: Any = config
-    for part in key.split("."):
-        if isinstance(node, dict) and part not in node and "init_args" in node:
-            node = node["init_args"]
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
 
 
 def read_yaml(path: Path | str, what: str) -> dict[str, Any]:

@@ -24,11 +24,20 @@ from typing import Any
 import yaml
 
 from litvision.analysis.cli import BY_NAME
-from litvision.reproduce.data_sources import DATASETS, DataSource
-from litvision.reproduce.jobs import INTERRUPTED, MARKER, last_error
-from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, lookup, options, read_yaml
+from litvision.data.sources import DATASETS, DataSource
+from litvision.launch.pool import INTERRUPTED, MARKER, last_error
+from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, options, read_yaml
 from litvision.reproduce.runner import PLAIN_DIR, epochs_trained, is_finished
-from litvision.utils import csv_text, git_state, markdown_table, now, read_json, read_scalars, write_text
+from litvision.utils import (
+    csv_text,
+    git_state,
+    lookup,
+    markdown_table,
+    now,
+    read_json,
+    read_scalars,
+    write_text,
+)
 
 TEXT = yaml.safe_load(Path(__file__).with_name("report.yaml").read_text())
 TEST, PLAIN = "test_results.json", f"{PLAIN_DIR}/results.json"

@@ -1,6 +1,6 @@
 """Runs a reproduction: every run of the chosen reports as an ordinary ``litvision fit``, then their
-plain-loop references, then the analyses (``litvision analyze``), each a job (jobs.py) executed in this
-machine's pool of slots or as SLURM array tasks (launch.py).
+plain-loop references, then the analyses (``litvision analyze``), each a job executed in this
+machine's pool of slots or as SLURM array tasks (litvision.launch).
 
 Each run has its own directory, ``RUNS/<scale>/<report>/<run>/``: a Lightning run directory (its
 ``config.yaml``, checkpoints, ``test_results.json``, TensorBoard events) plus ``reproduce.log`` and
@@ -25,14 +25,14 @@ from rich.console import Console
 
 from litvision.analysis.cli import BY_NAME
 from litvision.cli import DEFAULT_SEED
+from litvision.data.sources import DATASETS, DataSource
 from litvision.errors import LitvisionError
-from litvision.reproduce.data_sources import DATASETS, DataSource
-from litvision.reproduce.estimate import START_S, Progress, run_seconds
-from litvision.reproduce.jobs import MARKER, Job, finished, run_pool
-from litvision.reproduce.launch import SUBMITIT_DIR, Launcher
-from litvision.reproduce.plain import STATE
-from litvision.reproduce.plan import Analysis, Plan, Run, Scale, lookup, options, read_yaml
-from litvision.utils import load_checkpoint, now, read_json, visible_gpus
+from litvision.launch.pool import MARKER, Job, Progress, finished, run_pool
+from litvision.launch.slurm import SUBMITIT_DIR, Launcher
+from litvision.plain import STATE
+from litvision.reproduce.estimate import START_S, run_seconds
+from litvision.reproduce.plan import Analysis, Plan, Run, Scale, options, read_yaml
+from litvision.utils import load_checkpoint, lookup, now, read_json, visible_gpus
 
 PLAIN_DIR = "plain_loop"
 

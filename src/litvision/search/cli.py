@@ -24,7 +24,7 @@ from rich.console import Console
 
 from litvision.cli import LitvisionCLI
 from litvision.errors import LitvisionError, one_line_errors
-from litvision.reproduce.launch import Launcher, SlurmSettings
+from litvision.launch.slurm import Launcher, SlurmSettings
 from litvision.search.space import SearchSpace, cli_args, load_space
 from litvision.search.study import (
     DIRECTIONS,
