@@ -18,7 +18,8 @@ import yaml
 
 from litvision.cli import LitvisionCLI
 from litvision.data.sources import SOURCES, DataSource, weights_cached
-from litvision.reproduce.plan import load_scale, options
+from litvision.parsing import options
+from litvision.reproduce.plan import load_scale
 from litvision.utils import lookup
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,8 +31,9 @@ from torch._dynamo.utils import counters
 from litvision.cli import LitvisionCLI
 from litvision.data import CIFAR10DataModule
 from litvision.data.sources import FOLDER, SOURCES, DataSource
+from litvision.parsing import options
 from litvision.plain import train_one_epoch
-from litvision.reproduce.plan import load_scale, options
+from litvision.reproduce.plan import load_scale
 from litvision.utils import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]

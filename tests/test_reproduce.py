@@ -30,6 +30,7 @@ from litvision.data.imbalance import LongTailImbalance
 from litvision.data.sources import DataSource
 from litvision.errors import LitvisionError
 from litvision.launch.pool import MARKER, Progress
+from litvision.parsing import options
 from litvision.plain import STATE
 from litvision.reproduce.cli import main
 from litvision.reproduce.estimate import START_S, run_seconds
@@ -37,17 +38,15 @@ from litvision.reproduce.plan import (
     Analysis,
     Scale,
     available_plans,
-    format_value,
     load_plan,
     load_scale,
     load_sweep,
-    read_yaml,
     select_plans,
     sweep_runs,
 )
 from litvision.reproduce.report import METRICS, Report, RunDir
 from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished, slots
-from litvision.utils import load_checkpoint, lookup
+from litvision.utils import load_checkpoint, lookup, read_yaml
 
 PLANS = ROOT / "configs" / "experiments"
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
@@ -112,7 +111,7 @@ def print_config(args: list[str], capsys) -> dict:
 
 
 def override_args(run) -> list[str]:
-    return [f"--{key}={format_value(value)}" for key, value in run.overrides.items()]
+    return options(run.overrides)
 
 
 def contained(value, resolved) -> bool:

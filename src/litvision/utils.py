@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+import yaml
 
 from litvision.errors import LitvisionError
 
@@ -151,6 +152,19 @@ def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
             return False, None
         node = node[part]
     return True, node
+
+
+def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise LitvisionError(f"{what} '{path}' not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise LitvisionError(f"{what} '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise LitvisionError(f"{what} '{path}' must be a mapping of keys to values")
+    return data
 
 
 def import_object(class_path: str, what: str = "class_path") -> Any:

@@ -26,7 +26,8 @@ import yaml
 from litvision.analysis.cli import BY_NAME
 from litvision.data.sources import DATASETS, DataSource
 from litvision.launch.pool import INTERRUPTED, MARKER, last_error
-from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, options, read_yaml
+from litvision.parsing import options
+from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table
 from litvision.reproduce.runner import PLAIN_DIR, epochs_trained, is_finished
 from litvision.utils import (
     csv_text,
@@ -36,6 +37,7 @@ from litvision.utils import (
     now,
     read_json,
     read_scalars,
+    read_yaml,
     write_text,
 )
 
@@ -293,10 +295,8 @@ class Report:
         if cell.classes == "total":
             return 100 * run.test["acc"]
         first, _, last = str(cell.classes).partition("-")
-        classes, span = (
-            list(run.test.get("per_class", {}).values()),
-            range(int(first), int(last or first) + 1),
-        )
+        classes = list(run.test.get("per_class", {}).values())
+        span = range(int(first), int(last or first) + 1)
         return 100 * statistics.fmean(classes[k]["acc"] for k in span) if span[-1] < len(classes) else None
 
     @cached_property
@@ -439,16 +439,11 @@ class Report:
             left = [(len(judged) - len(verdicts) - gpu, "waiting for runs"), (gpu, "needing a GPU")]
             left = "; ".join(f"{n} {what}" for n, what in left if n)
             confirmed = f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}"
-            filled = sum(seeds.mean is not None for seeds, _ in cells)
-            rows.append(
-                [
-                    f"[{plan.id}](#{plan.id}) {plan.title}",
-                    f"{sum(r.finished for r in runs)} / {len(runs)}",
-                    f"{filled} / {len(cells)}",
-                    f"{statistics.fmean(diffs):.2f}" if diffs else "—",
-                    (confirmed + (f" ({left})" if left else "")) if judged else "—",
-                ]
-            )
+            filled = f"{sum(seeds.mean is not None for seeds, _ in cells)} / {len(cells)}"
+            finished = f"{sum(r.finished for r in runs)} / {len(runs)}"
+            mean = f"{statistics.fmean(diffs):.2f}" if diffs else "—"
+            findings = (confirmed + (f" ({left})" if left else "")) if judged else "—"
+            rows.append([f"[{plan.id}](#{plan.id}) {plan.title}", finished, filled, mean, findings])
         return ["## Summary", "", markdown_table(rows)]
 
     # --- a report's section --------------------------------------------------------------------------

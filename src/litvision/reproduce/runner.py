@@ -29,10 +29,11 @@ from litvision.data.sources import DATASETS, DataSource
 from litvision.errors import LitvisionError
 from litvision.launch.pool import MARKER, Job, Progress, finished, run_pool
 from litvision.launch.slurm import SUBMITIT_DIR, Launcher
+from litvision.parsing import options
 from litvision.plain import STATE
 from litvision.reproduce.estimate import START_S, run_seconds
-from litvision.reproduce.plan import Analysis, Plan, Run, Scale, options, read_yaml
-from litvision.utils import load_checkpoint, lookup, now, read_json, visible_gpus
+from litvision.reproduce.plan import Analysis, Plan, Run, Scale
+from litvision.utils import load_checkpoint, lookup, now, read_json, read_yaml, visible_gpus
 
 PLAIN_DIR = "plain_loop"
 
