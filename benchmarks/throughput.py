@@ -13,6 +13,7 @@ precision and memory format: (a) Lightning with the torchvision/PIL DataLoader, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import statistics
@@ -47,12 +48,10 @@ def cpu_seconds() -> float:
     """CPU time of this process and its live children (the loader workers, read from /proc on Linux)."""
     total = sum(os.times()[:2])  # user and system
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
+        with contextlib.suppress(OSError):  # the process ended meanwhile
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(fields[1]) == os.getpid():  # [1]: the parent's id; [11], [12]: user and system ticks
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if int(fields[1]) == os.getpid():  # [1]: the parent's id; [11], [12]: user and system ticks
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -97,10 +96,8 @@ class Timer(Callback):
         # CPU: torch's operators and CUDA runtime calls (the rest of the wall time is Python and waiting);
         # GPU: the kernels, not annotations' spans (Lightning's Optimizer.step covers forward and backward).
         cpu = sum(e.self_cpu_time_total for e in events if e.key.startswith(("aten::", "cuda")))  # us
-        cuda = torch.autograd.DeviceType.CUDA
-        gpu = sum(
-            e.self_device_time_total for e in events if e.device_type == cuda and not e.is_user_annotation
-        )
+        on_gpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        gpu = sum(e.self_device_time_total for e in on_gpu if not e.is_user_annotation)
         launches, per = sum(e.count for e in events if e.key in LAUNCHES), max(steps, 1)
         ms = {"wall_ms": 1000 * wall, "cpu_op_ms": cpu / 1000, "gpu_kernel_ms": gpu / 1000}
         self.profiled = {"steps": steps, **{k: round(v / per, 3) for k, v in ms.items()}}
@@ -176,7 +173,7 @@ def main() -> None:
     parser.add_argument("--limit-batches", type=float, default=0, help="training batches per epoch")
     parser.add_argument("--rounds", type=int, default=1, help="repeats of the paths; medians of ratios")
     parser.add_argument("--paths", default="abc", help="which of (a), (b), (c), (g), (h) to run, e.g. bcgh")
-    parser.add_argument("--profile", type=Path, help="profile one more epoch of (b) and (c), tables here")
+    parser.add_argument("--profile", type=Path, help="profile one more epoch of all but (a), tables here")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     paths = set(args.paths)
