@@ -31,19 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(folder: Path, name: str, args: argparse.Namespace, *more: str) -> tuple[float, optuna.Study]:
+    config, space = ROOT / "configs/digits_lstm.yaml", ROOT / "configs/search/digits.yaml"
+    given = [f"--config={config}", f"--space={space}", f"--trainer.max_epochs={args.epochs}"]
+    given += [f"--data.init_args.val_size={args.val_size}", f"--output={folder / name}", f"--study={name}"]
     started = time.perf_counter()
-    search(
-        [
-            f"--config={ROOT / 'configs/digits_lstm.yaml'}",
-            f"--space={ROOT / 'configs/search/digits.yaml'}",
-            f"--trainer.max_epochs={args.epochs}",
-            f"--data.init_args.val_size={args.val_size}",
-            f"--output={folder / name}",
-            f"--study={name}",
-            "--test_trials=none",
-            *more,
-        ]
-    )
+    search([*given, "--test_trials=none", *more])
     seconds = time.perf_counter() - started
     return seconds, optuna.load_study(study_name=name, storage=f"sqlite:///{folder / name / 'study.db'}")
 
