@@ -17,16 +17,9 @@ import yaml
 
 from litvision.cli import LitvisionCLI
 from litvision.reproduce.estimate import time_step
+from litvision.utils import lookup
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def build(config: Path) -> tuple[torch.nn.Module, tuple[int, int, int]]:
-    args = [f"--config={config}", "--trainer.logger=false"]
-    if yaml.safe_load(config.read_text())["model"]["backbone"].get("init_args", {}).get("pretrained"):
-        args.append("--model.backbone.init_args.pretrained=false")
-    cli = LitvisionCLI(args=args, run=False)
-    return cli.model.net, tuple(cli.datamodule.input_shape)
 
 
 def main() -> None:
@@ -40,13 +33,14 @@ def main() -> None:
     devices = [("cpu", False)] + ([("cuda", False), ("cuda", True)] if torch.cuda.is_available() else [])
     print(f"training images/s at batch {args.batch_size}, the fastest of {args.steps} steps, torch threads "
           f"{torch.get_num_threads()}")  # fmt: skip
-    print(
-        f"{'config':34} {'input':>9} {'params':>9}"
-        + "".join(f" {d + ' bf16' * b:>12} {'ratio':>6}" for d, b in devices)
-    )
+    columns = "".join(f" {d + ' bf16' * b:>12} {'ratio':>6}" for d, b in devices)
+    print(f"{'config':34} {'input':>9} {'params':>9}{columns}")
     baseline: dict[tuple[str, bool], float] = {}
     for config in args.configs or sorted((ROOT / "configs").glob("*.yaml")):
-        net, shape = build(config)
+        pretrained = lookup(yaml.safe_load(config.read_text()), "model.backbone.init_args.pretrained")[1]
+        random = ["--model.backbone.init_args.pretrained=false"] if pretrained else []  # no download
+        cli = LitvisionCLI(args=[f"--config={config}", "--trainer.logger=false", *random], run=False)
+        net, shape = cli.model.net, tuple(cli.datamodule.input_shape)
         params = sum(p.numel() for p in net.parameters()) / 1e6
         row = f"{config.stem:34} {'x'.join(map(str, shape)):>9} {params:8.2f}M"
         for device, bf16 in devices:

@@ -17,8 +17,10 @@ from pathlib import Path
 import yaml
 
 from litvision.cli import LitvisionCLI
-from litvision.reproduce.data_sources import SOURCES, DataSource, weights_cached
-from litvision.reproduce.plan import load_scale, lookup, options
+from litvision.data.sources import SOURCES, DataSource, weights_cached
+from litvision.parsing import options
+from litvision.reproduce.plan import load_scale
+from litvision.utils import lookup, markdown_table, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +52,10 @@ def main() -> None:
     if not args.synthetic:
         scale = load_scale(args.scale, ROOT / "configs" / "experiments" / "scales")
         source = DataSource(args.data_source, scale, ROOT / "data", ROOT.parent / "shared" / "data")
+    run = {"trainer.limit_train_batches": args.limit_train_batches, "trainer.enable_progress_bar": False}
+    run |= {"data.num_workers": args.num_workers, "trainer.logger.save_dir": args.log_dir}
+    run |= {"data.batch_size": args.batch_size} if args.batch_size else {}
+    run |= {"trainer.max_epochs": 1}
     rows = []
     for config in args.configs or sorted((ROOT / "configs").glob("*.yaml")):
         row, start = {"config": config.stem, "data": "?"}, time.perf_counter()
@@ -60,11 +66,7 @@ def main() -> None:
             else:
                 data, dataset = source.arguments(spec)
                 row["data"] = source.describe(dataset) if dataset else "its own"
-            data.update({"data.batch_size": args.batch_size} if args.batch_size else {})
-            data.update({"data.num_workers": args.num_workers, "trainer.max_epochs": 1})
-            data.update({"trainer.limit_train_batches": args.limit_train_batches})
-            data.update({"trainer.logger.save_dir": args.log_dir, "trainer.enable_progress_bar": False})
-            cli = LitvisionCLI(args=["fit", f"--config={config}", *options(data)])
+            cli = LitvisionCLI(args=["fit", f"--config={config}", *options({**data, **run})])
             row["test_acc"] = float(cli.trainer.callback_metrics["test/acc"])
             row["train_images"] = len(cli.datamodule.train_set)
         except (Exception, SystemExit) as err:  # report every config, even after one fails (or exits)
@@ -72,12 +74,12 @@ def main() -> None:
         rows.append({**row, "seconds": round(time.perf_counter() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
         if args.json:  # after each config, so that a run cut short still leaves its rows
-            args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| config | data | training images | seconds | test accuracy |\n| --- | --- | --- | --- | --- |")
+            write_json(args.json, rows)
+    table = [["config", "data", "training images", "seconds", "test accuracy"]]
     for r in rows:
         outcome = f"{100 * r['test_acc']:.2f}%" if "test_acc" in r else "FAILED: " + r["error"]
-        images = r.get("train_images", "")
-        print(f"| `{r['config']}` | {r['data']} | {images} | {r['seconds']:.0f} | {outcome} |")
+        table.append([f"`{r['config']}`", r["data"], r.get("train_images", ""), round(r["seconds"]), outcome])
+    print("\n" + markdown_table(table), end="")
 
 
 if __name__ == "__main__":

@@ -26,24 +26,17 @@ import optuna
 import yaml
 
 from litvision.search.cli import main as search
+from litvision.utils import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(folder: Path, name: str, args: argparse.Namespace, *more: str) -> tuple[float, optuna.Study]:
+    config, space = ROOT / "configs/digits_lstm.yaml", ROOT / "configs/search/digits.yaml"
+    given = [f"--config={config}", f"--space={space}", f"--trainer.max_epochs={args.epochs}"]
+    given += [f"--data.init_args.val_size={args.val_size}", f"--output={folder / name}", f"--study={name}"]
     started = time.perf_counter()
-    search(
-        [
-            f"--config={ROOT / 'configs/digits_lstm.yaml'}",
-            f"--space={ROOT / 'configs/search/digits.yaml'}",
-            f"--trainer.max_epochs={args.epochs}",
-            f"--data.init_args.val_size={args.val_size}",
-            f"--output={folder / name}",
-            f"--study={name}",
-            "--test_trials=none",
-            *more,
-        ]
-    )
+    search([*given, "--test_trials=none", *more])
     seconds = time.perf_counter() - started
     return seconds, optuna.load_study(study_name=name, storage=f"sqlite:///{folder / name / 'study.db'}")
 
@@ -57,43 +50,38 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--grid-points", type=int, default=4)
     parser.add_argument("--val-size", type=float, default=0.3, help="the digits' validation fraction")
+    parser.add_argument("--pruner", default="median", help="the search's --pruner (the target's: median)")
     parser.add_argument("--keep", type=Path, help="keep the studies in this folder")
     args = parser.parse_args()
-    rows = []
+    ratios, gains = [], []
+    table = [["seed", "pruned", "unpruned", "time ratio", "best val/acc: search, unpruned", "search - grid"]]
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.keep or Path(tmp)
+        folder, trials = args.keep or Path(tmp), f"--trials={args.trials}"
         run(folder, "warm-up", argparse.Namespace(**{**vars(args), "epochs": 1}), "--trials=1")
-        grid_s, grid = run(
-            folder, "grid", args, f"--trials={args.grid_points**2}", "--pruner=none", "--sampler=grid",
-            f"--grid_points={args.grid_points}",
-        )  # fmt: skip
+        grid_s, grid = run(folder, "grid", args, f"--trials={args.grid_points**2}", "--pruner=none",
+                           "--sampler=grid", f"--grid_points={args.grid_points}")  # fmt: skip
         for seed in args.seeds:
-            pruned_s, pruned = run(
-                folder, f"pruned-{seed}", args, f"--trials={args.trials}", f"--sampler_seed={seed}"
-            )
+            pruned_s, pruned = run(folder, f"pruned-{seed}", args, trials, f"--sampler_seed={seed}",
+                                   f"--pruner={args.pruner}")  # fmt: skip
             values = yaml.safe_dump([t.params for t in pruned.trials], default_flow_style=True)  # 1.0e-06
-            full_s, full = run(folder, f"unpruned-{seed}", args, f"--trials={args.trials}", "--pruner=none",
-                               f"--enqueue={values}")  # fmt: skip
-            assert [t.params for t in full.trials] == [t.params for t in pruned.trials], "the same trials"
-            pruned_n = sum(t.state == optuna.trial.TrialState.PRUNED for t in pruned.trials)
-            rows.append(
-                (seed, pruned_s, pruned_n, full_s, pruned_s / full_s, pruned.best_value, full.best_value)
+            full_s, full = run(
+                folder, f"unpruned-{seed}", args, trials, "--pruner=none", f"--enqueue={values}"
             )
-    print(f"\n{args.trials} trials of {args.epochs} epochs; the {args.grid_points}x{args.grid_points} grid: "
-          f"best val/acc {grid.best_value:.4f} in {grid_s:.0f} s")  # fmt: skip
-    print("| seed | pruned | unpruned | time ratio | best val/acc: search, unpruned | search - grid |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for seed, pruned_s, pruned_n, full_s, ratio, best, full_best in rows:
-        print(f"| {seed} | {pruned_s:.0f} s, {pruned_n} of {args.trials} pruned | {full_s:.0f} s "
-              f"| {ratio:.2f} | {best:.4f}, {full_best:.4f} | {best - grid.best_value:+.4f} |")  # fmt: skip
-    ratio = statistics.median(r[4] for r in rows)
-    gain = statistics.median(r[5] - grid.best_value for r in rows)
-    met = sum(r[4] <= 0.6 for r in rows), sum(r[5] >= grid.best_value for r in rows)
-    print(
-        f"median over {len(rows)} seeds: time ratio {ratio:.2f} (target <= 0.6: "
-        f"{'met' if ratio <= 0.6 else 'missed'}, at {met[0]} seeds); search - grid {gain:+.4f} (target >= 0: "
-        f"{'met' if gain >= 0 else 'missed'}, at {met[1]} seeds)"
-    )
+            assert [t.params for t in full.trials] == [t.params for t in pruned.trials], "the same trials"
+            ratios.append(pruned_s / full_s)
+            gains.append(pruned.best_value - grid.best_value)
+            stopped = sum(t.state == optuna.trial.TrialState.PRUNED for t in pruned.trials)
+            table.append([seed, f"{pruned_s:.0f} s, {stopped} of {args.trials} pruned", f"{full_s:.0f} s",
+                          f"{ratios[-1]:.2f}", f"{pruned.best_value:.4f}, {full.best_value:.4f}",
+                          f"{gains[-1]:+.4f}"])  # fmt: skip
+    print(f"\n{args.trials} trials of {args.epochs} epochs, {args.pruner} pruner; the {args.grid_points}x"
+          f"{args.grid_points} grid: best val/acc {grid.best_value:.4f} in {grid_s:.0f} s\n")  # fmt: skip
+    print(markdown_table(table))
+    ratio, gain = statistics.median(ratios), statistics.median(gains)
+    print(f"median over {len(ratios)} seeds: time ratio {ratio:.2f} (target <= 0.6: "
+          f"{'met' if ratio <= 0.6 else 'missed'}, at {sum(r <= 0.6 for r in ratios)} seeds); search - grid "
+          f"{gain:+.4f} (target >= 0: {'met' if gain >= 0 else 'missed'}, at {sum(g >= 0 for g in gains)} "
+          "seeds)")  # fmt: skip
 
 
 if __name__ == "__main__":

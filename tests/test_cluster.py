@@ -101,7 +101,7 @@ def test_a_run_in_an_array_task_leaves_the_signals_to_submitit(monkeypatch, in_t
     from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 
     from litvision.cli import LitvisionCLI
-    from litvision.reproduce.launch import PLAIN_ENVIRONMENT
+    from litvision.launch.slurm import PLAIN_ENVIRONMENT
 
     slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "litvision", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0",
              "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "node1"}  # fmt: skip
@@ -332,9 +332,9 @@ def test_sweep_through_submitit_requeues_preempted_and_timed_out_runs_to_the_loc
     results of the same runs trained by the local runner."""
     from rich.console import Console
 
-    from litvision.reproduce.data_sources import DataSource
-    from litvision.reproduce.jobs import MARKER
-    from litvision.reproduce.launch import PLAIN_ENVIRONMENT, Launcher, SlurmSettings
+    from litvision.data.sources import DataSource
+    from litvision.launch.pool import MARKER
+    from litvision.launch.slurm import PLAIN_ENVIRONMENT, Launcher, SlurmSettings
     from litvision.reproduce.plan import load_plan, load_scale
     from litvision.reproduce.report import METRICS
     from litvision.reproduce.runner import Reproduction

@@ -1,6 +1,6 @@
 """The shape of the package, read from its source: no import cycle (at module or function level, or
-through imports for annotations only), and training never imports the analysis tools or the reproduction
-code."""
+through imports for annotations only), and training never imports the analysis tools, the reproduction
+code, the launchers or the plain loop."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def cycle_through(start: str) -> list[str] | None:
 def test_the_graph_sees_imports_in_functions_and_under_type_checking():
     assert "litvision.cli" in GRAPH["litvision.runs"]  # load_run imports the CLI inside the function
     source = "if TYPE_CHECKING:\n    from litvision.reproduce.runner import Job\n"
-    found = imports(source, "litvision.reproduce.launch", "litvision.reproduce")
+    found = imports(source, "litvision.launch.slurm", "litvision.launch")
     assert found == {"litvision.reproduce.runner"}
 
 
@@ -72,7 +72,7 @@ def test_no_import_cycle_at_module_or_function_level_or_for_annotations():
     assert not cycles, "; ".join(" -> ".join(chain) for chain in cycles.values())
 
 
-def test_training_never_imports_the_analysis_tools_or_the_reproduction_code():
+def test_training_never_imports_the_analysis_tools_the_reproduction_code_or_the_launchers():
     """Everything ``litvision fit`` can import (the CLI's imports, theirs, and the packages they sit in)."""
     reached, todo = set(), ["litvision.cli"]
     while todo:
@@ -83,5 +83,11 @@ def test_training_never_imports_the_analysis_tools_or_the_reproduction_code():
         parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
         todo += [*GRAPH[name], *(p for p in parents if p in MODULES)]
     assert "litvision.module" in reached and "litvision.data.cifar" in reached
-    apart = ("litvision.analysis", "litvision.reproduce", "litvision.search")
+    apart = (
+        "litvision.analysis",
+        "litvision.reproduce",
+        "litvision.search",
+        "litvision.launch",
+        "litvision.plain",
+    )
     assert not [n for n in reached if n.startswith(apart)]

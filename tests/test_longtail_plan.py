@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from litvision.reproduce.jobs import MARKER
+from litvision.launch.pool import MARKER
 from litvision.reproduce.plan import load_plan
 from litvision.reproduce.report import METRICS, RunDir
 

@@ -27,28 +27,27 @@ import litvision.reproduce.cli as cli
 import litvision.reproduce.report as report_module
 from litvision.commands import main as litvision_main
 from litvision.data.imbalance import LongTailImbalance
+from litvision.data.sources import DataSource
 from litvision.errors import LitvisionError
+from litvision.launch.pool import MARKER, Progress
+from litvision.parsing import options
+from litvision.plain import STATE
+from litvision.plain import run as plain_loop
 from litvision.reproduce.cli import main
-from litvision.reproduce.data_sources import DataSource
-from litvision.reproduce.estimate import START_S, Progress, run_seconds
-from litvision.reproduce.jobs import MARKER
-from litvision.reproduce.plain import STATE
+from litvision.reproduce.estimate import START_S, run_seconds
 from litvision.reproduce.plan import (
     Analysis,
     Scale,
     available_plans,
-    format_value,
     load_plan,
     load_scale,
     load_sweep,
-    lookup,
-    read_yaml,
     select_plans,
     sweep_runs,
 )
 from litvision.reproduce.report import METRICS, Report, RunDir
 from litvision.reproduce.runner import PLAIN_DIR, Reproduction, epochs_trained, is_finished, slots
-from litvision.utils import load_checkpoint
+from litvision.utils import load_checkpoint, lookup, read_yaml
 
 PLANS = ROOT / "configs" / "experiments"
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
@@ -113,7 +112,7 @@ def print_config(args: list[str], capsys) -> dict:
 
 
 def override_args(run) -> list[str]:
-    return [f"--{key}={format_value(value)}" for key, value in run.overrides.items()]
+    return options(run.overrides)
 
 
 def contained(value, resolved) -> bool:
@@ -211,7 +210,8 @@ def test_arguments_in_plans_sweeps_and_scales_are_kept_as_written(tmp_path, in_r
     runner = Reproduction(
         [load_plan(tmp_path / "900.yaml", set(METRICS))], Scale(), DataSource("download", Scale()), tmp_path
     )
-    assert f"--trainer.callbacks={json.dumps(callbacks)}" in runner.fit_args(run)
+    given = [arg.partition("=")[2] for arg in runner.fit_args(run) if arg.startswith("--trainer.callbacks=")]
+    assert [yaml.safe_load(value) for value in given] == [callbacks]  # one line of YAML, read back as given
 
 
 def test_the_command_line_names_an_unknown_report_or_scale(in_root, capsys):
@@ -417,32 +417,40 @@ def test_the_whole_pipeline_fills_every_table_at_smoke_scale(tmp_path, in_root):
     assert report.count("](figures/") == len(figures) > 0
 
 
-def test_plain_loop_killed_between_epochs_ends_where_an_unbroken_one_ends(tmp_path):
+def test_plain_loop_killed_between_epochs_ends_where_an_unbroken_one_ends(tmp_path, capsys):
     """The plain loop saves its state after each epoch; killed and started again (the same command), it
     goes on from there to the same result as a run never stopped: weights, optimizer, best epoch and the
     random stream of the network's dropout carried over. Another run's state is refused, not used."""
     run, other = tmp_path / "run", tmp_path / "other"
-    fit = [sys.executable, "-m", "litvision", "fit", f"--config={ROOT / 'configs/digits_lstm.yaml'}",
+    fit = [f"--config={ROOT / 'configs/digits_lstm.yaml'}", "--data.batch_size=128",
            "--model.backbone=litvision.models.MultiKernelCNN", "--model.backbone.init_args.channels=[8, 8]",
-           "--model.backbone.init_args.pool_after=[1]", "--model.backbone.init_args.hidden=16",
-           "--data.batch_size=128", "--print_config"]  # fmt: skip
+           "--model.backbone.init_args.pool_after=[1]", "--model.backbone.init_args.hidden=16"]  # fmt: skip
     for folder, epochs in ((run, 10), (other, 3)):
         folder.mkdir()
-        config = subprocess.run([*fit, f"--trainer.max_epochs={epochs}"], capture_output=True, text=True)
-        (folder / "config.yaml").write_text(config.stdout)
-    plain = [sys.executable, "-m", "litvision", "reproduce", "plain", "--device=cpu"]
-    subprocess.run([*plain, str(run), f"--output={tmp_path / 'whole'}"], check=True, capture_output=True)
+        config = print_config([*fit, f"--trainer.max_epochs={epochs}"], capsys)
+        (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    plain_loop(run, tmp_path / "whole", "cpu")  # in this process: the loop seeds itself
 
     out = tmp_path / "stopped"
-    stopped = subprocess.Popen([*plain, str(run), f"--output={out}"], stdout=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "litvision",
+        "reproduce",
+        "plain",
+        str(run),
+        f"--output={out}",
+        "--device=cpu",
+    ]
+    stopped = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     while not (out / "state.pt").exists() and stopped.poll() is None:
         time.sleep(0.01)
     stopped.kill()
     assert stopped.wait() != 0 and not (out / "results.json").exists()  # killed part-way
     assert 1 <= load_checkpoint(out / "state.pt")["done"]["epochs"] < 10
-    refused = subprocess.run([*plain, str(other), f"--output={out}"], capture_output=True, text=True)
-    assert refused.returncode == 1 and "holds the plain loop of another run" in refused.stderr
-    subprocess.run([*plain, str(run), f"--output={out}"], check=True, capture_output=True)
+    with pytest.raises(LitvisionError, match="holds the plain loop of another run"):
+        plain_loop(other, out, "cpu")
+    plain_loop(run, out, "cpu")  # the same command, started again
 
     whole, resumed = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "whole", out))
     for key in ("acc", "confusion_matrix", "val_acc_best", "best_epoch", "train_images"):

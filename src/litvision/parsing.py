@@ -16,10 +16,12 @@ import re
 import sys
 import textwrap
 from argparse import SUPPRESS
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import PurePath
 from typing import Any, NoReturn
 
 import jsonargparse
+import yaml
 from jsonargparse import ActionConfigFile, DefaultHelpFormatter
 
 from litvision.utils import import_object
@@ -244,3 +246,17 @@ def _import_suggestion(class_path: str | None) -> str:
     except Exception:  # a suggestion is a courtesy, never an error of its own
         return ""
     return suggestion(name, names, prefix=f"{module}.")
+
+
+def cli_value(value: Any) -> str:
+    """A value as a ``--key=value`` argument that reads back as the same value (``1.0e-05``, not the
+    ``1e-05`` that YAML would read as a string); a path as its text."""
+    if isinstance(value, (str, PurePath)):
+        return str(value)
+    flow = yaml.safe_dump(value, default_flow_style=True, width=float("inf"))  # one line, however long
+    return flow.removesuffix("\n...\n").strip()
+
+
+def options(values: Mapping[str, Any]) -> list[str]:
+    """Arguments (dotted keys) as command-line options, ``--key=value``."""
+    return [f"--{key}={cli_value(value)}" for key, value in values.items()]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+import yaml
 
 from litvision.errors import LitvisionError
 
@@ -139,6 +140,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise LitvisionError(f"checkpoint '{path}' is not a Lightning checkpoint: it has no state_dict")
     return checkpoint
+
+
+def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted key in a config mapping; ``data.x`` also finds ``data.init_args.x``."""
+    node: Any = config
+    for part in key.split("."):
+        if isinstance(node, dict) and part not in node and "init_args" in node:
+            node = node["init_args"]
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise LitvisionError(f"{what} '{path}' not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise LitvisionError(f"{what} '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise LitvisionError(f"{what} '{path}' must be a mapping of keys to values")
+    return data
 
 
 def import_object(class_path: str, what: str = "class_path") -> Any:

@@ -25,12 +25,12 @@ from typing import Literal
 from jsonargparse import ActionYesNo, Namespace
 from rich.console import Console
 
+from litvision import plain
+from litvision.data.sources import SOURCES, DataSource
 from litvision.errors import LitvisionError, one_line_errors
+from litvision.launch.pool import format_duration
+from litvision.launch.slurm import LAUNCHERS, Launcher, SlurmSettings
 from litvision.parsing import Parser
-from litvision.reproduce import plain
-from litvision.reproduce.data_sources import SOURCES, DataSource
-from litvision.reproduce.estimate import format_duration
-from litvision.reproduce.launch import LAUNCHERS, Launcher, SlurmSettings
 from litvision.reproduce.plan import (
     Plan,
     Scale,
@@ -207,24 +207,17 @@ def reproduction(
     directory of the scale)."""
     scale = load_scale(args.scale, args.scales_dir)
     source = DataSource(args.data_source, scale, args.data_root, args.shared_data, make=not args.dry_run)
-    launcher = (
-        None
-        if args.get("launcher", "local") == "local"
-        else Launcher(args.launcher, args.slurm, args.wait, args.gpus_per_run)
-    )
-    root = root or args.runs_dir / scale.name
+    local = args.get("launcher", "local") == "local"
+    launcher = None if local else Launcher(args.launcher, args.slurm, args.wait, args.gpus_per_run)
     return Reproduction(
-        plans, scale, source, root, args.jobs, args.gpus_per_run, console, launcher=launcher,
-        jobs_per_gpu=args.jobs_per_gpu, **kwargs,
+        plans, scale, source, root or args.runs_dir / scale.name, args.jobs, args.gpus_per_run, console,
+        launcher=launcher, jobs_per_gpu=args.jobs_per_gpu, **kwargs,
     )  # fmt: skip
 
 
 def load_plans(names: list[str], args: Namespace) -> list[Plan]:
-    paths = select_plans(names, args.plans)  # shown from the repository where they are in it
-    return [
-        load_plan(Path(os.path.relpath(p)) if p.is_relative_to(Path.cwd()) else p, set(METRICS))
-        for p in paths
-    ]
+    shown = lambda p: Path(os.path.relpath(p)) if p.is_relative_to(Path.cwd()) else p  # noqa: E731
+    return [load_plan(shown(p), set(METRICS)) for p in select_plans(names, args.plans)]
 
 
 def make_report(

@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from litvision.reproduce.plan import lookup
-from litvision.utils import import_object
+from litvision.utils import import_object, lookup
 
 # Images in each dataset's training set (before the validation split; EuroSAT: all, before its test split).
 TRAIN_IMAGES = {"cifar10": 50_000, "mnist": 60_000, "eurosat": 27_000}
@@ -95,46 +94,3 @@ def time_step(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return min(times[1:]) / batch
-
-
-def format_duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
-
-
-class Progress:
-    """Jobs finished, running and left, the time elapsed and an estimate of the time left."""
-
-    def __init__(self, predicted: dict[str, float], slots: int = 1) -> None:
-        self.predicted = predicted  # job id -> estimated seconds, of the jobs this command runs
-        self.slots = max(slots, 1)
-        self.started = time.perf_counter()
-        self.running: set[str] = set()
-        self.failed: set[str] = set()
-        self.actual: dict[str, float] = {}  # job id -> seconds, of the finished jobs
-
-    def start(self, job: str) -> None:
-        self.running.add(job)
-
-    def end(self, job: str, seconds: float, ok: bool | None) -> None:
-        """A job ended: ``ok`` True (finished), False (failed) or None (interrupted: left to do)."""
-        self.running.discard(job)
-        if ok:
-            self.actual[job] = seconds
-        elif ok is False:
-            self.failed.add(job)
-
-    def left_seconds(self) -> float:
-        expected = sum(self.predicted.get(r, 0.0) for r in self.actual)
-        ratio = sum(self.actual.values()) / expected if expected > 0 else 1.0
-        left = [s for r, s in self.predicted.items() if r not in self.actual and r not in self.failed]
-        return ratio * sum(left) / self.slots
-
-    def line(self) -> str:
-        left = len(self.predicted) - len(self.actual) - len(self.failed) - len(self.running)
-        failed = f", {len(self.failed)} failed" if self.failed else ""
-        elapsed = format_duration(time.perf_counter() - self.started)
-        return (
-            f"{len(self.actual)} finished, {len(self.running)} running, {left} left{failed}; "
-            f"{elapsed} elapsed, about {format_duration(self.left_seconds())} left"
-        )

@@ -7,18 +7,17 @@ ordinary config plus overrides (dotted keys); a sweep point that changes nothing
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from jsonargparse import ArgumentError
 
 from litvision.analysis.cli import BY_NAME
 from litvision.errors import LitvisionError
-from litvision.parsing import Parser, one_line
+from litvision.parsing import Parser, cli_value, one_line
+from litvision.utils import lookup, read_yaml
 
 T = TypeVar("T")
 # The tools a plan may ask for: those that declare the file that shows they ran.
@@ -32,7 +31,7 @@ class Run:
 
     config: str
     overrides: dict = field(default_factory=dict)  # a plain dict: its class_paths are kept as written
-    plain_reference: bool = False  # also retrained by the plain PyTorch loop (plain.py)
+    plain_reference: bool = False  # also retrained by the plain PyTorch loop (litvision.plain)
     report: str = ""
     name: str = ""  # its directory, unique within its report
     seed: int = 0  # 0: the config's own seeds; k: each moved by k, in the directory <name>-seed<k>
@@ -200,9 +199,8 @@ class Scale:
         """The run's budget in words: the report's recipe, how this scale reduces it, or needs a GPU."""
         if self.gpu_reason(run):
             return "needs a GPU"
-        return (
-            "scaled down" if self.scaled_down else ["published recipe", *self._match(run, self.reduced)][-1]
-        )
+        recipe = ["published recipe", *self._match(run, self.reduced)][-1]
+        return "scaled down" if self.scaled_down else recipe
 
     def seed_count(self, run: Run, seeds: int | None = None) -> int:
         """The seeds the run gets: ``seeds`` (the command line) if given, else this scale's, else 1."""
@@ -215,47 +213,10 @@ class Scale:
         return here if analysis.tool == "curves" or here == analysis.runs else []
 
     def has_plain_reference(self, run: Run) -> bool:
-        patterns = self.plain_reference
-        return (
-            run.plain_reference
-            and not run.seed
-            and (patterns is None or any(fnmatch.fnmatchcase(run.id, p) for p in patterns))
+        chosen = self.plain_reference is None or any(
+            fnmatch.fnmatchcase(run.id, p) for p in self.plain_reference
         )
-
-
-def format_value(value: Any) -> str:
-    """A YAML value as the command line takes it: scalars as text, lists and mappings as JSON."""
-    return json.dumps(value) if isinstance(value, (bool, list, dict)) or value is None else str(value)
-
-
-def options(arguments: dict[str, Any]) -> list[str]:
-    """Arguments (dotted keys) as command-line options, ``--key=value``."""
-    return [f"--{key}={format_value(value)}" for key, value in arguments.items()]
-
-
-def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
-    """(found, value) of a dotted key in a config mapping; ``data.x`` also finds ``data.init_args.x``."""
-    node: Any = config
-    for part in key.split("."):
-        if isinstance(node, dict) and part not in node and "init_args" in node:
-            node = node["init_args"]
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise LitvisionError(f"{what} '{path}' not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise LitvisionError(f"{what} '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise LitvisionError(f"{what} '{path}' must be a mapping of keys to values")
-    return data
+        return run.plain_reference and not run.seed and chosen
 
 
 def parse(kind: type[T], data: dict[str, Any], where: str) -> T:
@@ -312,7 +273,7 @@ def load_sweep(path: Path | str) -> Sweep:
     either = (sweep.points is None) != (sweep.argument is None)
     check(either, where, "give either 'argument' with 'values', or 'points'")
     if sweep.argument is not None:
-        sweep.points = {format_value(v): {sweep.argument: v} for v in sweep.values or []}
+        sweep.points = {cli_value(v): {sweep.argument: v} for v in sweep.values or []}
         check(len(sweep.points) == len(sweep.values or []) > 0, where, "'values' is empty or has duplicates")
     for label, overrides in (sweep.points or {}).items():
         point = word(label, where, "point name")

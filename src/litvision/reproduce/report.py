@@ -24,11 +24,22 @@ from typing import Any
 import yaml
 
 from litvision.analysis.cli import BY_NAME
-from litvision.reproduce.data_sources import DATASETS, DataSource
-from litvision.reproduce.jobs import INTERRUPTED, MARKER, last_error
-from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table, lookup, options, read_yaml
+from litvision.data.sources import DATASETS, DataSource
+from litvision.launch.pool import INTERRUPTED, MARKER, last_error
+from litvision.parsing import options
+from litvision.reproduce.plan import Cell, Finding, Plan, Run, Scale, Table
 from litvision.reproduce.runner import PLAIN_DIR, epochs_trained, is_finished
-from litvision.utils import csv_text, git_state, markdown_table, now, read_json, read_scalars, write_text
+from litvision.utils import (
+    csv_text,
+    git_state,
+    lookup,
+    markdown_table,
+    now,
+    read_json,
+    read_scalars,
+    read_yaml,
+    write_text,
+)
 
 TEXT = yaml.safe_load(Path(__file__).with_name("report.yaml").read_text())
 TEST, PLAIN = "test_results.json", f"{PLAIN_DIR}/results.json"
@@ -284,10 +295,8 @@ class Report:
         if cell.classes == "total":
             return 100 * run.test["acc"]
         first, _, last = str(cell.classes).partition("-")
-        classes, span = (
-            list(run.test.get("per_class", {}).values()),
-            range(int(first), int(last or first) + 1),
-        )
+        classes = list(run.test.get("per_class", {}).values())
+        span = range(int(first), int(last or first) + 1)
         return 100 * statistics.fmean(classes[k]["acc"] for k in span) if span[-1] < len(classes) else None
 
     @cached_property
@@ -430,16 +439,11 @@ class Report:
             left = [(len(judged) - len(verdicts) - gpu, "waiting for runs"), (gpu, "needing a GPU")]
             left = "; ".join(f"{n} {what}" for n, what in left if n)
             confirmed = f"{sum(v.startswith('confirmed') for v in verdicts)} of {len(verdicts)}"
-            filled = sum(seeds.mean is not None for seeds, _ in cells)
-            rows.append(
-                [
-                    f"[{plan.id}](#{plan.id}) {plan.title}",
-                    f"{sum(r.finished for r in runs)} / {len(runs)}",
-                    f"{filled} / {len(cells)}",
-                    f"{statistics.fmean(diffs):.2f}" if diffs else "—",
-                    (confirmed + (f" ({left})" if left else "")) if judged else "—",
-                ]
-            )
+            filled = f"{sum(seeds.mean is not None for seeds, _ in cells)} / {len(cells)}"
+            finished = f"{sum(r.finished for r in runs)} / {len(runs)}"
+            mean = f"{statistics.fmean(diffs):.2f}" if diffs else "—"
+            findings = (confirmed + (f" ({left})" if left else "")) if judged else "—"
+            rows.append([f"[{plan.id}](#{plan.id}) {plan.title}", finished, filled, mean, findings])
         return ["## Summary", "", markdown_table(rows)]
 
     # --- a report's section --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Runs a reproduction: every run of the chosen reports as an ordinary ``litvision fit``, then their
-plain-loop references, then the analyses (``litvision analyze``), each a job (jobs.py) executed in this
-machine's pool of slots or as SLURM array tasks (launch.py).
+plain-loop references, then the analyses (``litvision analyze``), each a job executed in this
+machine's pool of slots or as SLURM array tasks (litvision.launch).
 
 Each run has its own directory, ``RUNS/<scale>/<report>/<run>/``: a Lightning run directory (its
 ``config.yaml``, checkpoints, ``test_results.json``, TensorBoard events) plus ``reproduce.log`` and
@@ -25,14 +25,15 @@ from rich.console import Console
 
 from litvision.analysis.cli import BY_NAME
 from litvision.cli import DEFAULT_SEED
+from litvision.data.sources import DATASETS, DataSource
 from litvision.errors import LitvisionError
-from litvision.reproduce.data_sources import DATASETS, DataSource
-from litvision.reproduce.estimate import START_S, Progress, run_seconds
-from litvision.reproduce.jobs import MARKER, Job, finished, run_pool
-from litvision.reproduce.launch import SUBMITIT_DIR, Launcher
-from litvision.reproduce.plain import STATE
-from litvision.reproduce.plan import Analysis, Plan, Run, Scale, lookup, options, read_yaml
-from litvision.utils import load_checkpoint, now, read_json, visible_gpus
+from litvision.launch.pool import MARKER, Job, Progress, finished, run_pool
+from litvision.launch.slurm import SUBMITIT_DIR, Launcher
+from litvision.parsing import options
+from litvision.plain import STATE
+from litvision.reproduce.estimate import START_S, run_seconds
+from litvision.reproduce.plan import Analysis, Plan, Run, Scale
+from litvision.utils import load_checkpoint, lookup, now, read_json, read_yaml, visible_gpus
 
 PLAIN_DIR = "plain_loop"
 
@@ -49,9 +50,8 @@ def epochs_trained(run_dir: Path, plain: bool = False) -> int:
         saved = load_checkpoint(path) if path.is_file() else {}
     except LitvisionError:
         return 0
-    return int(
-        lookup(saved, "done.epochs" if plain else "loops.fit_loop.epoch_progress.total.processed")[1] or 0
-    )
+    key = "done.epochs" if plain else "loops.fit_loop.epoch_progress.total.processed"
+    return int(lookup(saved, key)[1] or 0)
 
 
 def slots(
@@ -161,8 +161,7 @@ class Reproduction:
         run_dir = self.run_dir(run)
         out = run_dir / PLAIN_DIR
         if (
-            not self.scale.has_plain_reference(run)
-            or not is_finished(run_dir)
+            not (self.scale.has_plain_reference(run) and is_finished(run_dir))
             or (out / "results.json").is_file()
         ):
             return None
@@ -182,9 +181,8 @@ class Reproduction:
             else 1
         )
         names = self.scale.analysed(analysis, plan.runs)
-        if (analysis.runs and not names) or (
-            not analysis.runs and self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
-        ):
+        left_to_gpu = not analysis.runs and self.scale.gpu_reason(f"{plan.id}/{analysis.key}")
+        if (analysis.runs and not names) or left_to_gpu:
             return []
         jobs = []
         for seed in range(seeds):
@@ -197,9 +195,8 @@ class Reproduction:
             key = f"{analysis.key}-seed{seed}" if seed else analysis.key
             marker, done = self.root / plan.id / "analysis" / f"{key}.json", out / str(tool.done)
             newest = max(((d / MARKER).stat().st_mtime for d in run_dirs if is_finished(d)), default=0.0)
-            if not all(map(is_finished, run_dirs)) or (
-                finished(marker, done) and done.stat().st_mtime >= newest
-            ):
+            current = finished(marker, done) and done.stat().st_mtime >= newest
+            if current or not all(map(is_finished, run_dirs)):
                 continue
             args = ["analyze", analysis.tool, *map(str, run_dirs)]
             if analysis.config is not None:  # the loss landscape: its config, with this source's data
@@ -229,9 +226,8 @@ class Reproduction:
         tasks (the analyses run here, once their runs are done)."""
         if self.launcher is not None:
             submitted = [job for job in jobs if job.kind != "analysis"]
-            self.failures += (
-                self.launcher.submit(submitted, self.root / SUBMITIT_DIR, self.console) if submitted else []
-            )
+            if submitted:
+                self.failures += self.launcher.submit(submitted, self.root / SUBMITIT_DIR, self.console)
             jobs = [job for job in jobs if job.kind == "analysis"]
         self.failures += run_pool(jobs, self.slots, self.console, progress) if jobs else []
 
@@ -259,12 +255,8 @@ class Reproduction:
 
     def plain_left(self, runs: list[Run]) -> list[Run]:
         """The runs whose plain-loop reference the scale asks for and has not written its results."""
-        return [
-            r
-            for r in runs
-            if self.scale.has_plain_reference(r)
-            and not (self.run_dir(r) / PLAIN_DIR / "results.json").is_file()
-        ]
+        wanted = filter(self.scale.has_plain_reference, runs)
+        return [r for r in wanted if not (self.run_dir(r) / PLAIN_DIR / "results.json").is_file()]
 
     def estimate(self) -> float:
         """Estimated seconds to train the unfinished runs and plain-loop references with these slots."""
@@ -333,15 +325,11 @@ class Reproduction:
             for key in set(plain) - {job.key for job in plain_jobs}:
                 del progress.predicted[key]  # its run failed: no reference to train
             self.execute(plain_jobs, progress)
+            jobs = [
+                (a, j) for p in self.plans if analyses for a in p.analyses for j in self.analysis_jobs(p, a)
+            ]
             self.execute(
-                [
-                    job
-                    for plan in self.plans
-                    if analyses
-                    for a in plan.analyses
-                    for job in self.analysis_jobs(plan, a)
-                    if fresh is None or (bool(fresh & set(job.args)) if a.runs else not fresh)
-                ]
+                [j for a, j in jobs if fresh is None or (bool(fresh & set(j.args)) if a.runs else not fresh)]
             )
 
     def dry_run(self) -> list[str]:

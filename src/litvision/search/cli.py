@@ -24,8 +24,9 @@ from rich.console import Console
 
 from litvision.cli import LitvisionCLI
 from litvision.errors import LitvisionError, one_line_errors
-from litvision.reproduce.launch import Launcher, SlurmSettings
-from litvision.search.space import SearchSpace, cli_args, load_space
+from litvision.launch.slurm import Launcher, SlurmSettings
+from litvision.parsing import options
+from litvision.search.space import SearchSpace, load_space
 from litvision.search.study import (
     DIRECTIONS,
     FINISHED,
@@ -168,7 +169,7 @@ def check_space(cli: SearchCLI, space: SearchSpace, config: Namespace) -> None:
     exit_on_error, parser.exit_on_error = parser.exit_on_error, False
     try:
         for values in space.examples():
-            args = cli_args(values)
+            args = options(values)
             try:
                 parser.parse_args(args, namespace=config.clone())
             except Exception as err:  # noqa: BLE001 (jsonargparse's ArgumentError and friends)

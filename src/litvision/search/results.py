@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from litvision.search.study import FINISHED, PLACEMENT_KEYS, Search
-from litvision.utils import csv_text, find_checkpoint, read_json, write_text
+from litvision.utils import csv_text, find_checkpoint, lookup, read_json, write_text
 
 FIGURES = {
     "history": "plot_optimization_history",
@@ -83,8 +83,8 @@ def best_config(search: Search, number: int) -> dict[str, Any]:
     config = yaml.safe_load((search.run_dir(number) / "config.yaml").read_text())
     base = yaml.safe_load(search.base.read_text())
     for key in PLACEMENT_KEYS:
-        _set(config, key, _get(base, key))
-    logger = _get(config, "trainer.logger")
+        _set(config, key, lookup(base, key)[1])
+    logger = lookup(config, "trainer.logger")[1]
     if isinstance(logger, dict) and logger.get("init_args", {}).get("name") is None:
         logger.setdefault("init_args", {})["name"] = f"{search.name}_best"
     return config
@@ -172,14 +172,6 @@ def test_trial(search: Search, number: int) -> None:
         args=["test", f"--config={run_dir / 'config.yaml'}", f"--ckpt_path={checkpoint}", "--verbose=false"],
         save_config_callback=None,
     )
-
-
-def _get(config: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(config, dict):
-            return None
-        config = config.get(part)
-    return config
 
 
 def _set(config: dict[str, Any], key: str, value: Any) -> None:

@@ -26,6 +26,7 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from litvision.errors import LitvisionError
+from litvision.utils import read_yaml
 
 SPEC_KEYS = {"type", "low", "high", "log", "step", "choices"}
 TYPES = ("float", "int", "categorical")
@@ -122,13 +123,8 @@ class SearchSpace:
 def load_space(path: Path) -> SearchSpace:
     """Read a space file; a one-line error for anything that is not a space."""
     path = Path(path)
-    if not path.is_file():
-        raise LitvisionError(f"search space '{path}' not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise LitvisionError(f"search space '{path}' is not YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, Mapping) or not data:
+    data = read_yaml(path, "search space")
+    if not data:
         raise LitvisionError(f"search space '{path}' holds no keys: map config keys to ranges or choices")
     params = _params(data, path)
     ranges: dict[str, set[str]] = {}
@@ -211,15 +207,3 @@ def _param(key: str, spec: Any, path: Path, under: str = "") -> Param:
         return Param(key, FloatDistribution(low, high, log=log, step=step), under=under)
     except ValueError as err:  # Optuna's own checks: log with low <= 0, log with a step, ...
         raise LitvisionError(f"{where}: {err}") from None
-
-
-def cli_value(value: Any) -> str:
-    """A value as a ``--key=value`` argument that reads back as the same value (``1.0e-05``, not the
-    ``1e-05`` that YAML would read as a string)."""
-    if isinstance(value, str):
-        return value
-    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
-
-
-def cli_args(values: Mapping[str, Any]) -> list[str]:
-    return [f"--{key}={cli_value(value)}" for key, value in values.items()]

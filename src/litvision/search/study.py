@@ -36,7 +36,8 @@ from rich.console import Console
 
 from litvision.callbacks import quiet_console
 from litvision.errors import LitvisionError, NonFiniteError
-from litvision.search.space import SearchSpace, cli_args, cli_value, load_space
+from litvision.parsing import cli_value, options
+from litvision.search.space import SearchSpace, load_space
 from litvision.utils import read_json, write_json
 
 STUDY_ATTR = "litvision"  # the study's metric, direction and space, checked when it resumes
@@ -340,7 +341,7 @@ def trial_arguments(search: Search, values: dict[str, Any], number: int) -> list
     run_dir = search.run_dir(number)
     args = [
         f"--config={search.base}",
-        *cli_args(values),
+        *options(values),
         *placement_arguments(search, number),
         f"--checkpoint.monitor={search.metric}",
         f"--checkpoint.mode={search.direction}",

@@ -1,5 +1,5 @@
-"""Where a reproduction's data comes from (``--data_source``): the same runs, pointed at other data by
-ordinary command-line arguments, recorded in each run's ``config.yaml``.
+"""Where a reproduction's or a benchmark's data comes from (``--data_source``): the same runs, pointed at
+other data by ordinary command-line arguments, recorded in each run's ``config.yaml``.
 
 ``download``: the datasets the configs name, as torchvision downloads them; ``offline``: the copies in
 ``../shared/data`` (no internet), extracted once under ``data/reproduce/``; ``synthetic``: images of each
@@ -15,12 +15,11 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from litvision.data import CIFAR10DataModule, ImageDataModule
 from litvision.errors import LitvisionError
-from litvision.reproduce.plan import Scale, lookup
-from litvision.utils import import_object
+from litvision.utils import import_object, lookup
 
 SOURCES = ("download", "offline", "synthetic")
 FOLDER = "litvision.data.ImageFolderDataModule"
@@ -40,6 +39,14 @@ OFFLINE = {  # what the offline copies hold
 }
 ARCHIVES = {"cifar10": ("cifar10-jpeg.tar.xz", "cifar10-jpeg"), "eurosat": ("eurosat-rgb.tar.xz", "eurosat")}
 MNIST_FILES = [f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+
+
+class Scale(Protocol):
+    """What a source reads of a reproduction's scale (litvision.reproduce.plan.Scale)."""
+
+    name: str
+    scaled_down: bool  # every run shrunk
+    data: dict[str, dict[str, int]]  # dataset -> images per class of its subset (and its val_size)
 
 
 @dataclass

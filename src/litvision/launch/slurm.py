@@ -1,7 +1,8 @@
 """Jobs as SLURM array tasks through submitit (``slurm``), or the same submission run here by submitit's
-LocalExecutor (``submitit-local``, to try a set-up and its requeue); ``local`` is the runner's own pool.
+LocalExecutor (``submitit-local``, to try a set-up and its requeue); ``local`` is the pool (pool.py).
+``litvision search`` submits its workers through the same executor and settings.
 
-A task executes its job as the pool does (``jobs.execute``), in a thread. On submitit's signal before the
+A task executes its job as the pool does (``pool.execute``), in a thread. On submitit's signal before the
 time limit or a preemption, :meth:`JobTask.checkpoint` stops the run and requeues the task, which
 resumes from ``last.ckpt``; the run gets Lightning's plain environment, so only submitit handles signals.
 """
@@ -17,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from litvision.errors import LitvisionError
-from litvision.reproduce.jobs import Job, execute, finished
+from litvision.launch.pool import Job, execute, finished
 from litvision.utils import now, read_json, visible_gpus, write_json
 
 LAUNCHERS = ("local", "slurm", "submitit-local")

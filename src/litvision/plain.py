@@ -1,5 +1,5 @@
 """A hand-written PyTorch training loop: the reference a litvision run should land on
-(``litvision reproduce plain RUN_DIR``, docs/reproduce.md).
+(``litvision reproduce plain RUN_DIR``, docs/reproduce.md) and the throughput benchmark's baseline.
 
 It retrains a finished run from its ``config.yaml`` without Lightning: the same seed, network, loaders,
 optimizer, epochs and batch limits, testing the weights of the best validation epoch. It saves its
@@ -28,8 +28,7 @@ from torchmetrics.functional import confusion_matrix
 from litvision.callbacks import RandomState
 from litvision.errors import LitvisionError
 from litvision.metrics import accuracies
-from litvision.reproduce.plan import lookup
-from litvision.utils import import_object, load_checkpoint, write_atomically, write_json
+from litvision.utils import import_object, load_checkpoint, lookup, write_atomically, write_json
 
 STATE = "state.pt"  # in the output folder, after each epoch; removed once results.json is written
 # Trainer settings the plain loop follows only at their defaults.

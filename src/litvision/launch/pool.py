@@ -1,6 +1,6 @@
-"""A job: one ``litvision`` command of a reproduction (a run's training, its plain-loop reference, an
-analysis) as plain data, and how it is executed: here in a pool of slots (GPUs, or shares of the CPU),
-or in a SLURM array task (launch.py), the same way.
+"""A job: one ``litvision`` command (a reproduction's run, its plain-loop reference, an analysis) as plain
+data, and how it is executed: here in a pool of slots (GPUs, or shares of the CPU), or in a SLURM array
+task (slurm.py), the same way; and the progress line of a pool.
 
 A job writes its output beside its status file, ``marker`` (``reproduce.json`` in a run's directory),
 written when it ends: it finished when the marker says so and its ``done`` file exists. Its log is the
@@ -24,7 +24,6 @@ from typing import Any
 
 from rich.console import Console
 
-from litvision.reproduce.estimate import Progress
 from litvision.utils import now, read_json, write_json
 
 MARKER = "reproduce.json"
@@ -197,3 +196,46 @@ def run_pool(
             console.print("[bold red]interrupted[/]: a run resumes from its last.ckpt (if kept) next time")
             raise
     return failures
+
+
+def format_duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
+
+
+class Progress:
+    """Jobs finished, running and left, the time elapsed and an estimate of the time left."""
+
+    def __init__(self, predicted: dict[str, float], slots: int = 1) -> None:
+        self.predicted = predicted  # job id -> estimated seconds, of the jobs this command runs
+        self.slots = max(slots, 1)
+        self.started = time.perf_counter()
+        self.running: set[str] = set()
+        self.failed: set[str] = set()
+        self.actual: dict[str, float] = {}  # job id -> seconds, of the finished jobs
+
+    def start(self, job: str) -> None:
+        self.running.add(job)
+
+    def end(self, job: str, seconds: float, ok: bool | None) -> None:
+        """A job ended: ``ok`` True (finished), False (failed) or None (interrupted: left to do)."""
+        self.running.discard(job)
+        if ok:
+            self.actual[job] = seconds
+        elif ok is False:
+            self.failed.add(job)
+
+    def left_seconds(self) -> float:
+        expected = sum(self.predicted.get(r, 0.0) for r in self.actual)
+        ratio = sum(self.actual.values()) / expected if expected > 0 else 1.0
+        left = [s for r, s in self.predicted.items() if r not in self.actual and r not in self.failed]
+        return ratio * sum(left) / self.slots
+
+    def line(self) -> str:
+        left = len(self.predicted) - len(self.actual) - len(self.failed) - len(self.running)
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        elapsed = format_duration(time.perf_counter() - self.started)
+        return (
+            f"{len(self.actual)} finished, {len(self.running)} running, {left} left{failed}; "
+            f"{elapsed} elapsed, about {format_duration(self.left_seconds())} left"
+        )
