@@ -65,6 +65,16 @@ def test_a_grid_search_tries_each_point_once():
     assert points == set(itertools.product(*space.grid(3).values()))
 
 
+def test_a_study_without_a_config_is_named_after_its_data_and_network_as_fit_names_a_run(tmp_path):
+    """``litvision search --data.data_dir photos --space S.yaml`` on one's own images: the study (and its
+    folder) is photos-CifarResNet-S, not a name shared by every config-less search."""
+    folder = tmp_path / "photos"
+    args = ["--data=litvision.data.ImageFolderDataModule", f"--data.data_dir={folder}"]
+    search_, _, _ = settings(parse([*args, f"--space={ROOT / 'configs/search/digits.yaml'}"]))
+    assert search_.name == "photos-CifarResNet-digits"
+    assert search_.folder == (Path("lightning_logs/search") / search_.name).resolve()
+
+
 @pytest.mark.parametrize("space", sorted((ROOT / "configs/search").glob("*.yaml")), ids=lambda p: p.stem)
 def test_each_search_space_holds_keys_and_choices_its_config_takes(space):
     """The command in the space's header, checked as the search checks it before a study: every key and

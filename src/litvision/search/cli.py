@@ -25,6 +25,7 @@ from rich.console import Console
 from litvision.cli import LitvisionCLI
 from litvision.errors import LitvisionError, one_line_errors
 from litvision.launch.slurm import Launcher, SlurmSettings
+from litvision.loggers import run_name
 from litvision.parsing import options
 from litvision.search.space import SearchSpace, load_space
 from litvision.search.study import (
@@ -65,7 +66,8 @@ OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
     ("pruner", str, "median", "median, halving (successive halving), hyperband or none"),
     ("pruner_args", dict[str, Any], {}, "arguments of Optuna's pruner, e.g. {n_startup_trials: 5}"),
     ("enqueue", list[dict[str, Any]], [], "values tried first by a new study: [{KEY: VALUE, ...}, ...]"),
-    ("study", str | None, None, "the study's name (default: CONFIG-SPACE, of the last config and the space)"),
+    ("study", str | None, None, "the study's name (default: CONFIG-SPACE, of the last config and the space; "
+     "without a config DATA-NETWORK-SPACE, as fit names a run)"),
     ("output", str | None, None, "the study folder (default: lightning_logs/search/STUDY)"),
     ("storage", str | None, None, "a database URL (workers on several machines); default: SQLite file"),
     ("workers", int, 1, "processes running trials at once (one per GPU); 0: only write the results"),
@@ -123,7 +125,8 @@ def settings(cli: SearchCLI) -> tuple[Search, SearchSpace, str]:
         del base[key]
     check_space(cli, space, config)
     configs = [Path(str(c)) for c in (config.get("config") or []) if c is not None]
-    name = config.study or f"{configs[-1].stem if configs else 'default'}-{space.path.stem}"
+    base_name = configs[-1].stem if configs else run_name(config.get("data"), config.get("model.backbone"))
+    name = config.study or f"{base_name}-{space.path.stem}"  # without a config, as fit names its run
     folder = Path(config.output or Path("lightning_logs/search") / name).resolve()
     search = Search(
         name=name,
