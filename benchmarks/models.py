@@ -1,11 +1,8 @@
 """Parameter count and training speed (forward, backward, SGD step; images/s) of every config's network,
 built as its config builds it (its dataset's image shape, random weights) and timed on random batches by
 the reproduction estimate's step timer (``estimate.time_step``); the ratio column is the speed relative
-to the first config, which holds on a noisy machine. On a GPU, bf16 autocast too.
-
-    python benchmarks/models.py                      # every config, CPU (and GPU when present)
-    python benchmarks/models.py --batch-size 64 --steps 3 configs/vgg16_cifar.yaml
-"""
+to the first config, which holds on a noisy machine. On a GPU, bf16 autocast too. Measured:
+docs/measurements.md, "Every architecture"."""
 
 from __future__ import annotations
 
@@ -26,9 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", type=Path, help="default: every config in configs/")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--steps", type=int, default=3, help="timed steps (the fastest counts), after a warm-up"
-    )
+    parser.add_argument("--steps", type=int, default=3, help="timed steps after a warm-up (the fastest)")
     args = parser.parse_args()
     devices = [("cpu", False)] + ([("cuda", False), ("cuda", True)] if torch.cuda.is_available() else [])
     print(f"training images/s at batch {args.batch_size}, the fastest of {args.steps} steps, torch threads "

@@ -1,11 +1,7 @@
 """Every config trained for one real epoch through the CLI, then tested, on a reproduction's data source
 (``--data-source``, default the offline copies in ../shared/data) or on N synthetic images of its
 datamodule's shape and classes (``--synthetic N``). Per config: the data, the seconds and the test
-accuracy (a check, not a result).
-
-    python benchmarks/one_epoch.py                     # every config
-    python benchmarks/one_epoch.py configs/vgga_cifar.yaml --limit-train-batches 20
-"""
+accuracy (a check, not a result). Its uses: docs/measurements.md; the GPU check's ``configs`` step."""
 
 from __future__ import annotations
 

@@ -7,11 +7,8 @@
 and once, the 4x4 grid over the same ranges without pruning (its points do not depend on the seed). It
 prints, per seed and as the median over the seeds, the time of (1) over (2) (target <= 0.6) and the best
 validation accuracy of (1) minus the grid's (target >= 0). One process, one worker, after a one-trial
-warm-up that is not timed; the validation split is 30% of the training images (431 of the 1,437), so
-that one image moves the accuracy by 0.0023:
-
-    python benchmarks/search.py                      # 5 seeds, 20 trials of 10 epochs: a quiet 2-core CPU
-    python benchmarks/search.py --seeds 0 --trials 3 --epochs 2 --grid-points 2   # a rehearsal
+warm-up that is not timed; the validation split is 30% of the training images (432 of the 1,437), so
+that one image moves the accuracy by 0.0023. A rehearsal: --seeds 0 --trials 3 --epochs 2 --grid-points 2.
 """
 
 from __future__ import annotations
@@ -42,9 +39,7 @@ def run(folder: Path, name: str, args: argparse.Namespace, *more: str) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="sampler seeds")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)

@@ -3,12 +3,8 @@ precision and memory format: (a) Lightning with the torchvision/PIL DataLoader, 
 (c) the plain loop (``litvision/plain.py``) over (b)'s loader; (g), (h): (b), (c) compiled in
 ``--compile``'s mode (default ``reduce-overhead``: CUDA graphs). Images/s of the epochs after the first
 (start-up, compilation), CPU time per image (loader workers included) and the ratios, medians over
-``--rounds``. ``--profile DIR``: one more epoch of each under torch's profiler (docs/performance.md).
-
-    python benchmarks/throughput.py                                   # simple CNN, CPU, offline CIFAR-10
-    python benchmarks/throughput.py --data-source synthetic --scale smoke     # anywhere, no data needed
-    python benchmarks/throughput.py --config configs/resnet18_cifar.yaml --device cuda --paths bcgh  # graphs
-"""
+``--rounds``. ``--profile DIR``: one more epoch of each under torch's profiler. Commands and figures:
+docs/performance.md ("Measured (CPU)", "On a GPU"); no data: ``--data-source synthetic --scale smoke``."""
 
 from __future__ import annotations
 
