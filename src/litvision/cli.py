@@ -312,14 +312,17 @@ def _name_run_after_config(config: Namespace) -> None:
         "TensorBoardLogger"
     ):
         return
-    if logger.get("init_args.name") is not None:
-        return
+    if logger.get("init_args.name") is None:
+        logger["init_args.name"] = default_name(config)
+
+
+def default_name(config: Namespace) -> str:
+    """The name of a run (or a search's study) given none: its last config file's, else its data's and
+    network's (``photos-CifarResNet``)."""
     config_files = [c for c in (config.get("config") or []) if c is not None]
     if config_files:
-        name = Path(str(config_files[-1])).stem
-    else:
-        name = run_name(config.get("data"), config.get("model.backbone"))
-    logger["init_args.name"] = name
+        return Path(str(config_files[-1])).stem
+    return run_name(config.get("data"), config.get("model.backbone"))
 
 
 def last_checkpoint_callbacks(every_n_steps: int = 0) -> list[ModelCheckpoint]:

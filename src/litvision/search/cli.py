@@ -22,10 +22,9 @@ from jsonargparse import Namespace
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 
-from litvision.cli import LitvisionCLI
+from litvision.cli import LitvisionCLI, default_name
 from litvision.errors import LitvisionError, one_line_errors
 from litvision.launch.slurm import Launcher, SlurmSettings
-from litvision.loggers import run_name
 from litvision.parsing import options
 from litvision.search.space import SearchSpace, load_space
 from litvision.search.study import (
@@ -124,9 +123,7 @@ def settings(cli: SearchCLI) -> tuple[Search, SearchSpace, str]:
     for key in SEARCH_KEYS:
         del base[key]
     check_space(cli, space, config)
-    configs = [Path(str(c)) for c in (config.get("config") or []) if c is not None]
-    base_name = configs[-1].stem if configs else run_name(config.get("data"), config.get("model.backbone"))
-    name = config.study or f"{base_name}-{space.path.stem}"  # without a config, as fit names its run
+    name = config.study or f"{default_name(config)}-{space.path.stem}"  # the run's name fit would give
     folder = Path(config.output or Path("lightning_logs/search") / name).resolve()
     search = Search(
         name=name,
