@@ -1,7 +1,7 @@
 """What pruning buys a search, on the bundled digits (docs/search.md, "Measured"). For each sampler seed:
 
 1. a 20-trial search (TPE) over the learning rate and weight decay of configs/search/digits.yaml with the
-   median pruner;
+   median pruner, each trial trained as configs/digits_lstm.yaml says (40 epochs; --epochs to cut);
 2. the same 20 trials (the same values, enqueued) without pruning;
 
 and once, the 4x4 grid over the same ranges without pruning (its points do not depend on the seed). It
@@ -23,14 +23,15 @@ import optuna
 import yaml
 
 from litvision.search.cli import main as search
-from litvision.utils import markdown_table
+from litvision.utils import lookup, markdown_table, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs/digits_lstm.yaml"
 
 
 def run(folder: Path, name: str, args: argparse.Namespace, *more: str) -> tuple[float, optuna.Study]:
-    config, space = ROOT / "configs/digits_lstm.yaml", ROOT / "configs/search/digits.yaml"
-    given = [f"--config={config}", f"--space={space}", f"--trainer.max_epochs={args.epochs}"]
+    given = [f"--config={CONFIG}", f"--space={ROOT / 'configs/search/digits.yaml'}"]
+    given += [f"--trainer.max_epochs={args.epochs}"]
     given += [f"--data.init_args.val_size={args.val_size}", f"--output={folder / name}", f"--study={name}"]
     started = time.perf_counter()
     search([*given, "--test_trials=none", *more])
@@ -42,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="sampler seeds")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=10)
+    recipe = lookup(read_yaml(CONFIG, "config"), "trainer.max_epochs")[1]
+    parser.add_argument("--epochs", type=int, default=recipe, help="a trial's epochs (the config's)")
     parser.add_argument("--grid-points", type=int, default=4)
     parser.add_argument("--val-size", type=float, default=0.3, help="the digits' validation fraction")
     parser.add_argument("--pruner", default="median", help="the search's --pruner (the target's: median)")
