@@ -87,12 +87,13 @@ def test_each_search_space_holds_keys_and_choices_its_config_takes(space):
             assert any(values.get(param.key) == choice for values in checked), (param.key, choice)
 
 
-def test_two_workers_run_each_trial_once_and_the_trials_one_worker_runs(tmp_path):
+@pytest.mark.parametrize("launcher", ["local", "submitit-local"])
+def test_two_workers_run_each_trial_once_and_the_trials_one_worker_runs(tmp_path, launcher):
     """Per-trial seeding: two workers with the same seeded sampler repeat neither each other's values nor
-    trial numbers, and a random trial's values depend on its number only, as one worker draws them."""
-    search(
-        tmp_path, "--trials=4", "--trainer.max_epochs=1", "--sampler=random", "--pruner=none", "--workers=2"
-    )
+    trial numbers, and a random trial's values depend on its number only, as one worker draws them.
+    The workers are local processes, or array tasks of submitit's launcher (SLURM's, run locally)."""
+    search(tmp_path, "--trials=4", "--trainer.max_epochs=1", "--sampler=random", "--pruner=none",
+           "--workers=2", f"--launcher={launcher}")  # fmt: skip
     trials = study_of(tmp_path / STUDY).trials
     assert [(t.number, t.state) for t in trials] == [(n, TrialState.COMPLETE) for n in range(4)]
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4, "no two trials try the same values"
