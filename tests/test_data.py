@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import threading
 import urllib.error
 from collections import Counter
 from pathlib import Path
@@ -129,6 +131,18 @@ def test_image_folder(tmp_path, in_memory):
     assert sorted(test_labels) == [0, 0, 0, 2, 2], "test labels must follow train's class order"
     x, _ = next(iter(data.train_dataloader()))
     assert x.shape == (4, 3, 20, 20)
+
+
+def test_an_image_folders_datasets_pickle_without_their_datamodule(tmp_path):
+    """Loader workers started by spawn or forkserver (macOS, Windows, Python 3.14) get the dataset
+    pickled: it must not drag in the datamodule and what it holds (its trainer, a search's study)."""
+    write_images(tmp_path, {"cat": 8, "dog": 8}, (12, 12))
+    data = ImageFolderDataModule(tmp_path, val_size=0.25, in_memory=False)
+    data.setup("fit")
+    data.held = threading.Lock()  # does not pickle, like a trainer's callbacks may not
+    train = pickle.loads(pickle.dumps(data.train_set))
+    assert [train[i][1] for i in range(len(train))] == [data.train_set[i][1] for i in range(len(train))]
+    assert train[0][0].shape == (3, 12, 12)
 
 
 def test_image_folder_resize_and_grayscale(tmp_path):

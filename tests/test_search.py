@@ -143,6 +143,26 @@ def test_a_study_killed_while_a_trial_trains_resumes_to_n_finished_trials(killed
     assert info["sessions"][1]["resumed_from"].endswith("trial_001/checkpoints/last.ckpt")
 
 
+def test_a_trial_killed_before_its_first_checkpoint_is_taken_over_afresh(tmp_path):
+    """Killed once its run directory holds config.yaml but no last.ckpt (small batches: a long first
+    epoch), the trial is trained again from the start in that directory by the same command."""
+    args = [*TINY, "--trials=1", "--trainer.max_epochs=2", "--data.batch_size=4", "--pruner=none"]
+    command = [sys.executable, "-m", "litvision", *args]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = tmp_path / STUDY / "trial_000"
+    deadline = time.time() + 300
+    while not (run / "config.yaml").is_file() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (run / "config.yaml").is_file(), process.stderr.read().decode()[-3000:]
+    assert not (run / "checkpoints/last.ckpt").is_file(), "killed before the first checkpoint"
+    search(tmp_path, *args[len(TINY) :])
+    (trial,) = study_of(tmp_path / STUDY).trials
+    assert (trial.state, sorted(trial.intermediate_values)) == (TrialState.COMPLETE, [0, 1])
+    assert json.loads((run / "trial.json").read_text())["state"] == "complete"
+
+
 def test_the_best_trials_config_retrains_to_the_same_validation_accuracy(killed_and_resumed):
     cwd, _ = killed_and_resumed
     study = study_of(cwd / STUDY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -140,7 +141,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise DataNotFoundError(
                 f"'{root}' has no class sub-folders: put each class's images in '{root}/<class>/'"
             )
-        folder = _VisibleImageFolder(root, self._load_image)
+        folder = _VisibleImageFolder(root, self._image_reader)
         counts = dict.fromkeys(folder.classes, 0)
         for _, target in folder.samples:
             counts[folder.classes[target]] += 1
@@ -179,12 +180,15 @@ class ImageFolderDataModule(ImageDataModule):
         folder.target_transform = remap.__getitem__
         return folder, [remap[t] for t in folder.targets]
 
-    def _load_image(self, path: str) -> Image.Image:
-        return open_image(path, "L" if self.grayscale else "RGB")
+    @property
+    def _image_reader(self) -> Callable[[str], Image.Image]:
+        """Reads an image file: a function of the path alone, not a method, so that the datasets pickle
+        without this module and its trainer (loader workers started by spawn or forkserver)."""
+        return functools.partial(open_image, mode="L" if self.grayscale else "RGB")
 
     def _readable(self, path: str) -> bool:
         try:
-            self._load_image(path)
+            self._image_reader(path)
         except LitvisionError:
             return False
         return True

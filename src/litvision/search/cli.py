@@ -259,7 +259,10 @@ def run_workers(search: Search, config: Namespace) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads inherited mid-flight
-    with ProcessPoolExecutor(search.workers, mp_context=context) as pool:
+    # A spawned process would spawn its loader workers too: a trial's start them as `fit` does (the
+    # platform's default), so its data need not pickle and its workers start as fast.
+    reset = {"initializer": multiprocessing.set_start_method, "initargs": (None, True)}
+    with ProcessPoolExecutor(search.workers, mp_context=context, **reset) as pool:
         futures = [pool.submit(run_worker, search, i) for i in range(search.workers)]
         errors = [f.exception() for f in futures]
     for error in errors:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -254,6 +255,9 @@ def next_trial(
             if frozen.state == TrialState.RUNNING and _worker_gone(frozen.system_attrs.get(WORKER_ATTR), me):
                 trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
                 _beat(storage, trial_id, me)
+                run_dir = search.run_dir(frozen.number)
+                if not (run_dir / "checkpoints/last.ckpt").is_file():  # killed before its first one:
+                    shutil.rmtree(run_dir, ignore_errors=True)  # its config and events start afresh
                 return optuna.Trial(study, trial_id)  # the same trial, its values as stored
         if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials) >= search.trials:
             return None
