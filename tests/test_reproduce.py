@@ -432,16 +432,8 @@ def test_plain_loop_killed_between_epochs_ends_where_an_unbroken_one_ends(tmp_pa
     plain_loop(run, tmp_path / "whole", "cpu")  # in this process: the loop seeds itself
 
     out = tmp_path / "stopped"
-    command = [
-        sys.executable,
-        "-m",
-        "litvision",
-        "reproduce",
-        "plain",
-        str(run),
-        f"--output={out}",
-        "--device=cpu",
-    ]
+    plain = [sys.executable, "-m", "litvision", "reproduce", "plain", "--device=cpu"]
+    command = [*plain, str(run), f"--output={out}"]
     stopped = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     while not (out / "state.pt").exists() and stopped.poll() is None:
         time.sleep(0.01)

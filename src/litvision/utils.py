@@ -155,6 +155,7 @@ def lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
 
 
 def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
+    """The mapping a YAML file holds; a one-line error naming ``what`` the file is meant to be."""
     path = Path(path)
     if not path.is_file():
         raise LitvisionError(f"{what} '{path}' not found")

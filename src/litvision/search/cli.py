@@ -259,8 +259,8 @@ def run_workers(search: Search, config: Namespace) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads inherited mid-flight
-    # A spawned process would spawn its loader workers too: a trial's start them as `fit` does (the
-    # platform's default), so its data need not pickle and its workers start as fast.
+    # A spawned worker would spawn its trials' loader processes too; reset to the platform's default, it
+    # starts them as `fit` does: the data need not pickle, and they start as fast.
     reset = {"initializer": multiprocessing.set_start_method, "initargs": (None, True)}
     with ProcessPoolExecutor(search.workers, mp_context=context, **reset) as pool:
         futures = [pool.submit(run_worker, search, i) for i in range(search.workers)]
